@@ -1,0 +1,1 @@
+"""Search orchestration: the command line, experiments and Optuna studies."""

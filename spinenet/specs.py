@@ -1,0 +1,48 @@
+"""The SpineNet seed genome and its published scalings (pure Python).
+
+``SPINENET_49`` is the scale-permuted architecture found by the SpineNet
+search (arXiv 1912.05027); SpineNet-49S, -96, -143 and -190 decode the same
+genome with the settings in ``SCALING_MAP``.
+"""
+
+from search_spaces.genome import Genome
+
+# (level, block_fn, (input_offset0, input_offset1), is_output); nodes 0 and 1
+# are the two stem blocks.
+SPINENET_49 = Genome.from_block_specs(
+    [
+        (2, "bottleneck", (0, 1), False),
+        (4, "residual", (0, 1), False),
+        (3, "bottleneck", (2, 3), False),
+        (4, "bottleneck", (2, 4), False),
+        (6, "residual", (3, 5), False),
+        (4, "bottleneck", (3, 5), False),
+        (5, "residual", (6, 7), False),
+        (7, "residual", (6, 8), False),
+        (5, "bottleneck", (8, 9), False),
+        (5, "bottleneck", (8, 10), False),
+        (4, "bottleneck", (5, 10), True),
+        (3, "bottleneck", (4, 10), True),
+        (5, "bottleneck", (7, 12), True),
+        (7, "bottleneck", (5, 14), True),
+        (6, "bottleneck", (12, 14), True),
+    ]
+)
+
+SCALING_MAP = {
+    "49S": {"endpoints_num_filters": 128, "filter_size_scale": 0.65, "resample_alpha": 0.5, "block_repeats": 1},
+    "49": {"endpoints_num_filters": 256, "filter_size_scale": 1.0, "resample_alpha": 0.5, "block_repeats": 1},
+    "96": {"endpoints_num_filters": 256, "filter_size_scale": 1.0, "resample_alpha": 0.5, "block_repeats": 2},
+    "143": {"endpoints_num_filters": 256, "filter_size_scale": 1.0, "resample_alpha": 1.0, "block_repeats": 3},
+    "190": {"endpoints_num_filters": 512, "filter_size_scale": 1.3, "resample_alpha": 1.0, "block_repeats": 4},
+}
+
+
+def scaling_for(model_id: str) -> dict:
+    """The decode settings of a SpineNet model id; a clear ``ValueError`` for an unknown id."""
+    key = str(model_id).upper()
+    if key not in SCALING_MAP:
+        raise ValueError(
+            f"unknown SpineNet model id {model_id!r}; choose one of {', '.join(SCALING_MAP)}"
+        )
+    return dict(SCALING_MAP[key])

@@ -1,0 +1,1 @@
+"""Diagrams of genomes and search results."""
