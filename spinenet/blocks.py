@@ -43,6 +43,34 @@ def _fresh(config):
     return dict(config) if isinstance(config, dict) else config
 
 
+@tf_keras.saving.register_keras_serializable(package="spinenas")
+class NearestUpsampling(tf_keras.layers.Layer):
+    """Nearest-neighbour upsampling by an integer factor, as a broadcast and a reshape.
+
+    Gives the same values as ``UpSampling2D(interpolation="nearest")``, but its
+    gradient is a plain reduction, which XLA compiles on every device (the
+    gradient of ``UpSampling2D`` has no XLA CPU kernel).
+    """
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def call(self, inputs):
+        shape = tf.shape(inputs)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        x = tf.reshape(inputs, [n, h, 1, w, 1, c])
+        x = tf.broadcast_to(x, [n, h, self.scale, w, self.scale, c])
+        return tf.reshape(x, [n, h * self.scale, w * self.scale, c])
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if h is None else h * self.scale, None if w is None else w * self.scale, c)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerSettings:
     """Settings every convolution, batch norm and activation of a backbone shares."""

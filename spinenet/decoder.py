@@ -22,7 +22,7 @@ import tf_keras
 
 from search_spaces.block_fns import BLOCK_FNS
 from search_spaces.genome import Genome, ResolvedNode
-from spinenet.blocks import LayerSettings
+from spinenet.blocks import LayerSettings, NearestUpsampling
 from spinenet.scaling import STEM_FILTERS, DecodeError, Scaling, check_input_size
 from spinenet.specs import SPINENET_49, scaling_for
 
@@ -65,7 +65,7 @@ def _resample(x, parent: ResolvedNode, target_level: int, target_channels: int, 
         for pool in range(1, steps):
             x = tf_keras.layers.MaxPool2D(3, strides=2, padding="same", name=f"{name}_pool{pool}")(x)
     elif steps < 0:
-        x = tf_keras.layers.UpSampling2D(2 ** -steps, interpolation="nearest", name=f"{name}_up")(x)
+        x = NearestUpsampling(2 ** -steps, name=f"{name}_up")(x)
     return layers.conv_bn_act(x, target_channels, 1, name=f"{name}_expand", activate=False)
 
 
