@@ -116,10 +116,13 @@ class Genome:
 
     def __post_init__(self):
         blocks = tuple(
-            b if isinstance(b, BlockSpec) else BlockSpec(*b) for b in self.blocks
+            b if isinstance(b, BlockSpec) and isinstance(b.input_offsets, tuple)
+            else BlockSpec(*(b.to_tuple() if isinstance(b, BlockSpec) else b))
+            for b in self.blocks
         )
         blocks = tuple(
-            dataclasses.replace(b, input_offsets=tuple(b.input_offsets)) for b in blocks
+            b if isinstance(b.input_offsets, tuple) else dataclasses.replace(b, input_offsets=tuple(b.input_offsets))
+            for b in blocks
         )
         object.__setattr__(self, "blocks", blocks)
         self._validate()

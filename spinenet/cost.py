@@ -129,4 +129,46 @@ def count_multiply_adds(genome: Genome, input_size: Union[int, Sequence[int]] = 
     return network_cost(genome, input_size, **scaling).multiply_adds
 
 
-__all__ = ["Cost", "count_multiply_adds", "count_params", "network_cost"]
+class CostBudget:
+    """A constraint on parameters and/or multiply-adds, checked with the cost model.
+
+    Calling it on a genome returns one value per limit, ``cost / limit - 1``:
+    feasible when every value is <= 0, the convention of Optuna's
+    ``constraints_func``. Pass it as ``ScalePermutedSpace.sample(trial,
+    constraint=budget)`` to keep a search inside the budget without building
+    a model.
+
+    Example:
+        >>> from spinenet import SPINENET_49
+        >>> budget = CostBudget(max_multiply_adds=20e9, input_size=640)
+        >>> budget(SPINENET_49)[0] > 0  # 28.3 G is over 20 G
+        True
+    """
+
+    def __init__(self, *, max_params: float | None = None, max_multiply_adds: float | None = None,
+                 input_size: Union[int, Sequence[int]] = 640, **scaling):
+        if max_params is None and max_multiply_adds is None:
+            raise ValueError("CostBudget needs max_params and/or max_multiply_adds")
+        for name, limit in (("max_params", max_params), ("max_multiply_adds", max_multiply_adds)):
+            if limit is not None and not limit > 0:
+                raise ValueError(f"{name} must be positive, got {limit!r}")
+        self.max_params = max_params
+        self.max_multiply_adds = max_multiply_adds
+        self.input_size = input_size
+        self.scaling = scaling
+
+    def cost(self, genome: Genome) -> Cost:
+        """The genome's cost at this budget's input size and scaling."""
+        return network_cost(genome, self.input_size, **self.scaling)
+
+    def __call__(self, genome: Genome) -> list[float]:
+        cost = self.cost(genome)
+        values = []
+        if self.max_params is not None:
+            values.append(cost.params / self.max_params - 1.0)
+        if self.max_multiply_adds is not None:
+            values.append(cost.multiply_adds / self.max_multiply_adds - 1.0)
+        return values
+
+
+__all__ = ["Cost", "CostBudget", "count_multiply_adds", "count_params", "network_cost"]

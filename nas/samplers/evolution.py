@@ -1,0 +1,90 @@
+"""Regularized (aging) evolution as an Optuna sampler (Real et al., 2019, arXiv 1802.01548).
+
+The population is the ``population_size`` most recent complete trials, so the
+oldest member ages out as each new one finishes. A child is a one-edit
+mutation, through the search space's encoding, of the best of
+``tournament_size`` members drawn at random. Until the population is full the
+sampler draws uniformly at random.
+
+Example:
+    >>> import optuna
+    >>> from search_spaces.space import ScalePermutedSpace
+    >>> from nas.samplers.evolution import RegularizedEvolutionSampler
+    >>> space = ScalePermutedSpace()
+    >>> sampler = RegularizedEvolutionSampler(space, population_size=8, tournament_size=3, seed=0)
+    >>> study = optuna.create_study(direction="maximize", sampler=sampler)
+    >>> study.optimize(lambda t: -len(space.sample(t).to_yaml()), n_trials=12)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search_spaces.space import ScalePermutedSpace
+
+
+class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
+    """Aging evolution over a :class:`ScalePermutedSpace` for single-objective studies.
+
+    Args:
+        space: the search space whose parameters the trials suggest.
+        population_size: how many of the latest complete trials form the population.
+        tournament_size: how many members compete to become the parent.
+        seed: seed of the sampler's random choices.
+    """
+
+    def __init__(self, space: ScalePermutedSpace, *, population_size: int = 50, tournament_size: int = 10,
+                 seed: int | None = None):
+        if population_size < 2:
+            raise ValueError(f"population_size must be at least 2, got {population_size}")
+        if not 1 <= tournament_size <= population_size:
+            raise ValueError(f"tournament_size must be in [1, population_size={population_size}], got {tournament_size}")
+        self.space = space
+        self.population_size = population_size
+        self.tournament_size = tournament_size
+        self._rng = random.Random(seed)
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+
+    def reseed_rng(self) -> None:
+        self._rng = random.Random()
+        self._random.reseed_rng()
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return {name: IntDistribution(low, high) for name, (low, high) in self.space.parameters.items()}
+
+    def sample_relative(self, study, trial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if study._is_multi_objective():
+            raise ValueError("RegularizedEvolutionSampler supports single-objective studies only; "
+                             "use nsga2 for several objectives")
+        population = self._population(study)
+        if len(population) < self.population_size:
+            return {}  # fill the population at random (sample_independent)
+        contestants = self._rng.sample(population, self.tournament_size)
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        parent = max(contestants, key=lambda t: _fitness(t, sign))
+        child = self.space.mutate(self.space.from_params(parent.params), self._rng)
+        return self.space.encode(child)
+
+    def _population(self, study) -> list[FrozenTrial]:
+        names = self.space.parameters.keys()
+        complete = [
+            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and not math.isnan(t.value) and names <= t.params.keys()
+        ]
+        return complete[-self.population_size:]
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+
+def _fitness(trial: FrozenTrial, sign: float) -> tuple:
+    """Feasible trials beat infeasible ones; then the better objective value wins."""
+    constraints = trial.user_attrs.get("constraints") or []
+    violation = sum(max(0.0, c) for c in constraints)
+    return (-violation, sign * trial.value)
