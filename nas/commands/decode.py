@@ -1,0 +1,169 @@
+"""``spinenas decode``: build a genome's backbone (optionally with a RetinaNet head) and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from nas.commands.common import UserError, quiet_tensorflow
+from search_spaces.genome import Genome
+
+
+def input_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, got {text!r}")
+    return parts[0], parts[1]
+
+
+def add_architecture_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("architecture")
+    source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49)")
+    source.add_argument("--genome", metavar="FILE", help="decode this genome (YAML or JSON) instead of SpineNet-49")
+    scaling = parser.add_argument_group("scaling (override the model id's values)")
+    scaling.add_argument("--filter-size-scale", type=float)
+    scaling.add_argument("--resample-alpha", type=float)
+    scaling.add_argument("--block-repeats", type=int)
+    scaling.add_argument("--endpoints-num-filters", type=int)
+    scaling.add_argument("--activation", default="relu", help="relu (default) or swish")
+
+
+def decode_settings(args) -> tuple[Genome, dict, str]:
+    """The genome, decode keyword arguments and a display name chosen by the flags."""
+    from spinenet.specs import SPINENET_49, scaling_for
+
+    try:
+        settings = scaling_for(args.model_id or "49")
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    for key in ("filter_size_scale", "resample_alpha", "block_repeats", "endpoints_num_filters"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    settings["activation"] = args.activation
+    if args.genome:
+        genome = Genome.load(args.genome)
+        title = os.path.basename(args.genome)
+    else:
+        genome = SPINENET_49
+        title = f"SpineNet-{(args.model_id or '49').upper()}"
+    return genome, settings, title
+
+
+def run(args) -> int:
+    """Decode and print the summary (or JSON)."""
+    genome, settings, title = decode_settings(args)
+    height, width = args.input_size
+    from spinenet.cost import network_cost
+    from spinenet.scaling import check_input_size
+
+    check_input_size(genome, (height, width))  # fail before TensorFlow is imported
+    try:
+        cost = network_cost(genome, (height, width), **{k: v for k, v in settings.items() if k != "activation"})
+        multiply_adds = cost.multiply_adds
+    except ValueError:
+        multiply_adds = None  # a registered block fn without cost functions
+    quiet_tensorflow()
+    from spinenet.decoder import decode
+
+    model = decode(genome, input_shape=(height, width, 3), **settings)
+    backbone = model
+    if args.head == "retinanet":
+        model, multiply_adds = _with_retinanet(model, genome, settings, args, multiply_adds)
+    trainable = int(sum(v.shape.num_elements() for v in model.trainable_weights))
+    endpoints = {level: list(shape[1:]) for level, shape in
+                 sorted(backbone.output_shape.items(), key=lambda kv: int(kv[0]))}
+    report = {
+        "name": title + (" + RetinaNet" if args.head == "retinanet" else ""),
+        "input_size": [height, width],
+        "params": int(model.count_params()),
+        "trainable_params": trainable,
+        "multiply_adds": multiply_adds,
+        "endpoints": endpoints,
+        "fingerprint": genome.fingerprint,
+        "scaling": settings,
+    }
+    if args.head == "retinanet":
+        report["backbone_params"] = int(backbone.count_params())
+    if args.save:
+        try:
+            model.save(args.save)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot save model to {args.save}: {err}") from None
+        report["saved"] = args.save
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(_summary_text(report, genome, backbone))
+    return 0
+
+
+def _with_retinanet(backbone, genome, settings, args, backbone_madds):
+    """The detector around ``backbone`` and its total multiply-adds (backbone + head)."""
+    from nas.tasks.detection.config import HeadConfig
+    from nas.tasks.detection.cost import retinanet_head_cost
+    from nas.tasks.detection.head import build_detector
+
+    if args.num_classes < 1:
+        raise UserError(f"--num-classes must be positive, got {args.num_classes}")
+    head = HeadConfig(num_convs=args.head_num_convs, num_filters=args.head_num_filters)
+    detector = build_detector(backbone, args.num_classes, head)
+    head_cost = retinanet_head_cost(
+        num_classes=args.num_classes, input_size=args.input_size, min_level=genome.min_level,
+        max_level=genome.max_level, in_channels=settings["endpoints_num_filters"],
+        num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors)
+    total = None if backbone_madds is None else backbone_madds + head_cost.multiply_adds
+    return detector, total
+
+
+def add_parser(subparsers) -> None:
+    """Register ``spinenas decode``."""
+    parser = subparsers.add_parser("decode", help="decode a genome into a Keras backbone and summarise it")
+    add_architecture_options(parser)
+    parser.add_argument("--input-size", type=input_size, default=(640, 640), metavar="SIZE",
+                        help="SIZE or HEIGHTxWIDTH, divisible by 2**deepest level (default 640)")
+    parser.add_argument("--head", choices=["none", "retinanet"], default="none",
+                        help="add a detection head and report the whole detector")
+    parser.add_argument("--num-classes", type=int, default=91, help="classes of the head (default 91, COCO)")
+    parser.add_argument("--head-num-filters", type=int, default=256)
+    parser.add_argument("--head-num-convs", type=int, default=4)
+    parser.add_argument("--save", metavar="OUT.keras", help="write the model in the Keras format")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(handler=run)
+
+
+def _summary_text(report: dict, genome: Genome, model) -> str:
+    """A readable summary: totals, endpoint shapes and one row per block."""
+    block_params: dict[str, int] = {}
+    for layer in model.layers:
+        prefix = layer.name.split("_", 1)[0]
+        block_params[prefix] = block_params.get(prefix, 0) + layer.count_params()
+    madds = report["multiply_adds"]
+    lines = [
+        f"{report['name']} at {report['input_size'][0]}x{report['input_size'][1]}"
+        f"  (fingerprint {report['fingerprint']})",
+        f"  params:           {report['params']:,}",
+        f"  trainable params: {report['trainable_params']:,}",
+        f"  multiply-adds:    {madds / 1e9:.2f} G" if madds is not None else "  multiply-adds:    n/a",
+        "  endpoints:",
+    ]
+    lines += [f"    level {lvl}: {'x'.join(str(d) for d in shape)}" for lvl, shape in report["endpoints"].items()]
+    lines.append("")
+    lines.append(f"  {'block':>5}  {'level':>5}  {'block fn':<11} {'inputs':<9} {'output':<6} {'merges':<8} {'params':>12}")
+    graph = genome.resolve()
+    for node in graph.nodes[genome.num_init_blocks:]:
+        merges = ",".join(str(m) for m in node.merged) or "-"
+        params = f"{block_params.get(f'block{node.block}', 0):,}" if node.live else "unused"
+        lines.append(
+            f"  {node.block:>5}  {node.level:>5}  {node.block_fn:<11} "
+            f"{','.join(str(p) for p in node.parents):<9} {'yes' if node.is_output else '':<6} "
+            f"{merges:<8} {params:>12}"
+        )
+    return "\n".join(lines)
+
+

@@ -1,0 +1,151 @@
+"""Settings of the detection proxy task (the ``task`` section of a config file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Literal, Optional
+
+from nas.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapesConfig:
+    """Generate the embedded shapes dataset into ``data.root`` when it is not there yet."""
+
+    train: int = 1500
+    val: int = 200
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the COCO-format data lives and how images are prepared.
+
+    Paths left null default to ``root/instances_{split}.json`` and ``root/{split}``.
+    With ``root`` null the generated shapes dataset lives in a folder named
+    after its settings under ``runs/data/``, so changed settings never reuse
+    a stale dataset.
+    """
+
+    root: Optional[str] = None
+    train_annotations: Optional[str] = None
+    train_images: Optional[str] = None
+    val_annotations: Optional[str] = None
+    val_images: Optional[str] = None
+    generate_shapes: Optional[ShapesConfig] = ShapesConfig()
+    image_size: int = 128
+    max_instances: int = 32
+    scale_jitter: tuple[float, float] = (0.8, 1.2)
+    flip: bool = True
+
+    def __post_init__(self):
+        if self.image_size < 32:
+            raise ConfigError(f"image_size: must be at least 32, got {self.image_size}")
+        low, high = self.scale_jitter
+        if not 0 < low <= high:
+            raise ConfigError(f"scale_jitter: need 0 < min <= max, got {list(self.scale_jitter)}")
+        if self.max_instances < 1:
+            raise ConfigError(f"max_instances: must be positive, got {self.max_instances}")
+        if self.root is None and self.generate_shapes is None:
+            raise ConfigError("root: required when generate_shapes is null (where is your COCO-format data?)")
+
+    @property
+    def resolved_root(self) -> str:
+        """``root``, or the generated dataset's folder when ``root`` is null."""
+        if self.root is not None:
+            return self.root
+        g = self.generate_shapes
+        return os.path.join("runs", "data", f"shapes-{self.image_size}px-{g.train}-{g.val}-seed{g.seed}")
+
+    def path(self, split: str, kind: str) -> str:
+        """The annotations file (``kind='annotations'``) or image folder of ``split``."""
+        explicit = getattr(self, f"{split}_{kind}")
+        if explicit:
+            return explicit
+        return os.path.join(self.resolved_root, f"instances_{split}.json" if kind == "annotations" else split)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """RetinaNet head: shared class and box subnets over the backbone's levels."""
+
+    num_convs: int = 4
+    num_filters: int = 64
+    num_scales: int = 3
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    anchor_size: float = 4.0
+
+    @property
+    def num_anchors(self) -> int:
+        return self.num_scales * len(self.aspect_ratios)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Anchor matching thresholds and loss weights (RetinaNet defaults)."""
+
+    positive_iou: float = 0.5
+    negative_iou: float = 0.4
+    focal_alpha: float = 0.25
+    focal_gamma: float = 1.5
+    huber_delta: float = 0.1
+    box_loss_weight: float = 50.0
+
+    def __post_init__(self):
+        if not 0 < self.negative_iou <= self.positive_iou <= 1:
+            raise ConfigError(f"need 0 < negative_iou <= positive_iou <= 1, got {self.negative_iou}, {self.positive_iou}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation: SGD with momentum, linear warm-up, then cosine or step decay."""
+
+    epochs: int = 8
+    batch_size: int = 16
+    learning_rate: float = 0.04
+    momentum: float = 0.9
+    warmup_steps: int = 100
+    schedule: Literal["cosine", "step"] = "cosine"
+    step_boundaries: tuple[float, ...] = (0.67, 0.89)
+    step_factor: float = 0.1
+    weight_decay: float = 4e-5
+    gradient_clip_norm: Optional[float] = 10.0
+    jit_compile: bool = False
+    seed: int = 0
+    report_every_steps: Optional[int] = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate: must be positive, got {self.learning_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """Detection post-processing for COCO evaluation."""
+
+    score_threshold: float = 0.05
+    nms_iou: float = 0.5
+    pre_nms_top_k: int = 1000
+    max_detections: int = 100
+    batch_size: int = 32
+    every_epoch: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionConfig:
+    """The detection proxy task: data, head, loss, training and evaluation.
+
+    The defaults are the CPU proxy: 128x128 generated shapes, a 64-wide head,
+    8 epochs (the paper: 512x512 COCO, 64-wide head, 5 epochs on TPUs).
+    """
+
+    name: Literal["detection"] = "detection"
+    data: DataConfig = DataConfig()
+    head: HeadConfig = HeadConfig()
+    loss: LossConfig = LossConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()

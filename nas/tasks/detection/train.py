@@ -1,0 +1,247 @@
+"""Train a decoded genome as a RetinaNet detector and score it by COCO AP.
+
+Example:
+    >>> from spinenet import SPINENET_49
+    >>> from nas.experiment import TrainConfig
+    >>> metrics = train_and_evaluate(SPINENET_49, TrainConfig())  # doctest: +SKIP
+    >>> metrics["AP50"]  # doctest: +SKIP
+    0.71
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+import yaml
+
+from nas.config import to_data
+from nas.data import CocoSplit, make_dataset, read_coco
+from nas.tasks.detection.anchors import generate_anchors, label_anchors
+from nas.tasks.detection.config import DataConfig, TrainingConfig
+from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
+from nas.tasks.detection.head import build_detector, detection_losses
+from search_spaces.genome import Genome
+from spinenet.decoder import decode
+
+Report = Callable[[int, dict], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the genome or learning rate cannot be trained as set."""
+
+
+class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``base``, then cosine decay to zero or step decay at fractions of training."""
+
+    def __init__(self, base: float, total_steps: int, warmup_steps: int, schedule: str = "cosine",
+                 boundaries=(0.67, 0.89), factor: float = 0.1):
+        self.base, self.total_steps, self.warmup_steps = float(base), int(total_steps), int(warmup_steps)
+        self.schedule, self.boundaries, self.factor = schedule, tuple(boundaries), float(factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = float(max(self.warmup_steps, 1))
+        warm = self.base * tf.minimum(1.0, (step + 1.0) / warmup)
+        if self.schedule == "cosine":
+            span = float(max(self.total_steps - self.warmup_steps, 1))
+            progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+            decayed = 0.5 * self.base * (1.0 + tf.cos(math.pi * progress))
+        else:
+            passed = tf.add_n([tf.cast(step >= b * self.total_steps, tf.float32) for b in self.boundaries] or [0.0])
+            decayed = self.base * tf.pow(self.factor, passed)
+        return tf.where(step < self.warmup_steps, warm, decayed)
+
+    def get_config(self):
+        return {"base": self.base, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "schedule": self.schedule, "boundaries": self.boundaries, "factor": self.factor}
+
+
+def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, CocoSplit]:
+    """Read (and, for the embedded default, first generate) the train and val splits."""
+    if data.generate_shapes is not None and not os.path.exists(data.path("train", "annotations")):
+        _generate_shapes(data, progress)
+    train = read_coco(data.path("train", "annotations"), data.path("train", "images"))
+    val = read_coco(data.path("val", "annotations"), data.path("val", "images"), category_ids=train.category_ids)
+    return train, val
+
+
+def _generate_shapes(data: DataConfig, progress: bool) -> None:
+    from nas.shapes import write_shapes_dataset
+
+    root = data.resolved_root
+    parent = os.path.dirname(os.path.abspath(root)) or "."
+    os.makedirs(parent, exist_ok=True)
+    # Write beside the target and rename, so concurrent workers never read a half-written dataset.
+    staging = tempfile.mkdtemp(prefix=".shapes-", dir=parent)
+    try:
+        shapes = data.generate_shapes
+        write_shapes_dataset(staging, train=shapes.train, val=shapes.val, image_size=data.image_size,
+                             seed=shapes.seed, progress=progress)
+        try:
+            os.rename(staging, root)
+        except OSError:
+            if not os.path.exists(data.path("train", "annotations")):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _decay_variables(model) -> list:
+    return [v for v in model.trainable_variables if "kernel" in v.name]
+
+
+def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, *, out_dir: Optional[str] = None,
+                       progress: bool = False, data: Optional[tuple[CocoSplit, CocoSplit]] = None) -> dict:
+    """Train ``genome`` on the detection task of ``config`` (a :class:`nas.experiment.TrainConfig`).
+
+    ``report(step, metrics)`` is called after every evaluation during training
+    (each epoch, or every ``report_every_steps``); it may raise (for example
+    ``optuna.TrialPruned``) to stop. Returns the final COCO metrics on the
+    validation split with ``loss``, ``steps``, ``params``, throughput and a
+    ``timing`` breakdown. Raises :class:`TrainingDiverged` on a NaN loss.
+    """
+    started = time.perf_counter()
+    timing = {}
+    task, training = config.task, config.task.training
+    tf_keras.utils.set_random_seed(training.seed)
+    train_split, val_split = data or prepare_data(task.data, progress)
+    size = task.data.image_size
+    train_ds = make_dataset(train_split, image_size=size, batch_size=training.batch_size, training=True,
+                            max_instances=task.data.max_instances, scale_jitter=task.data.scale_jitter,
+                            flip=task.data.flip, seed=training.seed)
+    val_ds = make_dataset(val_split, image_size=size, batch_size=task.evaluation.batch_size, training=False,
+                          max_instances=task.data.max_instances)
+    timing["data"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    backbone = decode(genome, input_shape=(size, size, 3), **config.model.decode_kwargs())
+    model = build_detector(backbone, train_split.num_classes, task.head)
+    anchors = generate_anchors(size, genome.min_level, genome.max_level, task.head.num_scales,
+                               task.head.aspect_ratios, task.head.anchor_size)
+    steps_per_epoch = len(train_split) // training.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {training.batch_size} is larger than the {len(train_split)} training images")
+    total_steps = steps_per_epoch * training.epochs
+    schedule = WarmupDecay(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
+                           training.schedule, training.step_boundaries, training.step_factor)
+    optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum)
+    train_step = _make_train_step(model, optimizer, tf.constant(anchors), task, training)
+    postprocess = make_postprocess(model, anchors, task.evaluation)
+    timing["build"] = time.perf_counter() - mark
+
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
+    history, step, metrics = [], 0, {}
+    timing.update(trace=0.0, train=0.0, evaluate=0.0)
+    bar = _progress_bar(total_steps, progress)
+    for epoch in range(1, training.epochs + 1):
+        losses = []
+        for images, targets in train_ds:
+            mark = time.perf_counter()
+            values = {k: float(v) for k, v in train_step(images, targets["boxes"], targets["classes"]).items()}
+            timing["trace" if step == 0 else "train"] += time.perf_counter() - mark
+            step += 1
+            if not math.isfinite(values["loss"]):
+                raise TrainingDiverged(f"loss became {values['loss']} at step {step} (epoch {epoch}); "
+                                       "lower task.training.learning_rate or check the data")
+            losses.append(values["loss"])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{values['loss']:.3f}")
+            if writer is not None and step % 10 == 0:
+                with writer.as_default(step=step):
+                    for name, value in values.items():
+                        tf.summary.scalar(f"train/{name}", value)
+            every = training.report_every_steps
+            if every and step % every == 0 and step < total_steps:
+                metrics = _evaluate(postprocess, val_ds, val_split, timing)
+                _report(report, step, {**metrics, "epoch": epoch, "loss": float(np.mean(losses))}, writer, history)
+        epoch_loss = float(np.mean(losses))
+        if not training.report_every_steps and task.evaluation.every_epoch and epoch < training.epochs:
+            metrics = _evaluate(postprocess, val_ds, val_split, timing)
+            _report(report, step, {**metrics, "epoch": epoch, "loss": epoch_loss}, writer, history)
+    if bar is not None:
+        bar.close()
+    metrics = _evaluate(postprocess, val_ds, val_split, timing)
+    _report(report, step, {**metrics, "epoch": training.epochs, "loss": epoch_loss}, writer, history)
+    timing["total"] = time.perf_counter() - started
+    result = {
+        **metrics,
+        "loss": epoch_loss,
+        "steps": step,
+        "epochs": training.epochs,
+        "params": int(model.count_params()),
+        "backbone_params": int(backbone.count_params()),
+        "train_images_per_s": (step - 1) * training.batch_size / max(timing["train"], 1e-9),
+        "wall_time_s": timing["total"],
+        "timing": timing,
+        "history": history,
+    }
+    if out_dir:
+        _write_outputs(out_dir, genome, config, model, result)
+    return result
+
+
+def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig):
+    decayed = _decay_variables(model)
+
+    @tf.function(jit_compile=training.jit_compile)
+    def train_step(images, boxes, classes):
+        labels, box_targets = label_anchors(anchors, boxes, classes, task.loss.positive_iou, task.loss.negative_iou)
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            class_loss, box_loss = detection_losses(outputs, labels, box_targets, task.loss)
+            decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
+            loss = class_loss + task.loss.box_loss_weight * box_loss + decay
+        grads = tape.gradient(loss, model.trainable_variables)
+        if training.gradient_clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return {"loss": loss, "class_loss": class_loss, "box_loss": box_loss}
+
+    return train_step
+
+
+def _evaluate(postprocess, val_ds, val_split, timing) -> dict:
+    mark = time.perf_counter()
+    metrics = coco_metrics(val_split, detect(postprocess, val_ds, val_split))
+    timing["evaluate"] += time.perf_counter() - mark
+    return metrics
+
+
+def _report(report, step, metrics, writer, history) -> None:
+    history.append({"step": step, **metrics})
+    if writer is not None:
+        with writer.as_default(step=step):
+            for name, value in metrics.items():
+                if name != "epoch":
+                    tf.summary.scalar(f"val/{name}", value)
+        writer.flush()
+    if report is not None:
+        report(step, metrics)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc="train", dynamic_ncols=True)
+
+
+def _write_outputs(out_dir: str, genome: Genome, config, model, result: dict) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    genome.save(os.path.join(out_dir, "genome.yaml"))
+    with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(to_data(config), handle, sort_keys=False)
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({**result, "fingerprint": genome.fingerprint}, handle, indent=2)
+    model.save_weights(os.path.join(out_dir, "checkpoint.weights.h5"))

@@ -1,0 +1,167 @@
+"""RetinaNet proxy task: anchors, matching, losses, head cost parity, and real training."""
+
+import json
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nas.cli import main
+from nas.experiment import load_train_config
+from nas.tasks.detection.anchors import decode_boxes, encode_boxes, generate_anchors, label_anchors
+from nas.tasks.detection.config import HeadConfig, LossConfig
+from nas.tasks.detection.cost import retinanet_head_cost
+from nas.tasks.detection.head import build_detector, detection_losses
+from nas.tasks.detection.train import TrainingDiverged, WarmupDecay, train_and_evaluate
+from search_spaces.genome import Genome
+from spinenet import SPINENET_49, build_spinenet, decode
+from spinenet.cost import count_multiply_adds
+from tests.conftest import TINY
+
+# Published RetinaNet SpineNet-49 at 640x640 (TF Model Garden README): 28.5 M params, 85.4 B FLOPs (multiply-adds).
+PUBLISHED_PARAMS, PUBLISHED_MADDS = 28.5e6, 85.4e9
+
+
+def test_anchor_layout_matches_head_output_order():
+    anchors = generate_anchors(128, 3, 7, 3, (0.5, 1.0, 2.0), 4.0)
+    assert anchors.shape == (sum((128 // 2**l) ** 2 for l in range(3, 8)) * 9, 4)
+    first = anchors[:9]
+    np.testing.assert_allclose((first[:, 0] + first[:, 2]) / 2, 4.0)  # centre of the first level-3 cell
+    np.testing.assert_allclose(first[1, 2] - first[1, 0], 32.0)  # scale 0, ratio 1: 4 * stride 8
+    np.testing.assert_allclose((anchors[9, 1] + anchors[9, 3]) / 2, 12.0)  # next cell to the right
+
+
+def test_box_coding_round_trip():
+    anchors = tf.constant(generate_anchors(64, 3, 4, 1, (1.0,), 4.0))
+    boxes = anchors + tf.constant([1.0, -2.0, 3.0, 5.0])
+    np.testing.assert_allclose(decode_boxes(encode_boxes(boxes, anchors), anchors), boxes, atol=1e-3)
+
+
+def test_matching_positive_negative_ignored_and_forced():
+    anchors = tf.constant([[0, 0, 10, 10], [0, 0, 10, 8], [50, 50, 60, 60], [0, 0, 30, 30]], tf.float32)
+    gt = tf.constant([[[0, 0, 10, 10], [52, 52, 54, 54]]], tf.float32)
+    classes, targets = label_anchors(anchors, gt, tf.constant([[4, 2]]))
+    # exact match -> positive; IoU 0.8 -> positive; tiny box claims its best anchor; IoU 0.11 -> negative.
+    assert classes.numpy().tolist() == [[4, 4, 2, -1]]
+    np.testing.assert_allclose(targets[0, 0], 0.0, atol=1e-6)
+    # IoU 0.45 (between the thresholds) beside a better anchor (IoU 0.92): ignored.
+    anchors = tf.constant([[0, 0, 10, 10], [0, 0, 10, 24], [40, 40, 50, 50]], tf.float32)
+    classes, _ = label_anchors(anchors, tf.constant([[[0, 0, 10, 22], [0, 0, 0, 0]]], tf.float32), tf.constant([[1, -1]]))
+    assert classes.numpy().tolist() == [[-2, 1, -1]]
+
+
+def test_focal_loss_ignores_ignored_anchors_and_rewards_confidence():
+    labels = tf.constant([[2, -1, -2]])
+    targets = tf.zeros([1, 3, 4])
+    good = {"classes": tf.constant([[[-9.0, -9, 9], [-9, -9, -9], [0, 0, 0]]]), "boxes": targets}
+    bad = {"classes": tf.constant([[[9.0, -9, -9], [9, 9, 9], [0, 0, 0]]]), "boxes": targets + 1}
+    cls_good, box_good = detection_losses(good, labels, targets, LossConfig())
+    cls_bad, box_bad = detection_losses(bad, labels, targets, LossConfig())
+    assert float(cls_good) < 1e-3 < float(cls_bad) and float(box_good) == 0 < float(box_bad)
+    ignored_changed = {"classes": tf.constant([[[-9.0, -9, 9], [-9, -9, -9], [50, -50, 50]]]), "boxes": targets}
+    assert float(detection_losses(ignored_changed, labels, targets, LossConfig())[0]) == pytest.approx(float(cls_good))
+
+
+def test_learning_rate_schedule():
+    cosine = WarmupDecay(0.1, total_steps=100, warmup_steps=10)
+    assert float(cosine(0)) == pytest.approx(0.01) and float(cosine(10)) == pytest.approx(0.1)
+    assert float(cosine(55)) == pytest.approx(0.05) and float(cosine(100)) == pytest.approx(0.0, abs=1e-7)
+    step = WarmupDecay(0.1, total_steps=100, warmup_steps=0, schedule="step", boundaries=(0.5, 0.9))
+    assert [round(float(step(s)), 6) for s in (0, 49, 50, 95)] == [0.1, 0.1, 0.01, 0.001]
+
+
+def test_head_cost_equals_keras():
+    head = HeadConfig(num_convs=2, num_filters=24, num_scales=2, aspect_ratios=(1.0, 2.0))
+    backbone = decode(SPINENET_49, input_shape=(128, 128, 3), **TINY)
+    detector = build_detector(backbone, 5, head)
+    cost = retinanet_head_cost(num_classes=5, input_size=128, min_level=3, max_level=7, in_channels=16,
+                               num_convs=2, num_filters=24, num_anchors=4)
+    assert detector.count_params() - backbone.count_params() == cost.params
+    assert detector.output_shape["classes"] == (None, sum((128 // 2**l) ** 2 for l in range(3, 8)) * 4, 5)
+
+
+@pytest.mark.slow
+def test_retinanet_spinenet49_matches_published_figures():
+    detector = build_detector(build_spinenet("49"), 91, HeadConfig(num_filters=256))
+    madds = count_multiply_adds(SPINENET_49, 640) + retinanet_head_cost(
+        num_classes=91, input_size=640, min_level=3, max_level=7, in_channels=256).multiply_adds
+    assert detector.count_params() == 28_652_567
+    assert abs(detector.count_params() / PUBLISHED_PARAMS - 1) < 0.01
+    assert abs(madds / PUBLISHED_MADDS - 1) < 0.01
+
+
+@pytest.mark.slow
+def test_decode_cli_reports_the_detector(capsys):
+    assert main(["decode", "--model-id", "49", "--input-size", "640", "--head", "retinanet",
+                 "--num-classes", "91", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"] == 28_652_567 and report["backbone_params"] == 21_920_192
+    assert abs(report["multiply_adds"] / PUBLISHED_MADDS - 1) < 0.01
+
+
+# A small genome for 64x64 images (levels 3-5, so sides divide by 32).
+TINY_GENOME = Genome.from_block_specs(
+    [(3, "bottleneck", (0, 1), False), (4, "residual", (1, 2), False), (5, "residual", (2, 3), False),
+     (3, "bottleneck", (2, 4), True), (4, "bottleneck", (3, 5), True), (5, "bottleneck", (4, 6), True)],
+    min_level=3, max_level=5)
+
+
+def tiny_settings(tmp_path, *extra):
+    return [f"task.data.root={tmp_path}/shapes64", "task.data.image_size=64",
+            "task.data.generate_shapes={train: 480, val: 64, seed: 0}", "task.training.batch_size=16",
+            "task.training.epochs=8", "task.training.warmup_steps=10", "task.head.num_filters=32",
+            "task.head.num_convs=2", "task.evaluation.batch_size=64", "model.endpoints_num_filters=32", *extra]
+
+
+@pytest.mark.slow
+def test_training_lowers_loss_and_raises_ap(tmp_path, capsys):
+    genome_file = tmp_path / "tiny.yaml"
+    TINY_GENOME.save(genome_file)
+    out = tmp_path / "run"
+    args = ["train", "--genome", str(genome_file), "--out", str(out), "--quiet"]
+    for item in tiny_settings(tmp_path):
+        args += ["--set", item]
+    assert main(args) == 0
+    trained = json.loads((out / "metrics.json").read_text())
+    assert (out / "checkpoint.weights.h5").stat().st_size > 0 and any((out / "tensorboard").iterdir())
+    assert (out / "genome.yaml").exists() and trained["fingerprint"] == TINY_GENOME.fingerprint
+    assert [h["epoch"] for h in trained["history"]] == list(range(1, 9))
+    assert trained["history"][-1]["loss"] < trained["history"][0]["loss"]
+
+    # The same pipeline with a vanishing learning rate is the model at initialisation.
+    untrained = train_and_evaluate(
+        TINY_GENOME, load_train_config(None, tiny_settings(tmp_path, "task.training.learning_rate=1e-12",
+                                                            "task.training.epochs=1")))
+    assert trained["AP50"] > untrained["AP50"] + 0.05, (trained["AP50"], untrained["AP50"])
+    assert trained["AP"] > untrained["AP"]
+
+
+def test_nan_loss_raises_training_diverged(tmp_path):
+    config = load_train_config(None, tiny_settings(tmp_path, "task.training.learning_rate=1e12",
+                                                   "task.training.gradient_clip_norm=null",
+                                                   "task.training.warmup_steps=0", "task.training.epochs=1"))
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        train_and_evaluate(TINY_GENOME, config)
+
+
+def test_report_callback_can_stop_training(tmp_path):
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def report(step, metrics):
+        seen.append((step, sorted(metrics)))
+        raise Stop
+
+    config = load_train_config(None, tiny_settings(tmp_path, "task.training.epochs=2"))
+    with pytest.raises(Stop):
+        train_and_evaluate(TINY_GENOME, config, report)
+    assert seen == [(30, ["AP", "AP50", "AP75", "APl", "APm", "APs", "epoch", "loss"])]
+
+
+def test_yaml_reads_exponent_numbers(tmp_path):
+    # Regression: PyYAML's YAML 1.1 resolver read "1e-4" as a string, so configs failed to load.
+    path = tmp_path / "c.yaml"
+    path.write_text("task:\n  training:\n    learning_rate: 1e-4\n    weight_decay: 4e-5\n")
+    config = load_train_config(str(path), ["task.training.momentum=9e-1"])
+    assert config.task.training.learning_rate == 1e-4 and config.task.training.momentum == 0.9
