@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/spinenas decode --model-id 49 --input-size 640
+	$(BIN)/spinenas search experiments/quickstart.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

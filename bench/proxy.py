@@ -14,7 +14,8 @@ started = time.perf_counter()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from nas.experiment import load_train_config  # noqa: E402
-from nas.tasks.detection.train import prepare_data, train_and_evaluate  # noqa: E402
+from nas.tasks.detection.dataset import prepare_data  # noqa: E402
+from nas.tasks.detection.train import train_and_evaluate  # noqa: E402
 from spinenet import SPINENET_49  # noqa: E402
 
 imported = time.perf_counter() - started

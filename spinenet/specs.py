@@ -46,3 +46,25 @@ def scaling_for(model_id: str) -> dict:
             f"unknown SpineNet model id {model_id!r}; choose one of {', '.join(SCALING_MAP)}"
         )
     return dict(SCALING_MAP[key])
+
+
+def _scale_decreased_r50() -> Genome:
+    # ResNet-50's stages as a genome: after the two stem blocks, 1 L2, 4 L3, 6 L4 and
+    # 3 L5 bottleneck blocks in increasing level order, the last block of each
+    # stage an output, then L6 and L7 outputs as in RetinaNet's FPN. Each block
+    # reads the two nodes before it: with two parents per block, the closest a
+    # genome gets to ResNet's single chain.
+    levels = [2] + [3] * 4 + [4] * 6 + [5] * 3 + [6, 7]
+    outputs = {5, 11, 14, 15, 16}  # block numbers ending a stage, then L6 and L7
+    specs = []
+    for number, level in enumerate(levels, start=1):
+        node = number + 1
+        specs.append((level, "bottleneck", (node - 2, node - 1), number in outputs))
+    return Genome.from_block_specs(specs)
+
+
+# A scale-decreased ResNet-50-like genome, to compare with SpineNet-49's scale permutation.
+SCALE_DECREASED_R50 = _scale_decreased_r50()
+
+# Genomes by name, wherever a genome may be named instead of given as a file.
+REFERENCE_GENOMES = {"spinenet-49": SPINENET_49, "r50-like": SCALE_DECREASED_R50}

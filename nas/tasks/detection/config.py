@@ -112,6 +112,9 @@ class TrainingConfig:
     weight_decay: float = 4e-5
     gradient_clip_norm: Optional[float] = 10.0
     jit_compile: bool = False
+    # "mirrored": one replica per visible GPU (tf.distribute.MirroredStrategy); on a CPU-only machine it
+    # runs one CPU replica, so the same file works everywhere.
+    strategy: Literal["default", "mirrored"] = "default"
     seed: int = 0
     report_every_steps: Optional[int] = None
 

@@ -10,11 +10,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from typing import Callable, Optional
 
@@ -24,9 +23,10 @@ import tf_keras
 import yaml
 
 from nas.config import to_data
-from nas.data import CocoSplit, make_dataset, read_coco
+from nas.data import CocoSplit, make_dataset
+from nas.tasks.detection.dataset import prepare_data
 from nas.tasks.detection.anchors import generate_anchors, label_anchors
-from nas.tasks.detection.config import DataConfig, TrainingConfig
+from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
 from search_spaces.genome import Genome
@@ -65,36 +65,6 @@ class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
                 "schedule": self.schedule, "boundaries": self.boundaries, "factor": self.factor}
 
 
-def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, CocoSplit]:
-    """Read (and, for the embedded default, first generate) the train and val splits."""
-    if data.generate_shapes is not None and not os.path.exists(data.path("train", "annotations")):
-        _generate_shapes(data, progress)
-    train = read_coco(data.path("train", "annotations"), data.path("train", "images"))
-    val = read_coco(data.path("val", "annotations"), data.path("val", "images"), category_ids=train.category_ids)
-    return train, val
-
-
-def _generate_shapes(data: DataConfig, progress: bool) -> None:
-    from nas.shapes import write_shapes_dataset
-
-    root = data.resolved_root
-    parent = os.path.dirname(os.path.abspath(root)) or "."
-    os.makedirs(parent, exist_ok=True)
-    # Write beside the target and rename, so concurrent workers never read a half-written dataset.
-    staging = tempfile.mkdtemp(prefix=".shapes-", dir=parent)
-    try:
-        shapes = data.generate_shapes
-        write_shapes_dataset(staging, train=shapes.train, val=shapes.val, image_size=data.image_size,
-                             seed=shapes.seed, progress=progress)
-        try:
-            os.rename(staging, root)
-        except OSError:
-            if not os.path.exists(data.path("train", "annotations")):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def _decay_variables(model) -> list:
     return [v for v in model.trainable_variables if "kernel" in v.name]
 
@@ -123,8 +93,13 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
     timing["data"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    backbone = decode(genome, input_shape=(size, size, 3), **config.model.decode_kwargs())
-    model = build_detector(backbone, train_split.num_classes, task.head)
+    strategy = tf.distribute.MirroredStrategy() if training.strategy == "mirrored" else None
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
+        backbone = decode(genome, input_shape=(size, size, 3), **config.model.decode_kwargs())
+        model = build_detector(backbone, train_split.num_classes, task.head)
     anchors = generate_anchors(size, genome.min_level, genome.max_level, task.head.num_scales,
                                task.head.aspect_ratios, task.head.anchor_size)
     steps_per_epoch = len(train_split) // training.batch_size
@@ -133,18 +108,28 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
     total_steps = steps_per_epoch * training.epochs
     schedule = WarmupDecay(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
                            training.schedule, training.step_boundaries, training.step_factor)
-    optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum)
-    train_step = _make_train_step(model, optimizer, tf.constant(anchors), task, training)
+    with scope():
+        optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum)
+    train_step = _make_train_step(model, optimizer, tf.constant(anchors), task, training, strategy)
+    if strategy is not None:
+        train_ds = strategy.experimental_distribute_dataset(train_ds)
     postprocess = make_postprocess(model, anchors, task.evaluation)
     timing["build"] = time.perf_counter() - mark
 
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
     history, step, metrics = [], 0, {}
-    timing.update(trace=0.0, train=0.0, evaluate=0.0)
+    timing.update(input=0.0, trace=0.0, train=0.0, evaluate=0.0)
     bar = _progress_bar(total_steps, progress)
     for epoch in range(1, training.epochs + 1):
         losses = []
-        for images, targets in train_ds:
+        batches = iter(train_ds)
+        while True:
+            mark = time.perf_counter()
+            try:
+                images, targets = next(batches)
+            except StopIteration:
+                break
+            timing["input"] += time.perf_counter() - mark
             mark = time.perf_counter()
             values = {k: float(v) for k, v in train_step(images, targets["boxes"], targets["classes"]).items()}
             timing["trace" if step == 0 else "train"] += time.perf_counter() - mark
@@ -190,24 +175,34 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
     return result
 
 
-def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig):
+def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig, strategy=None):
     decayed = _decay_variables(model)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
 
-    @tf.function(jit_compile=training.jit_compile)
-    def train_step(images, boxes, classes):
+    def replica_step(images, boxes, classes):
         labels, box_targets = label_anchors(anchors, boxes, classes, task.loss.positive_iou, task.loss.negative_iou)
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             class_loss, box_loss = detection_losses(outputs, labels, box_targets, task.loss)
             decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
             loss = class_loss + task.loss.box_loss_weight * box_loss + decay
-        grads = tape.gradient(loss, model.trainable_variables)
+            # Replicas' gradients are summed when applied, so each contributes its share.
+            share = loss / replicas
+        grads = tape.gradient(share, model.trainable_variables)
         if training.gradient_clip_norm:
-            grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm)
+            grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm / replicas)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return {"loss": loss, "class_loss": class_loss, "box_loss": box_loss}
 
-    return train_step
+    if strategy is None:
+        return tf.function(replica_step, jit_compile=training.jit_compile)
+
+    @tf.function(jit_compile=training.jit_compile)
+    def distributed_step(images, boxes, classes):
+        values = strategy.run(replica_step, args=(images, boxes, classes))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
+
+    return distributed_step
 
 
 def _evaluate(postprocess, val_ds, val_split, timing) -> dict:

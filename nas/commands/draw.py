@@ -1,0 +1,107 @@
+"""``spinenas draw`` and ``spinenas report``: permutation diagrams and search reports."""
+
+from __future__ import annotations
+
+import os
+
+from nas.commands.common import UserError
+
+
+def _named_or_file(entry: str):
+    from search_spaces.genome import Genome
+    from spinenet.specs import REFERENCE_GENOMES
+
+    return REFERENCE_GENOMES[entry.lower()] if entry.lower() in REFERENCE_GENOMES else Genome.load(entry)
+
+
+def _genomes(args) -> list:
+    """(genome, title) pairs chosen by the flags."""
+    from search_spaces.genome import Genome
+    from spinenet.specs import SPINENET_49, scaling_for
+
+    chosen = []
+    if args.model_id:
+        try:
+            scaling_for(args.model_id)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        chosen.append((SPINENET_49, f"SpineNet-{args.model_id.upper()}"))
+    for entry in args.genome or ():
+        chosen.append((_named_or_file(entry), os.path.basename(entry)))
+    if args.trial is not None:
+        from nas.commands.search import _load_study
+
+        study = _load_study(args)
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == args.trial), None)
+        if trial is None or "genome" not in trial.user_attrs:
+            raise UserError(f"trial {args.trial} has no recorded genome in study {study.study_name!r}")
+        chosen.append((Genome.from_yaml(trial.user_attrs["genome"]), f"{study.study_name} trial {args.trial}"))
+    if not chosen:
+        raise UserError("choose what to draw: --model-id, --genome (a file, spinenet-49 or r50-like), "
+                        "or --trial N with an experiment FILE or --storage/--study-name")
+    return chosen
+
+
+def run_draw(args) -> int:
+    """Draw (or export as a graph) the chosen genomes."""
+    chosen = _genomes(args)
+    scaling = None
+    if args.model_id:
+        from spinenet.specs import scaling_for
+
+        scaling = scaling_for(args.model_id)
+    if args.format:
+        from visualize.graph import genome_graph, write_graph
+
+        if len(chosen) > 1:
+            raise UserError("--format writes one graph; draw one genome at a time")
+        write_graph(genome_graph(chosen[0][0]), args.output, args.format)
+    else:
+        from visualize.draw import draw_genome, draw_genomes
+
+        titles = [args.title] if args.title and len(chosen) == 1 else [t for _, t in chosen]
+        if len(chosen) == 1:
+            draw_genome(chosen[0][0], args.output, title=titles[0], scaling=scaling, input_size=args.input_size)
+        else:
+            draw_genomes([g for g, _ in chosen], titles, args.output, scaling=scaling, input_size=args.input_size)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def run_report(args) -> int:
+    """Write the study report (plots, best genomes, index.html)."""
+    from nas.commands.search import _load_study
+    from visualize.report import write_report
+
+    study = _load_study(args)
+    path = write_report(study, args.out, top=args.top)
+    print(f"wrote {path}")
+    return 0
+
+
+def _study_options(parser) -> None:
+    parser.add_argument("--storage", help="Optuna storage URL")
+    parser.add_argument("--study-name")
+
+
+def add_parser(subparsers) -> None:
+    """Register ``spinenas draw`` and ``spinenas report``."""
+    draw = subparsers.add_parser("draw", help="draw a genome's permutation diagram (or write its graph)")
+    draw.add_argument("file", nargs="?", help="experiment file, with --trial")
+    draw.add_argument("--model-id", help="SpineNet-ID (its genome; the title costs it at that scaling)")
+    draw.add_argument("--genome", action="append", metavar="FILE",
+                      help="a genome file, or spinenet-49 / r50-like; repeat to draw side by side")
+    draw.add_argument("--trial", type=int, help="a trial of a study")
+    _study_options(draw)
+    draw.add_argument("-o", "--output", required=True, help="PNG, SVG or PDF (or the graph file with --format)")
+    draw.add_argument("--format", choices=["graphml", "dot"], help="write the graph instead of a picture")
+    draw.add_argument("--title")
+    draw.add_argument("--input-size", type=int, default=640, help="image size for the cost in the title")
+    draw.set_defaults(handler=run_draw)
+
+    report = subparsers.add_parser("report", help="write a study's plots and best genomes as one HTML page")
+    report.add_argument("file", nargs="?", help="experiment file (or give --storage and --study-name)")
+    _study_options(report)
+    report.add_argument("--out", required=True, metavar="DIR")
+    report.add_argument("--top", type=int, default=10, help="rows in the table of top trials")
+    report.set_defaults(handler=run_report)

@@ -1,0 +1,137 @@
+"""Many workers on one study: PostgreSQL and journal storages, a SIGKILLed worker, bad storages."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+import nas.search
+from nas.cli import main
+from nas.config import ConfigError
+from nas.experiment import load_experiment
+from nas.search import StorageError, open_storage, open_study, run_search
+from nas.workers import gpu_assignments
+from tests.postgres import ThrowawayPostgres, server_binaries
+from tests.test_search import tiny_experiment
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    if server_binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is missing in CI: .ci/run installs it")
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql)")
+    with ThrowawayPostgres() as url:
+        yield url
+
+
+def _trials(url, name):
+    return optuna.load_study(study_name=name, storage=open_storage(url)).trials
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgres", "journal"])
+def test_three_workers_one_killed(backend, tmp_path, request):
+    name = f"dist_{backend}"
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else f"journal://{tmp_path}/journal.log"
+    path = tiny_experiment(tmp_path, name=name, search={"n_trials": 9, "storage": url, "max_retries": 1},
+                           task={"training": {"epochs": 2, "warmup_steps": 2}})
+    command = [sys.executable, "-m", "nas.cli", "search", path, "--workers", "3"]
+    log = open(tmp_path / "search.log", "w")
+    search = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and time.monotonic() < deadline and search.poll() is None:
+        time.sleep(0.5)
+        try:
+            trials = _trials(url, name)
+        except Exception:
+            continue
+        # Mid-training: the genome is sampled and recorded, the child is training it.
+        running = [t for t in trials if t.state.name == "RUNNING" and "fingerprint" in t.user_attrs]
+        if sum(t.state.name == "COMPLETE" for t in trials) >= 2 and running:
+            killed = running[0]
+            os.kill(killed.user_attrs["worker"]["pid"], signal.SIGKILL)
+    assert killed is not None, open(tmp_path / "search.log").read()
+    assert search.wait(timeout=400) == 0, open(tmp_path / "search.log").read()
+
+    trials = _trials(url, name)
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 9, states
+    assert trials[killed.number].state.name == "FAIL"
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    assert all("genome" in t.user_attrs and "fingerprint" in t.user_attrs for t in trials if t.state.name == "COMPLETE")
+    # The killed trial's genome was retried with the same parameters.
+    assert trials[killed.number].params
+    assert any(t.user_attrs.get("retry_of") == killed.number and t.params == trials[killed.number].params
+               for t in trials)
+
+    # Resuming adds nothing: the study already has its 9 complete trials.
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(_trials(url, name)) == len(trials)
+
+
+def test_unreachable_database_fails_fast_with_host_and_cause():
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"cannot open storage postgresql://\*\*\*@127\.0\.0\.1:9/db: .*refused"):
+        open_storage("postgresql://user:secret@127.0.0.1:9/db")
+    assert time.monotonic() - started < 10
+
+
+def test_worker_cli_errors(tmp_path, capsys):
+    path = tiny_experiment(tmp_path)
+    assert main(["worker", path, "--storage", "postgresql://u@127.0.0.1:9/db", "--study-name", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:9" in err and "refused" in err
+    storage = f"sqlite:///{tmp_path}/study.db"
+    open_study(load_experiment(path))
+    assert main(["worker", path, "--storage", storage, "--study-name", "tyni"]) == 2
+    assert "no study 'tyni'" in capsys.readouterr().err and "studies there: tiny"
+
+
+def test_two_experiments_cannot_share_a_study(tmp_path):
+    path = tiny_experiment(tmp_path)
+    open_study(load_experiment(path))
+    with pytest.raises(ConfigError, match="made by a different experiment"):
+        open_study(load_experiment(path, ["search.sampler.name=tpe"]))
+
+
+def test_lost_connection_is_retried_then_reported(tmp_path, monkeypatch):
+    import sqlalchemy.exc
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(nas.search.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def unreachable(*args, **kwargs):
+        calls.append(1)
+        raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(nas.search, "_tidy_and_count", unreachable)
+    lines = []
+    with pytest.raises(StorageError, match="lost the connection .* gave up after 5 attempts"):
+        run_search(load_experiment(tiny_experiment(tmp_path)), log=lines.append)
+    assert len(calls) == 5 and sum("retrying in" in line for line in lines) == 4
+
+
+def test_gpu_assignment():
+    assert gpu_assignments(2, 2, available=4) == ["0,1", "2,3"]
+    assert gpu_assignments(3, 2, available=4) == [None, None, None]  # too few: no pinning
+    assert gpu_assignments(2, None, available=8) == [None, None]
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_falls_back_on_cpu(tmp_path):
+    from nas.experiment import load_train_config
+    from nas.tasks.detection.train import train_and_evaluate
+    from tests.test_detection import TINY_GENOME, tiny_settings
+
+    config = load_train_config(None, tiny_settings(tmp_path, "task.training.epochs=1", "task.training.strategy=mirrored"))
+    metrics = train_and_evaluate(TINY_GENOME, config)
+    assert metrics["steps"] == 30 and metrics["loss"] < 10

@@ -1,0 +1,261 @@
+"""Searches from experiment files: validation, studies on SQLite, isolation, resume, results and export."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+
+import nas.search
+from nas.cli import main
+from nas.config import ConfigError
+from nas.experiment import load_experiment
+from nas.search import TrialFailed, open_study, run_search, train_in_child
+from search_spaces.genome import Genome
+from tests.test_detection import TINY_GENOME
+
+EXPERIMENTS = sorted(f for f in os.listdir("experiments") if f.endswith(".yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_shipped_experiments_validate(name, capsys):
+    if name == "proxy_shapes.yaml":  # a train config, not a search
+        return
+    assert main(["validate", os.path.join("experiments", name)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def tiny_experiment(tmp_path, name="tiny", **sections):
+    """A search over levels 3-5 at 64x64 whose trials train in a few seconds."""
+    seed = tmp_path / "seed.yaml"
+    TINY_GENOME.save(seed)
+    data = {
+        "name": name, "seed": 0,
+        "search_space": {"min_level": 3, "max_level": 5, "intermediate_levels": [2, 3, 4], "level_offsets": [0, 1],
+                         "parent_window": 3, "seed_genomes": ["seed.yaml"]},
+        "model": {"endpoints_num_filters": 16},
+        "task": {"data": {"root": str(tmp_path.parent / "shapes64"), "image_size": 64,
+                          "generate_shapes": {"train": 96, "val": 32, "seed": 0}},
+                 "head": {"num_filters": 16, "num_convs": 1},
+                 "training": {"epochs": 1, "warmup_steps": 2},
+                 "evaluation": {"batch_size": 32}},
+        "search": {"sampler": {"name": "random"}, "n_trials": 3,
+                   "storage": f"sqlite:///{tmp_path}/study.db"},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"search": {"samplr": "tpe"}}, r"search.samplr: unknown key \(did you mean 'sampler'\?\)"),
+    ({"search": {"n_trials": "ten"}}, r"search.n_trials: expected an integer, got 'ten'"),
+    ({"search": {"sampler": {"name": "annealing"}}}, r"search.sampler.name: 'annealing' is not one of"),
+    ({"search": {"objectives": [{"mAP": "maximize"}]}}, r"unknown metric 'mAP' \(did you mean 'AP'\?\)"),
+    ({"search": {"objectives": [{"AP": "up"}]}}, "direction must be maximize or minimize"),
+    ({"task": {"training": {"epochs": 0}}}, "task.training.epochs: must be positive"),
+    ({"search_space": {"parent_window": 1}}, "parent_window must be at least 2"),
+    ({"search_space": {"seed_genomes": ["nope.yaml"]}}, "seed_genomes: 'nope.yaml' is neither a reference genome"),
+    ({"model": {"filter_size_scale": "big"}}, "model.filter_size_scale: expected a number"),
+])
+def test_bad_experiments_name_file_and_key(tmp_path, edit, message):
+    path = tiny_experiment(tmp_path)
+    data = yaml.safe_load(open(path))
+    for section, values in edit.items():
+        data.setdefault(section, {}).update(values)
+    open(path, "w").write(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message) as info:
+        load_experiment(path)
+    assert str(info.value).startswith(path)
+
+
+def test_overrides_are_validated_and_applied(tmp_path, capsys):
+    path = tiny_experiment(tmp_path)
+    assert load_experiment(path, ["search.n_trials=7"]).search.n_trials == 7
+    assert main(["validate", path, "--set", "search.n_trails=7"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "search.n_trails: unknown key (did you mean 'n_trials'?)" in err
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_experiment(str(path))
+
+
+def completed(study):
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_end_to_end_search_resume_results_and_export(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path)
+    assert main(["search", path]) == 0
+    out = capsys.readouterr().out
+    assert "best trial:" in out and "best genome:" in out
+    study = open_study(load_experiment(path), create=False)
+    done = completed(study)
+    assert len(done) == 3 and len(study.trials) == 3
+    assert done[0].user_attrs["fingerprint"] == TINY_GENOME.fingerprint  # the seed ran first
+    for trial in done:
+        attrs = trial.user_attrs
+        assert Genome.from_yaml(attrs["genome"]).fingerprint == attrs["fingerprint"]
+        assert attrs["params"] > 0 and attrs["multiply_adds"] > 0 and attrs["versions"]["optuna"]
+        assert attrs["seed"] == trial.number and 0 <= trial.value <= 1
+        assert os.path.exists(tmp_path / "runs" / "tiny" / "trials" / f"{trial.number:05d}" / "metrics.json")
+    assert len(os.listdir(tmp_path / "runs" / "tiny" / "artifacts")) == 3
+
+    # Running again finds n_trials complete and repeats nothing.
+    assert main(["search", path]) == 0
+    capsys.readouterr()
+    assert len(open_study(load_experiment(path), create=False).trials) == 3
+
+    assert main(["results", path, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3 and all(r["fingerprint"] for r in rows)
+
+    export = tmp_path / "exported"
+    assert main(["export", path, "--best", "--out", str(export), "--model-id-scaling", "49S"]) == 0
+    capsys.readouterr()
+    genome = Genome.load(export / "genome.yaml")
+    namespace = {}
+    exec((export / "block_specs.py").read_text(), namespace)
+    assert namespace["BLOCK_SPECS"] == genome.to_block_specs()
+    assert (export / "backbone_49S.keras").stat().st_size > 0
+    assert main(["decode", "--genome", str(export / "genome.yaml"), "--input-size", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fingerprint"] == genome.fingerprint
+
+    # A different experiment may not take over the study.
+    with pytest.raises(ConfigError, match="made by a different experiment"):
+        open_study(load_experiment(path, ["task.training.epochs=2"]))
+    assert main(["results", "--storage", f"sqlite:///{tmp_path}/study.db", "--study-name", "nope"]) == 2
+    assert "studies there: tiny" in capsys.readouterr().err
+
+
+def fake_metrics(ap):
+    return {"AP": ap, "AP50": ap, "AP75": ap, "APs": 0.0, "APm": 0.0, "APl": 0.0, "loss": 1.0,
+            "timing": {"total": 1.0}, "history": []}
+
+
+def test_failing_trials_fail_alone_and_duplicates_are_reused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outcomes = iter([TrialFailed("ValueError: boom (at train.py:1)"), TrialFailed("diverged: loss became nan"),
+                     fake_metrics(0.3), fake_metrics(0.4)])
+
+    def fake_train(genome, config, out_dir, report=None):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(nas.search, "train_in_child", fake_train)
+    experiment = load_experiment(tiny_experiment(tmp_path), ["search.n_trials=2"])
+    study = run_search(experiment, log=lambda line: None)
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[0].user_attrs["fail_reason"].startswith("ValueError: boom")
+    assert "diverged" in study.trials[1].user_attrs["fail_reason"]
+
+    # The same genome again is not trained: its result is reused.
+    study.enqueue_trial(study.trials[2].params)
+    study = run_search(experiment, n_trials=3, log=lambda line: None)
+    assert study.trials[-1].user_attrs["duplicate_of"] == 2 and study.trials[-1].value == 0.3
+
+
+def test_constraint_breaking_genomes_are_infeasible_and_untrained(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(nas.search, "train_in_child", lambda *a, **k: pytest.fail("infeasible genome trained"))
+    experiment = load_experiment(tiny_experiment(tmp_path), ["search.constraints.max_params=1000",
+                                                             "search.sampler.name=tpe"])
+    study = run_search(experiment, n_trials=2, log=lambda line: None)
+    assert all(t.user_attrs["infeasible"] and t.value == 0.0 and t.user_attrs["constraints"][0] > 0
+               for t in study.trials)
+
+
+def test_consecutive_failures_stop_the_search(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def always_fails(*args, **kwargs):
+        raise TrialFailed("broken")
+
+    monkeypatch.setattr(nas.search, "train_in_child", always_fails)
+    with pytest.raises(TrialFailed, match="5 trials in a row failed; the last because: broken"):
+        run_search(load_experiment(tiny_experiment(tmp_path)), log=lambda line: None)
+
+
+@pytest.mark.slow
+def test_child_process_failures_are_reported(tmp_path):
+    from nas.config import to_data
+    from nas.experiment import load_train_config
+
+    base = ["task.data.image_size=64", f"task.data.root={tmp_path}/shapes64",
+            "task.data.generate_shapes={train: 32, val: 16, seed: 0}", "task.training.epochs=1",
+            "task.head.num_filters=16", "model.endpoints_num_filters=16"]
+    nan = to_data(load_train_config(None, base + ["task.training.learning_rate=1e12",
+                                                  "task.training.gradient_clip_norm=null",
+                                                  "task.training.warmup_steps=0"]))
+    with pytest.raises(TrialFailed, match="diverged: loss became"):
+        train_in_child(TINY_GENOME, nan, str(tmp_path / "nan"))
+
+    missing = to_data(load_train_config(None, base + ["task.data.generate_shapes=null",
+                                                      f"task.data.root={tmp_path}/empty"]))
+    with pytest.raises(TrialFailed, match="DataError: .*cannot read annotations"):
+        train_in_child(TINY_GENOME, missing, str(tmp_path / "missing"))
+
+    def kill_child(step, metrics):
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+        return True
+
+    ok = to_data(load_train_config(None, base + ["task.training.epochs=2"]))
+    with pytest.raises(TrialFailed, match="killed by SIGKILL; killed, perhaps out of memory"):
+        train_in_child(TINY_GENOME, ok, str(tmp_path / "killed"), report=kill_child)
+
+
+@pytest.mark.slow
+def test_sigkilled_search_resumes_without_losing_trials(tmp_path):
+    path = tiny_experiment(tmp_path, task={"training": {"epochs": 3, "warmup_steps": 2}})
+    command = [sys.executable, "-m", "nas.cli", "search", path]
+    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{tmp_path}/study.db"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                trials = optuna.load_study(study_name="tiny", storage=storage).trials
+            except Exception:
+                continue
+            states = [t.state.name for t in trials]
+            if "COMPLETE" in states and states[-1] == "RUNNING":
+                break
+        else:
+            pytest.fail(f"search never reached a running second trial: {states}")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    before = {t.number: t.value for t in optuna.load_study(study_name="tiny", storage=storage).trials
+              if t.state.name == "COMPLETE"}
+    killed = max(t.number for t in optuna.load_study(study_name="tiny", storage=storage).trials)
+
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"marked trial(s) [{killed}] failed" in resumed.stdout
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(completed(study)) == 3
+    assert study.trials[killed].state.name == "FAIL"
+    assert "died during the trial" in study.trials[killed].user_attrs["fail_reason"]
+    assert {t.number: t.value for t in completed(study) if t.number in before} == before
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))

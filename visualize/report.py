@@ -1,0 +1,168 @@
+"""One HTML page showing what a search found: Optuna's plots, AP against cost, best genomes.
+
+Example:
+    >>> import optuna
+    >>> from visualize.report import write_report
+    >>> study = optuna.load_study(study_name="quickstart",
+    ...                           storage="sqlite:///runs/quickstart/study.db")  # doctest: +SKIP
+    >>> write_report(study, "runs/quickstart/report")  # doctest: +SKIP
+    'runs/quickstart/report/index.html'
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from search_spaces.genome import Genome
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # reports are written headless
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(ax, path: str) -> None:
+    figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+    figure.set_size_inches(8, 5)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+
+
+def _metric_names(study) -> list[str]:
+    return study.user_attrs.get("metrics") or [f"objective {i}" for i in range(len(study.directions))]
+
+
+def _ap_and_cost(trial) -> tuple:
+    metrics = trial.user_attrs.get("metrics") or {}
+    return metrics.get("AP"), trial.user_attrs.get("multiply_adds")
+
+
+def plot_ap_against_cost(study, path: str) -> None:
+    """AP against multiply-adds for every trained trial, the Pareto front joined, seeds starred."""
+    plt = _pyplot()
+    points = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        ap, madds = _ap_and_cost(trial)
+        if ap is not None and madds is not None and not trial.user_attrs.get("infeasible"):
+            points.append((madds / 1e9, ap, trial))
+    if not points:
+        raise ValueError("no trained trial has both AP and multiply-adds yet")
+    figure, ax = plt.subplots(figsize=(8, 5))
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=25, color="#4C72B0", alpha=0.7, label="trial")
+    front, best = [], -1.0
+    for madds, ap, trial in sorted(points, key=lambda p: (p[0], -p[1])):
+        if ap > best:
+            front.append((madds, ap))
+            best = ap
+    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#C44E52", label="Pareto front")
+    seeds = [p for p in points if p[2].user_attrs.get("seed_genome")]
+    if seeds:
+        ax.scatter([p[0] for p in seeds], [p[1] for p in seeds], s=220, marker="*", color="#DD8452",
+                   edgecolor="black", zorder=3, label="seed genome")
+    ax.set_xlabel("multiply-adds (G, at the task's image size)")
+    ax.set_ylabel("AP")
+    ax.set_title(f"{study.study_name}: AP against cost")
+    ax.legend()
+    _save(ax, path)
+
+
+def _optuna_plots(study):
+    from optuna.visualization import matplotlib as ovm
+
+    names = _metric_names(study)
+    target = {} if len(study.directions) == 1 else {"target": lambda t: t.values[0], "target_name": names[0]}
+    return {
+        "history.png": ("Optimization history", lambda: ovm.plot_optimization_history(study, **target)),
+        "importances.png": ("Parameter importances", lambda: ovm.plot_param_importances(study, **target)),
+        "timeline.png": ("Timeline", lambda: ovm.plot_timeline(study)),
+    }
+
+
+def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None, input_size: int = 640) -> str:
+    """Write plots, diagrams of the best (or Pareto) genomes and ``index.html``; returns its path."""
+    from nas.search import best_trials
+    from visualize.draw import draw_genome
+
+    os.makedirs(out_dir, exist_ok=True)
+    experiment = study.user_attrs.get("experiment") or {}
+    if scaling is None and "model" in experiment:
+        scaling = {k: v for k, v in experiment["model"].items() if k != "activation"}
+        input_size = experiment.get("task", {}).get("data", {}).get("image_size", input_size)
+    figures, skipped = [], []
+    plots = {"ap_vs_cost.png": ("AP against multiply-adds", lambda: plot_ap_against_cost(study, os.path.join(out_dir, "ap_vs_cost.png")))}
+    for name, (title, make) in _optuna_plots(study).items():
+        plots[name] = (title, (lambda make=make, name=name: _save(make(), os.path.join(out_dir, name))))
+    for name, (title, make) in plots.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                make()
+            figures.append((name, title))
+        except Exception as err:  # a plot Optuna cannot draw yet (too few trials) is listed, not fatal
+            skipped.append(f"{title}: {' '.join(str(err).split())[:160]}")
+            _pyplot().close("all")
+    diagrams = []
+    for trial in best_trials(study):
+        genome = Genome.from_yaml(trial.user_attrs["genome"])
+        name = f"trial_{trial.number:05d}.png"
+        draw_genome(genome, os.path.join(out_dir, name), title=f"trial {trial.number}", scaling=scaling,
+                    input_size=input_size)
+        genome.save(os.path.join(out_dir, f"trial_{trial.number:05d}.yaml"))
+        diagrams.append((name, trial))
+    path = os.path.join(out_dir, "index.html")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(_html(study, figures, skipped, diagrams, top))
+    return path
+
+
+def _html(study, figures, skipped, diagrams, top: int) -> str:
+    from nas.search import best_trials
+
+    names = _metric_names(study)
+    counts = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    feasible = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if not t.user_attrs.get("infeasible")]
+    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    ranked = sorted(feasible, key=lambda t: sign * t.values[0])[:top]
+    best = {t.number for t in best_trials(study)}
+    rows = "".join(
+        "<tr{cls}><td>{n}</td>{values}<td>{p}</td><td>{m}</td><td><code>{f}</code></td></tr>".format(
+            cls=' class="best"' if t.number in best else "", n=t.number,
+            values="".join(f"<td>{v:.4g}</td>" for v in t.values),
+            p=f"{t.user_attrs.get('params', 0) / 1e6:.2f} M", m=f"{t.user_attrs.get('multiply_adds', 0) / 1e9:.2f} G",
+            f=html.escape(str(t.user_attrs.get("fingerprint", ""))))
+        for t in ranked)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    images = "".join(f'<figure><img src="{n}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption></figure>'
+                     for n, t in figures)
+    genomes = "".join(
+        f'<figure><img src="{n}" alt="trial {t.number}"><figcaption>trial {t.number} '
+        f'(<a href="trial_{t.number:05d}.yaml">genome</a>)</figcaption></figure>' for n, t in diagrams)
+    missing = "".join(f"<li>{html.escape(s)}</li>" for s in skipped)
+    state_text = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(study.study_name)}: search report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}img{{max-width:100%}}
+figure{{display:inline-block;margin:0 1em 1em 0;vertical-align:top;max-width:48%}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+tr.best{{background:#fff3cd}}</style></head><body>
+<h1>{html.escape(study.study_name)}</h1>
+<p>{len(study.trials)} trials: {html.escape(state_text)}.</p>
+<h2>Top trials</h2>
+<table><tr><th>trial</th>{head}<th>params</th><th>multiply-adds</th><th>fingerprint</th></tr>{rows}</table>
+<h2>Best genomes</h2>{genomes or '<p>No complete, feasible trial yet.</p>'}
+<h2>Plots</h2>{images}
+{f'<h3>Not drawn</h3><ul>{missing}</ul>' if missing else ''}
+</body></html>
+"""
