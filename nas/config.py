@@ -90,6 +90,8 @@ def _coerce(hint, value: Any, where: str):
                               f"{_closest(value, [str(c) for c in choices])}")
         return value
     if origin in (Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None  # null switches an optional section off; it is not an empty section
         errors = []
         for option in typing.get_args(hint):
             try:

@@ -376,17 +376,17 @@ def train_in_child(genome: Genome, config: dict, out_dir: str, report=None, time
     outcome = None
     try:
         while outcome is None:
-            if parent_end.poll(0.5):
-                try:
+            try:
+                if parent_end.poll(0.5):
                     message = parent_end.recv()
-                except EOFError:
+                    if message[0] == "report":
+                        keep = True if report is None else report(message[1], message[2])
+                        parent_end.send(keep)
+                    else:
+                        outcome = message
+                elif not process.is_alive():
                     break
-                if message[0] == "report":
-                    keep = True if report is None else report(message[1], message[2])
-                    parent_end.send(keep)
-                else:
-                    outcome = message
-            elif not process.is_alive():
+            except (EOFError, OSError):  # the child died mid-message (killed, out of memory)
                 break
         process.join(30)
     finally:

@@ -165,3 +165,13 @@ def test_yaml_reads_exponent_numbers(tmp_path):
     path.write_text("task:\n  training:\n    learning_rate: 1e-4\n    weight_decay: 4e-5\n")
     config = load_train_config(str(path), ["task.training.momentum=9e-1"])
     assert config.task.training.learning_rate == 1e-4 and config.task.training.momentum == 0.9
+
+
+def test_null_switches_off_an_optional_section(tmp_path):
+    # Regression: "generate_shapes: null" was read as an empty section, i.e. the default generator,
+    # so pointing the task at your own COCO data silently kept generating shapes.
+    config = load_train_config(None, ["task.data.generate_shapes=null", f"task.data.root={tmp_path}"])
+    assert config.task.data.generate_shapes is None
+    path = tmp_path / "c.yaml"
+    path.write_text(f"task:\n  data:\n    root: {tmp_path}\n    generate_shapes: null\n")
+    assert load_train_config(str(path)).task.data.generate_shapes is None

@@ -203,7 +203,8 @@ def test_child_process_failures_are_reported(tmp_path):
             "task.head.num_filters=16", "model.endpoints_num_filters=16"]
     nan = to_data(load_train_config(None, base + ["task.training.learning_rate=1e12",
                                                   "task.training.gradient_clip_norm=null",
-                                                  "task.training.warmup_steps=0"]))
+                                                  "task.training.warmup_steps=0", "task.training.batch_size=4",
+                                                  "task.training.epochs=3"]))
     with pytest.raises(TrialFailed, match="diverged: loss became"):
         train_in_child(TINY_GENOME, nan, str(tmp_path / "nan"))
 
