@@ -43,6 +43,7 @@ class CocoSplit:
 
     @property
     def num_classes(self) -> int:
+        """Number of categories (contiguous labels 0..C-1)."""
         return len(self.category_ids)
 
     def __len__(self) -> int:

@@ -23,10 +23,12 @@ class ModelConfig:
     activation: str = "relu"
 
     def __post_init__(self):
-        if self.filter_size_scale <= 0 or self.resample_alpha <= 0:
-            raise ConfigError("filter_size_scale and resample_alpha must be positive")
-        if self.block_repeats < 1 or self.endpoints_num_filters < 1:
-            raise ConfigError("block_repeats and endpoints_num_filters must be positive")
+        from spinenet.scaling import DecodeError, Scaling
+
+        try:  # the decoder's own checks, so the file fails before any trial does
+            Scaling(self.filter_size_scale, self.resample_alpha, self.block_repeats, self.endpoints_num_filters)
+        except DecodeError as err:
+            raise ConfigError(str(err)) from None
         if self.activation not in ("relu", "swish", "silu", "gelu", "elu", "selu"):
             raise ConfigError(f"activation: unknown activation {self.activation!r} (try relu or swish)")
 
@@ -158,10 +160,12 @@ class SearchConfig:
 
     @property
     def metric_names(self) -> list[str]:
+        """The objectives' metrics, in order."""
         return [next(iter(o)) for o in self.objectives]
 
     @property
     def directions(self) -> list[str]:
+        """The objectives' directions, in order."""
         return [next(iter(o.values())) for o in self.objectives]
 
 
@@ -183,6 +187,7 @@ class Experiment:
 
     @property
     def train_config(self) -> TrainConfig:
+        """What each trial trains: the model scaling and the task."""
         return TrainConfig(model=self.model, task=self.task)
 
     @property
@@ -192,10 +197,12 @@ class Experiment:
 
     @property
     def storage_url(self) -> str:
+        """``search.storage``, or the embedded SQLite file under ``run_dir``."""
         return self.search.storage or f"sqlite:///{os.path.join(self.run_dir, 'study.db')}"
 
     @property
     def study_name(self) -> str:
+        """``search.study_name``, or the experiment's name."""
         return self.search.study_name or self.name
 
     def to_data(self) -> dict:

@@ -11,6 +11,7 @@ from search_spaces.genome import Genome
 
 
 def input_size(text: str) -> tuple[int, int]:
+    """Parse ``SIZE`` or ``HEIGHTxWIDTH`` (an argparse type)."""
     try:
         parts = [int(p) for p in text.lower().split("x")]
     except ValueError:
@@ -23,6 +24,7 @@ def input_size(text: str) -> tuple[int, int]:
 
 
 def add_architecture_options(parser: argparse.ArgumentParser) -> None:
+    """The flags choosing a genome and its scaling."""
     source = parser.add_argument_group("architecture")
     source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49)")
     source.add_argument("--genome", metavar="FILE", help="decode this genome (YAML or JSON) instead of SpineNet-49")

@@ -1,0 +1,1 @@
+"""Proxy tasks that score a decoded genome (detection is the one shipped)."""

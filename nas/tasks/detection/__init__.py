@@ -1,0 +1,1 @@
+"""RetinaNet detection on COCO-format data, scored by COCO AP."""

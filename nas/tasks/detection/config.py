@@ -78,6 +78,7 @@ class HeadConfig:
 
     @property
     def num_anchors(self) -> int:
+        """Anchors per location: scales times aspect ratios."""
         return self.num_scales * len(self.aspect_ratios)
 
 
