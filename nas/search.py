@@ -209,9 +209,12 @@ def fail_orphaned_trials(study: optuna.Study, max_retries: int = 0) -> list[int]
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker") or {}
         if worker.get("host") == host and worker.get("pid") and not _alive(worker["pid"]):
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                               f"worker process {worker['pid']} died during the trial")
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                                   f"worker process {worker['pid']} died during the trial")
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker marked it first (and queued the retry)
             failed.append(trial.number)
             retries = trial.user_attrs.get("retries", 0)
             if retries < max_retries and trial.params:

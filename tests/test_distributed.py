@@ -137,3 +137,24 @@ def test_mirrored_strategy_falls_back_on_cpu(tmp_path):
     config = load_train_config(None, tiny_settings(tmp_path, "task.training.epochs=1", "task.training.strategy=mirrored"))
     metrics = train_and_evaluate(TINY_GENOME, config)
     assert metrics["steps"] == 30 and metrics["loss"] < 10
+
+
+def test_orphan_is_failed_once_when_two_workers_see_it(tmp_path, monkeypatch):
+    import socket
+
+    from nas.search import fail_orphaned_trials
+
+    monkeypatch.chdir(tmp_path)
+    study = open_study(load_experiment(tiny_experiment(tmp_path)))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = study.ask({"x": optuna.distributions.IntDistribution(0, 3)})
+    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": dead.pid})
+    assert fail_orphaned_trials(study, max_retries=1) == [trial.number]
+    # A second worker acting on a snapshot taken before the first one failed the trial.
+    stale = study._storage.get_trial(trial._trial_id)
+    stale.state = optuna.trial.TrialState.RUNNING
+    monkeypatch.setattr(study, "get_trials", lambda **kwargs: [stale])
+    assert fail_orphaned_trials(study, max_retries=1) == []
+    retries = [t for t in study._storage.get_all_trials(study._study_id) if t.user_attrs.get("retry_of") == trial.number]
+    assert len(retries) == 1
