@@ -110,21 +110,35 @@ def open_storage(url: str, heartbeat_interval: int = 30, max_retries: int = 1):
         os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     # Optuna 4.9 renamed the retry callback; keep working on both sides of the rename.
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_interval,
-                grace_period=3 * heartbeat_interval, heartbeat_stale_trial_callback=retry(max_retry=max_retries))
-    except Exception as err:  # SQLAlchemy and the drivers raise many kinds; all mean "cannot open".
-        cause = _cause(err)
-        if "Failed to import DB access module" in cause:
-            extra = "postgres" if url.startswith("postgresql") else "mysql" if url.startswith("mysql") else None
-            cause = f"no database driver installed for it; pip install 'spinenas[{extra}]'" if extra else cause
-        raise StorageError(f"cannot open storage {_redacted(url)}: {cause}") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_interval,
+                    grace_period=3 * heartbeat_interval, heartbeat_stale_trial_callback=retry(max_retry=max_retries))
+            break
+        except Exception as err:  # SQLAlchemy and the drivers raise many kinds; all mean "cannot open".
+            if _created_concurrently(err) and attempt < 2:
+                time.sleep(1)  # another worker is creating the same tables on an empty database
+                continue
+            _raise_storage_error(url, err)
     if url.startswith("sqlite"):
         _use_wal(storage)
     return storage
+
+
+def _created_concurrently(err: Exception) -> bool:
+    text = _cause(err).lower()
+    return "already exists" in text or "duplicate key" in text
+
+
+def _raise_storage_error(url: str, err: Exception):
+    cause = _cause(err)
+    if "Failed to import DB access module" in cause:
+        extra = "postgres" if url.startswith("postgresql") else "mysql" if url.startswith("mysql") else None
+        cause = f"no database driver installed for it; pip install 'spinenas[{extra}]'" if extra else cause
+    raise StorageError(f"cannot open storage {_redacted(url)}: {cause}") from None
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -229,7 +243,12 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process its parent has not reaped yet still answers signals: read its state.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def enqueue_seeds(study: optuna.Study, space: ScalePermutedSpace, genomes: list[Genome]) -> int:

@@ -8,6 +8,7 @@ Workers coordinate only through the study's storage, so local workers
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import subprocess
@@ -85,8 +86,13 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
         log(f"worker {index} started (pid {process.pid}"
             + (f", CUDA_VISIBLE_DEVICES={devices[index]})" if devices[index] is not None else ")"))
     try:
-        for process in processes:
-            process.join()
+        # Reap each worker as soon as it ends, so a killed one never lingers as a zombie.
+        waiting = list(processes)
+        while waiting:
+            for ended in multiprocessing.connection.wait([p.sentinel for p in waiting]):
+                process = next(p for p in waiting if p.sentinel == ended)
+                process.join()
+                waiting.remove(process)
     except KeyboardInterrupt:
         for process in processes:
             process.terminate()

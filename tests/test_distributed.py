@@ -158,3 +158,30 @@ def test_orphan_is_failed_once_when_two_workers_see_it(tmp_path, monkeypatch):
     assert fail_orphaned_trials(study, max_retries=1) == []
     retries = [t for t in study._storage.get_all_trials(study._study_id) if t.user_attrs.get("retry_of") == trial.number]
     assert len(retries) == 1
+
+
+def test_unreaped_killed_process_counts_as_dead():
+    # Regression: a SIGKILLed worker not yet reaped by its parent (a zombie) still answers
+    # kill(pid, 0), so its trial was never failed and the other workers waited forever.
+    from nas.search import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        time.sleep(0.5)  # killed, deliberately not reaped yet
+        assert not _alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_workers_opening_an_empty_database_together(tmp_path):
+    # Regression: Optuna's table creation raced ("duplicate key ... alembic_version") when
+    # several workers opened a fresh PostgreSQL database at the same moment.
+    with ThrowawayPostgres() if server_binaries() else pytest.skip("PostgreSQL not installed") as url:
+        code = f"from nas.search import open_storage; open_storage({url!r}); print('ok')"
+        workers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True) for _ in range(5)]
+        results = [w.communicate(timeout=120) for w in workers]
+        assert all(w.returncode == 0 for w in workers), [err[-300:] for _, err in results]
