@@ -58,7 +58,8 @@ class ConfigError(ValueError):
     """A configuration value that is missing, unknown or of the wrong type; names the key path."""
 
 
-def _closest(key: str, valid) -> str:
+def closest(key: str, valid) -> str:
+    """`` (did you mean ...?)`` for the nearest valid key, or an empty string."""
     match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
@@ -87,7 +88,7 @@ def _coerce(hint, value: Any, where: str):
         choices = typing.get_args(hint)
         if value not in choices:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}"
-                              f"{_closest(value, [str(c) for c in choices])}")
+                              f"{closest(value, [str(c) for c in choices])}")
         return value
     if origin in (Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):
@@ -154,7 +155,7 @@ def from_data(cls, data: Any, where: str):
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in fields:
-            raise ConfigError(f"{path}: unknown key{_closest(key, fields)}")
+            raise ConfigError(f"{path}: unknown key{closest(key, fields)}")
         kwargs[key] = _coerce(hints[key], value, path)
     missing = [name for name, f in fields.items()
                if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]

@@ -144,9 +144,9 @@ class SearchConfig:
                 raise ConfigError(f"objectives[{i}]: expected one 'metric: direction' pair, got {objective!r}")
             (metric, direction), = objective.items()
             if metric not in METRICS:
-                from nas.config import _closest
+                from nas.config import closest
 
-                raise ConfigError(f"objectives[{i}]: unknown metric {metric!r}{_closest(metric, METRICS)}; "
+                raise ConfigError(f"objectives[{i}]: unknown metric {metric!r}{closest(metric, METRICS)}; "
                                   f"choose from {', '.join(METRICS)}")
             if direction not in ("maximize", "minimize"):
                 raise ConfigError(f"objectives[{i}]: direction must be maximize or minimize, got {direction!r}")
@@ -261,9 +261,9 @@ def load_train_config(path: str | None = None, overrides: Sequence[str] = (), ba
                 data[key] = {**data.get(key, {}), **(raw[key] or {})} if key == "model" else raw[key]
         unknown = [k for k in raw if k not in ("model", "task", "name", "seed", "search_space", "search")]
         if unknown:
-            from nas.config import _closest
+            from nas.config import closest
 
-            raise ConfigError(f"{where}{unknown[0]}: unknown section{_closest(unknown[0], ['model', 'task'])}")
+            raise ConfigError(f"{where}{unknown[0]}: unknown section{closest(unknown[0], ['model', 'task'])}")
     data = apply_overrides(data, overrides)
     try:
         return from_data(TrainConfig, data, "")

@@ -35,6 +35,8 @@ import math
 import random
 from typing import Callable, Iterable, Mapping, Sequence
 
+import optuna
+
 from search_spaces.block_fns import BLOCK_FNS
 from search_spaces.genome import FILTER_SIZE_MAP, BlockSpec, Genome
 
@@ -49,22 +51,11 @@ class SpaceError(ValueError):
     """A search-space configuration that cannot work, or a genome outside the space."""
 
 
-class InfeasibleGenome(Exception):
+class InfeasibleGenome(optuna.TrialPruned):
     """Raised by :meth:`ScalePermutedSpace.sample` when a genome breaks the constraint.
 
-    Under Optuna this is converted to a pruned trial (it subclasses
-    ``optuna.TrialPruned`` when Optuna is importable), so no model is built.
+    Optuna records it as a pruned trial, so no model is built.
     """
-
-
-try:  # Optuna is a dependency of the package, but the space itself does not need it.
-    import optuna as _optuna
-
-    class InfeasibleGenome(_optuna.TrialPruned):  # type: ignore[no-redef]  # noqa: F811
-        """Raised by :meth:`ScalePermutedSpace.sample` when a genome breaks the constraint."""
-
-except ImportError:  # pragma: no cover
-    pass
 
 
 def _lehmer_decode(code: Sequence[int], n: int) -> list[int]:

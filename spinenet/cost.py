@@ -18,7 +18,7 @@ from typing import Sequence, Union
 
 from search_spaces.block_fns import BN_PARAMS_PER_CHANNEL, BLOCK_FNS, BlockFn
 from search_spaces.genome import Genome
-from spinenet.scaling import STEM_FILTERS, DecodeError, Scaling, check_input_size
+from spinenet.scaling import STEM_FILTERS, DecodeError, Scaling, check_input_size, spatial_divisor
 
 _STEM_KERNEL = 7
 
@@ -120,8 +120,7 @@ def _resample_cost(parent, parent_channels, target, target_channels, scaling, hw
 
 def count_params(genome: Genome, **scaling) -> int:
     """Keras ``count_params()`` of the decoded backbone (independent of input size)."""
-    divisor = 2 ** max(genome.block_levels + [genome.max_level])
-    return network_cost(genome, divisor, **scaling).params
+    return network_cost(genome, spatial_divisor(genome), **scaling).params
 
 
 def count_multiply_adds(genome: Genome, input_size: Union[int, Sequence[int]] = 640, **scaling) -> int:

@@ -29,9 +29,9 @@ def _genomes(args) -> list:
     for entry in args.genome or ():
         chosen.append((_named_or_file(entry), os.path.basename(entry)))
     if args.trial is not None:
-        from nas.commands.search import _load_study
+        from nas.commands.search import load_study
 
-        study = _load_study(args)
+        study = load_study(args)
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == args.trial), None)
         if trial is None or "genome" not in trial.user_attrs:
             raise UserError(f"trial {args.trial} has no recorded genome in study {study.study_name!r}")
@@ -70,10 +70,10 @@ def run_draw(args) -> int:
 
 def run_report(args) -> int:
     """Write the study report (plots, best genomes, index.html)."""
-    from nas.commands.search import _load_study
+    from nas.commands.search import load_study
     from visualize.report import write_report
 
-    study = _load_study(args)
+    study = load_study(args)
     path = write_report(study, args.out, top=args.top)
     print(f"wrote {path}")
     return 0

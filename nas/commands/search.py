@@ -105,7 +105,8 @@ def _print_best(study, best) -> None:
         print("\nbest genome:\n" + best[0].user_attrs["genome"])
 
 
-def _load_study(args):
+def load_study(args):
+    """The study named by an experiment FILE, or by --storage and --study-name."""
     from nas.experiment import load_experiment
     from nas.search import open_study
 
@@ -144,7 +145,7 @@ def trial_rows(study) -> list[dict]:
 
 def run_results(args) -> int:
     """List the study's trials, best first when --top is given."""
-    study = _load_study(args)
+    study = load_study(args)
     rows = trial_rows(study)
     if args.top:
         import optuna
@@ -171,7 +172,7 @@ def run_export(args) -> int:
     from nas.search import best_trials
     from search_spaces.genome import Genome
 
-    study = _load_study(args)
+    study = load_study(args)
     if args.trial is not None:
         matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
         if not matches or "genome" not in matches[0].user_attrs:
