@@ -27,9 +27,8 @@ import difflib
 import os
 import types
 import typing
-from typing import Any, Literal, Sequence, Union
-
 import re
+from typing import Annotated, Any, Callable, Literal, Sequence, Union
 
 import yaml
 
@@ -49,9 +48,59 @@ _Loader.add_implicit_resolver(
 )
 
 
+# A document whose aliases expand past this many nodes is refused: a few lines of nested
+# aliases can stand for billions of values, and every later copy or message would expand them.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node, memo: dict) -> int:
+    key = id(node)
+    if key not in memo:
+        memo[key] = 1  # a recursive alias counts once instead of looping
+        if isinstance(node, yaml.SequenceNode):
+            memo[key] = 1 + sum(_expanded_size(child, memo) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            memo[key] = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    return memo[key]
+
+
+def _compose_checked(loader) -> Any:
+    node = yaml.SafeLoader.compose_document(loader)
+    if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+        raise yaml.YAMLError(f"the document's aliases expand to more than {MAX_EXPANDED_NODES:,} values; "
+                             "refusing to read it")
+    return node
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, (str, int, float, bool)) or key is None:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); YAML would silently keep only the last", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.compose_document = _compose_checked
+_Loader.add_constructor("tag:yaml.org,2002:map", _mapping_without_duplicates)
+
+
 def load_yaml(text: str) -> Any:
-    """Parse YAML text with the safe loader (numbers like ``1e-4`` included)."""
+    """Parse YAML text with the safe loader (numbers like ``1e-4`` included).
+
+    Duplicate keys and alias bombs are refused, naming the line.
+    """
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so a huge value never floods a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ConfigError(ValueError):
@@ -62,6 +111,20 @@ def closest(key: str, valid) -> str:
     """`` (did you mean ...?)`` for the nearest valid key, or an empty string."""
     match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tagged:
+    """Marks a section whose schema is chosen by one of its keys: ``Annotated[object, Tagged(...)]``.
+
+    ``lookup(value)`` returns the dataclass for the value of ``key`` (``default``
+    when the key is absent) or raises :class:`ConfigError`; the task section
+    uses it to pick the registered task's schema from ``task.name``.
+    """
+
+    key: str
+    default: str
+    lookup: Callable[[str], type]
 
 
 def _type_name(hint) -> str:
@@ -82,12 +145,26 @@ def _type_name(hint) -> str:
 
 def _coerce(hint, value: Any, where: str):
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        tagged = next((m for m in hint.__metadata__ if isinstance(m, Tagged)), None)
+        if tagged is None:
+            return _coerce(typing.get_args(hint)[0], value, where)
+        if dataclasses.is_dataclass(value):
+            return value
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_shown(value)}")
+        tag = (value or {}).get(tagged.key, tagged.default)
+        try:
+            cls = tagged.lookup(tag)
+        except ConfigError as err:
+            raise ConfigError(f"{where}.{tagged.key}: {err}") from None
+        return from_data(cls, value, where)
     if dataclasses.is_dataclass(hint):
         return from_data(hint, value, where)
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}"
+            raise ConfigError(f"{where}: {_shown(value)} is not one of {', '.join(map(repr, choices))}"
                               f"{closest(value, [str(c) for c in choices])}")
         return value
     if origin in (Union, types.UnionType):
@@ -103,32 +180,32 @@ def _coerce(hint, value: Any, where: str):
         nested = [e for e in errors if not str(e).startswith(f"{where}: expected")]
         if nested:
             raise nested[0]
-        raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(hint)}, got {_shown(value)}")
     if hint is type(None):
         if value is not None:
-            raise ConfigError(f"{where}: expected null, got {value!r}")
+            raise ConfigError(f"{where}: expected null, got {_shown(value)}")
         return None
     if hint is Any:
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_shown(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_shown(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_shown(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_shown(value)}")
         return value
     if origin in (list, tuple) or hint in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
+            raise ConfigError(f"{where}: expected {_type_name(hint)}, got {_shown(value)}")
         args = typing.get_args(hint)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
@@ -138,7 +215,7 @@ def _coerce(hint, value: Any, where: str):
         return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_shown(value)}")
         return dict(value)
     raise TypeError(f"unsupported config type {hint!r} at {where}")  # a bug in a schema, not user input
 
@@ -148,9 +225,9 @@ def from_data(cls, data: Any, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {_shown(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
@@ -185,6 +262,8 @@ def read_yaml(path: str | os.PathLike) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return load_yaml(handle.read())
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:

@@ -6,15 +6,17 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Literal, Optional, Sequence
 
-from nas.config import ConfigError, apply_overrides, from_data, read_yaml
-from nas.tasks.detection.config import DetectionConfig
+from nas.config import ConfigError, Tagged, apply_overrides, closest, from_data, read_yaml, to_data
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """How a genome is decoded (``spinenet.decode`` settings). Defaults are the paper's proxy."""
+    """How a genome is decoded: a :class:`spinenet.scaling.Scaling` plus the activation.
+
+    The defaults are the paper's proxy widths.
+    """
 
     filter_size_scale: float = 0.25
     resample_alpha: float = 0.25
@@ -23,31 +25,55 @@ class ModelConfig:
     activation: str = "relu"
 
     def __post_init__(self):
-        from spinenet.scaling import DecodeError, Scaling
+        from spinenet.scaling import DecodeError
 
         try:  # the decoder's own checks, so the file fails before any trial does
-            Scaling(self.filter_size_scale, self.resample_alpha, self.block_repeats, self.endpoints_num_filters)
+            self.scaling
         except DecodeError as err:
             raise ConfigError(str(err)) from None
-        if self.activation not in ("relu", "swish", "silu", "gelu", "elu", "selu"):
-            raise ConfigError(f"activation: unknown activation {self.activation!r} (try relu or swish)")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation: unknown activation {self.activation!r}{closest(self.activation, ACTIVATIONS)}"
+                              f"; choose from {', '.join(ACTIVATIONS)}")
+
+    @property
+    def scaling(self):
+        """The width and depth settings as one :class:`spinenet.scaling.Scaling`."""
+        from spinenet.scaling import Scaling
+
+        return Scaling(self.filter_size_scale, self.resample_alpha, self.block_repeats, self.endpoints_num_filters)
+
+    def scaling_kwargs(self) -> dict:
+        """The scaling as keyword arguments of ``network_cost`` and ``CostBudget``."""
+        return dataclasses.asdict(self.scaling)
 
     def decode_kwargs(self) -> dict:
-        """Keyword arguments for ``spinenet.decode``."""
-        return dataclasses.asdict(self)
+        """Keyword arguments for ``spinenet.decode``: the scaling and the activation."""
+        return {**self.scaling_kwargs(), "activation": self.activation}
+
+
+ACTIVATIONS = ("relu", "swish", "silu", "gelu", "elu", "selu")
+
+
+def _task_schema(name: str) -> type:
+    from nas.tasks import get_task
+
+    return get_task(name).config_class
+
+
+# The ``task`` section: its schema is the one of the task its ``name`` selects.
+TaskSection = Annotated[object, Tagged("name", "detection", _task_schema)]
+
+
+def _default_task():
+    return _task_schema("detection")()
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """What ``spinenas train`` reads: the decode scaling and the task."""
+    """What ``spinenas train`` and every trial read: the decode scaling and the task."""
 
     model: ModelConfig = ModelConfig()
-    task: DetectionConfig = DetectionConfig()
-
-
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "loss", "params", "multiply_adds")
-# Metrics known before training, from the cost model.
-COST_METRICS = ("params", "multiply_adds")
+    task: TaskSection = dataclasses.field(default_factory=_default_task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,37 +103,49 @@ class SearchSpaceConfig:
             raise ConfigError(str(err)) from None
 
     def load_seed_genomes(self, base_dir: str = ".") -> list:
-        """The seed genomes: ``spinenet-49`` or paths to genome files (relative to the experiment)."""
-        from search_spaces.genome import Genome
-        from spinenet.specs import REFERENCE_GENOMES
+        """The seed genomes: reference names (``spinenet-49``, ``r50-like``) or genome files relative to ``base_dir``."""
+        from spinenet.specs import REFERENCE_GENOMES, resolve_genome
 
         genomes = []
         for entry in self.seed_genomes:
-            if entry.lower() in REFERENCE_GENOMES:
-                genomes.append(REFERENCE_GENOMES[entry.lower()])
-            else:
-                path = entry if os.path.isabs(entry) else os.path.join(base_dir, entry)
-                if not os.path.exists(path):
-                    raise ConfigError(f"seed_genomes: {entry!r} is neither a reference genome "
-                                      f"({', '.join(REFERENCE_GENOMES)}) nor an existing genome file")
-                genomes.append(Genome.load(path))
+            if entry.lower() not in REFERENCE_GENOMES and not os.path.exists(os.path.join(base_dir, entry)):
+                raise ConfigError(f"seed_genomes: {entry!r} is neither a reference genome "
+                                  f"({', '.join(REFERENCE_GENOMES)}) nor an existing genome file")
+            try:
+                genomes.append(resolve_genome(entry, base_dir))
+            except ValueError as err:
+                raise ConfigError(f"seed_genomes: {err}") from None
         return genomes
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
-    """An Optuna sampler by name; ``options`` go to its constructor."""
+    """A sampler from :data:`nas.samplers.SAMPLERS` by name; ``options`` go to its constructor."""
 
-    name: Literal["tpe", "random", "nsga2", "gp", "cmaes", "evolution"] = "tpe"
+    name: str = "tpe"
     options: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        from nas.samplers import SAMPLERS
+
+        if self.name not in SAMPLERS:
+            raise ConfigError(f"name: {self.name!r} is not one of the registered samplers "
+                              f"{', '.join(map(repr, SAMPLERS))}{closest(self.name, SAMPLERS)}")
 
 
 @dataclasses.dataclass(frozen=True)
 class PrunerConfig:
-    """An Optuna pruner by name (single-objective studies only); ``options`` go to its constructor."""
+    """A pruner from :data:`nas.pruners.PRUNERS` by name (single-objective studies only)."""
 
-    name: Literal["none", "median", "hyperband"] = "none"
+    name: str = "none"
     options: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        from nas.pruners import PRUNERS
+
+        if self.name not in PRUNERS:
+            raise ConfigError(f"name: {self.name!r} is not one of the registered pruners "
+                              f"{', '.join(map(repr, PRUNERS))}{closest(self.name, PRUNERS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +164,7 @@ class SearchConfig:
     pruner: PrunerConfig = PrunerConfig()
     n_trials: int = 20
     timeout: Optional[float] = None
-    objectives: tuple[dict, ...] = ({"AP": "maximize"},)
+    objectives: tuple[dict, ...] = ()  # empty: the task's default objective
     constraints: ConstraintsConfig = ConstraintsConfig()
     storage: Optional[str] = None
     study_name: Optional[str] = None
@@ -136,18 +174,17 @@ class SearchConfig:
     def __post_init__(self):
         if self.n_trials < 1:
             raise ConfigError(f"n_trials: must be positive, got {self.n_trials}")
-        if not self.objectives:
-            raise ConfigError("objectives: need at least one, e.g. [{AP: maximize}]")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"timeout: must be positive seconds (or null for none), got {self.timeout}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries: must be 0 or more, got {self.max_retries}")
+        if self.heartbeat_interval < 1:
+            raise ConfigError(f"heartbeat_interval: must be at least 1 second, got {self.heartbeat_interval}")
         seen = set()
         for i, objective in enumerate(self.objectives):
             if not isinstance(objective, dict) or len(objective) != 1:
                 raise ConfigError(f"objectives[{i}]: expected one 'metric: direction' pair, got {objective!r}")
             (metric, direction), = objective.items()
-            if metric not in METRICS:
-                from nas.config import closest
-
-                raise ConfigError(f"objectives[{i}]: unknown metric {metric!r}{closest(metric, METRICS)}; "
-                                  f"choose from {', '.join(METRICS)}")
             if direction not in ("maximize", "minimize"):
                 raise ConfigError(f"objectives[{i}]: direction must be maximize or minimize, got {direction!r}")
             if metric in seen:
@@ -177,13 +214,29 @@ class Experiment:
     seed: int = 0
     search_space: SearchSpaceConfig = SearchSpaceConfig()
     model: ModelConfig = ModelConfig()
-    task: DetectionConfig = DetectionConfig()
+    task: TaskSection = dataclasses.field(default_factory=_default_task)
     search: SearchConfig = SearchConfig()
     source: Optional[str] = dataclasses.field(default=None, compare=False, metadata={"internal": True})
 
     def __post_init__(self):
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
             raise ConfigError(f"name: use letters, digits, '-', '_' or '.', got {self.name!r}")
+        task = self.task_plugin
+        if not self.search.objectives:  # the task's default, written out so the study records it
+            objectives = ({task.default_objective: task.metrics[task.default_objective]},)
+            object.__setattr__(self, "search", dataclasses.replace(self.search, objectives=objectives))
+        known = task.all_metrics
+        for i, metric in enumerate(self.search.metric_names):
+            if metric not in known:
+                raise ConfigError(f"search.objectives[{i}]: unknown metric {metric!r}{closest(metric, known)}; "
+                                  f"the {task.name} task reports {', '.join(known)}")
+
+    @property
+    def task_plugin(self):
+        """The registered :class:`nas.tasks.base.Task` that ``task.name`` selects."""
+        from nas.tasks import get_task
+
+        return get_task(self.task.name)
 
     @property
     def train_config(self) -> TrainConfig:
@@ -207,20 +260,61 @@ class Experiment:
 
     def to_data(self) -> dict:
         """Plain data of the experiment (what the study stores)."""
-        from nas.config import to_data
-
         data = to_data(self)
         data.pop("source")
         return data
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything that changes what a trial means (not the budget or storage)."""
-        data = self.to_data()
-        for key in ("n_trials", "timeout", "storage", "study_name", "max_retries", "heartbeat_interval"):
-            data["search"].pop(key)
-        data["task"]["training"].pop("strategy")  # where a trial trains, not what it means
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of everything that changes what a trial means (not the budget, storage or placement)."""
+        return _hash(_meaning(self.to_data()))
+
+    def matches(self, fingerprint: str, stored: Optional[dict]) -> bool:
+        """True when a study made with ``fingerprint`` (and experiment data ``stored``) means this experiment.
+
+        Settings added to spinenas after the study was made are ignored while
+        they keep their defaults, so upgrading never locks a user out of a study.
+        """
+        if fingerprint == self.fingerprint:
+            return True
+        if not isinstance(stored, dict):
+            return False
+        defaults = _meaning(Experiment(name=self.name, task=type(self.task)()).to_data())
+        restricted = _restrict(_meaning(self.to_data()), _meaning(stored), defaults)
+        return restricted is not None and _hash(restricted) == fingerprint
+
+
+# Keys that say how much to run or where, not what a trial means.
+_BUDGET_KEYS = ("n_trials", "timeout", "storage", "study_name", "max_retries", "heartbeat_interval")
+
+
+def _meaning(data: dict) -> dict:
+    data = json.loads(json.dumps(data))
+    for key in _BUDGET_KEYS:
+        data.get("search", {}).pop(key, None)
+    data.get("task", {}).get("training", {}).pop("strategy", None)  # where a trial trains, not what it means
+    return data
+
+
+def _hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _restrict(current, stored, defaults):
+    """``current`` cut to the keys ``stored`` has, or None when a cut key is away from its default."""
+    if not (isinstance(current, dict) and isinstance(stored, dict)):
+        return current
+    out = {}
+    for key, value in current.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if key in stored:
+            inner = _restrict(value, stored[key], default)
+            if inner is None and value is not None:
+                return None
+            out[key] = inner
+        elif not isinstance(defaults, dict) or key not in defaults or defaults[key] != value:
+            return None
+    return out
 
 
 def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
@@ -230,6 +324,10 @@ def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
         raise ConfigError(f"{path}: expected a mapping of sections (name, search_space, model, task, search)")
     raw = apply_overrides(raw, overrides)
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    for section in raw:
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: {section}: unknown section{closest(section, SECTIONS)}; "
+                              f"sections are {', '.join(SECTIONS)}")
     try:
         experiment = from_data(Experiment, raw, "")
     except ConfigError as err:
@@ -243,10 +341,15 @@ def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
     return experiment
 
 
-def load_train_config(path: str | None = None, overrides: Sequence[str] = (), base: dict | None = None) -> TrainConfig:
+SECTIONS = ("name", "seed", "search_space", "model", "task", "search")
+
+
+def load_train_config(path: str | None = None, overrides: Sequence[str] = (), base: dict | None = None,
+                      task: str | None = None) -> TrainConfig:
     """Read a train config (or the ``model``/``task`` sections of an experiment file) with overrides.
 
-    ``base`` holds defaults the file and overrides refine (e.g. a model id's scaling).
+    ``base`` holds defaults the file and overrides refine (e.g. a model id's
+    scaling); ``task`` names the task when the file does not.
     """
     data: dict[str, Any] = {"model": dict(base or {})}
     where = ""
@@ -258,12 +361,12 @@ def load_train_config(path: str | None = None, overrides: Sequence[str] = (), ba
         # An experiment file carries search sections too; training needs only these two.
         for key in ("model", "task"):
             if key in raw:
-                data[key] = {**data.get(key, {}), **(raw[key] or {})} if key == "model" else raw[key]
-        unknown = [k for k in raw if k not in ("model", "task", "name", "seed", "search_space", "search")]
+                data[key] = {**data.get(key, {}), **(raw[key] or {})}
+        unknown = [k for k in raw if k not in SECTIONS]
         if unknown:
-            from nas.config import closest
-
             raise ConfigError(f"{where}{unknown[0]}: unknown section{closest(unknown[0], ['model', 'task'])}")
+    if task:
+        data["task"] = {**(data.get("task") or {}), "name": task}
     data = apply_overrides(data, overrides)
     try:
         return from_data(TrainConfig, data, "")

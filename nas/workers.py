@@ -42,7 +42,7 @@ def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], sto
     if cuda_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
     from nas.experiment import load_experiment
-    from nas.search import TrialFailed, run_search
+    from nas.search import SearchStopped, TrialFailed, run_search
 
     def log(line: str) -> None:
         print(f"[worker {index}] {line}", flush=True)
@@ -50,7 +50,7 @@ def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], sto
     try:
         run_search(load_experiment(experiment_path, overrides), n_trials=n_trials, timeout=timeout,
                    storage_url=storage_url, study_name=study_name, log=log, enqueue=False)
-    except (TrialFailed, ConnectionError, ValueError) as err:
+    except (TrialFailed, SearchStopped, ConnectionError, ValueError) as err:
         log(f"stopped: {err}")
         sys.exit(3)
 
@@ -60,11 +60,10 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
                 gpus_per_worker: Optional[int] = None, log=print) -> list[int]:
     """Prepare the study once, run ``workers`` worker processes on it, and return their exit codes."""
     from nas.experiment import load_experiment
-    from nas.search import enqueue_seeds, open_study
-    from nas.tasks.detection.dataset import prepare_data
+    from nas.search import enqueue_seeds, open_study, prepare
 
     experiment = load_experiment(experiment_path, overrides)
-    prepare_data(experiment.task.data, progress=True)  # generated once, before any worker reads it
+    prepare(experiment, log)  # generated once, before any worker reads it
     study = open_study(experiment, storage_url, study_name)
     queued = enqueue_seeds(study, experiment.search_space.build(),
                            experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source)))

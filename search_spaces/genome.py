@@ -306,6 +306,8 @@ class Genome:
         try:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
+        except UnicodeDecodeError as err:
+            raise GenomeError(f"{path}: not UTF-8 text (byte {err.start}); is this a genome file?") from None
         except OSError as err:
             raise GenomeError(f"{path}: cannot read genome file ({err.strerror})") from None
         try:

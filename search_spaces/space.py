@@ -340,17 +340,21 @@ class ScalePermutedSpace:
         """Suggest every parameter on an Optuna trial and return the genome.
 
         With ``constraint`` (a genome -> list of floats, feasible when all are
-        <= 0, e.g. :class:`spinenet.cost.CostBudget`) the values are stored as
-        the trial's ``constraints`` user attribute, which Optuna's
-        ``constraints_func`` can read, and an infeasible genome raises
-        :class:`InfeasibleGenome` (a pruned trial) before anything is trained.
+        <= 0, e.g. :class:`spinenet.cost.CostBudget`) the values are stored
+        with Optuna's ``Trial.set_constraint`` (which constraint-aware samplers
+        read) and as the ``constraints`` user attribute, and an infeasible genome is marked
+        ``infeasible`` and raises :class:`InfeasibleGenome`: the trial ends
+        PRUNED before anything is trained.
         """
         params = {name: trial.suggest_int(name, low, high) for name, (low, high) in self.parameters.items()}
         genome = self.from_params(params)
         if constraint is not None:
             values = [float(v) for v in constraint(genome)]
             trial.set_user_attr("constraints", values)
+            for i, value in enumerate(values):
+                trial.set_constraint(f"constraint{i}", value)
             if any(v > 0 for v in values):
+                trial.set_user_attr("infeasible", True)
                 raise InfeasibleGenome(f"genome {genome.fingerprint} breaks the constraint: {values}")
         return genome
 

@@ -68,3 +68,28 @@ SCALE_DECREASED_R50 = _scale_decreased_r50()
 
 # Genomes by name, wherever a genome may be named instead of given as a file.
 REFERENCE_GENOMES = {"spinenet-49": SPINENET_49, "r50-like": SCALE_DECREASED_R50}
+
+
+def resolve_genome(entry: str, base_dir: str | None = None) -> Genome:
+    """A genome by reference name (``spinenet-49``, ``r50-like``) or from a YAML/JSON file.
+
+    Relative paths are read from ``base_dir`` when given (an experiment's
+    folder), else from the working directory. Raises ``ValueError`` (a
+    ``GenomeError`` for a broken file) or ``FileNotFoundError`` naming the entry.
+
+    Example:
+        >>> resolve_genome("SpineNet-49") is SPINENET_49
+        True
+    """
+    key = str(entry).lower()
+    if key in REFERENCE_GENOMES:
+        return REFERENCE_GENOMES[key]
+    import os
+
+    path = entry if base_dir is None or os.path.isabs(entry) else os.path.join(base_dir, entry)
+    if not os.path.exists(path):
+        from search_spaces.genome import GenomeError
+
+        raise GenomeError(f"{path}: cannot read genome file (no such file, and not a reference genome: "
+                          f"{', '.join(REFERENCE_GENOMES)})")
+    return Genome.load(path)

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from nas.cli import main
-from nas.data import DataError, make_dataset, read_coco
-from nas.shapes import CATEGORIES, write_shapes_dataset
+from nas.tasks.detection.data import DataError, make_dataset, read_coco
+from nas.tasks.detection.shapes import CATEGORIES, write_shapes_dataset
 
 
 def digest(folder):

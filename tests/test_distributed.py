@@ -9,7 +9,8 @@ import time
 import optuna
 import pytest
 
-import nas.search
+import nas.search.driver
+import nas.search.storage
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
@@ -108,14 +109,14 @@ def test_lost_connection_is_retried_then_reported(tmp_path, monkeypatch):
     import sqlalchemy.exc
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(nas.search.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(nas.search.storage.time, "sleep", lambda seconds: None)
     calls = []
 
     def unreachable(*args, **kwargs):
         calls.append(1)
         raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setattr(nas.search, "_tidy_and_count", unreachable)
+    monkeypatch.setattr(nas.search.driver, "_tidy_and_count", unreachable)
     lines = []
     with pytest.raises(StorageError, match="lost the connection .* gave up after 5 attempts"):
         run_search(load_experiment(tiny_experiment(tmp_path)), log=lines.append)
@@ -163,7 +164,7 @@ def test_orphan_is_failed_once_when_two_workers_see_it(tmp_path, monkeypatch):
 def test_unreaped_killed_process_counts_as_dead():
     # Regression: a SIGKILLed worker not yet reaped by its parent (a zombie) still answers
     # kill(pid, 0), so its trial was never failed and the other workers waited forever.
-    from nas.search import _alive
+    from nas.search.study import process_alive as _alive
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

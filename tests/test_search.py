@@ -12,11 +12,12 @@ import optuna
 import pytest
 import yaml
 
-import nas.search
+import nas.search.objective
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
-from nas.search import TrialFailed, open_study, run_search, train_in_child
+from nas.search import SearchStopped, TrialFailed, load_study, open_study, run_search, train_in_child
+from nas.search.driver import MAX_CONSECUTIVE_INFEASIBLE
 from search_spaces.genome import Genome
 from tests.test_detection import TINY_GENOME
 
@@ -158,7 +159,7 @@ def test_failing_trials_fail_alone_and_duplicates_are_reused(tmp_path, monkeypat
             raise outcome
         return outcome
 
-    monkeypatch.setattr(nas.search, "train_in_child", fake_train)
+    monkeypatch.setattr(nas.search.objective, "train_in_child", fake_train)
     experiment = load_experiment(tiny_experiment(tmp_path), ["search.n_trials=2"])
     study = run_search(experiment, log=lambda line: None)
     states = [t.state.name for t in study.trials]
@@ -174,12 +175,17 @@ def test_failing_trials_fail_alone_and_duplicates_are_reused(tmp_path, monkeypat
 
 def test_constraint_breaking_genomes_are_infeasible_and_untrained(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(nas.search, "train_in_child", lambda *a, **k: pytest.fail("infeasible genome trained"))
+    monkeypatch.setattr(nas.search.objective, "train_in_child", lambda *a, **k: pytest.fail("infeasible genome trained"))
     experiment = load_experiment(tiny_experiment(tmp_path), ["search.constraints.max_params=1000",
                                                              "search.sampler.name=tpe"])
-    study = run_search(experiment, n_trials=2, log=lambda line: None)
-    assert all(t.user_attrs["infeasible"] and t.value == 0.0 and t.user_attrs["constraints"][0] > 0
-               for t in study.trials)
+    lines = []
+    with pytest.raises(SearchStopped, match="all over the constraints .*max_params=1000"):
+        run_search(experiment, n_trials=2, log=lines.append)
+    study = load_study(experiment.storage_url, experiment.study_name)
+    # One path for over-budget genomes: recorded with their cost, PRUNED, never trained.
+    assert len(study.trials) == MAX_CONSECUTIVE_INFEASIBLE
+    assert all(t.state.name == "PRUNED" and t.user_attrs["infeasible"] and t.user_attrs["constraints"][0] > 0
+               and t.user_attrs["params"] > 1000 and "genome" in t.user_attrs for t in study.trials)
 
 
 def test_consecutive_failures_stop_the_search(tmp_path, monkeypatch):
@@ -188,7 +194,7 @@ def test_consecutive_failures_stop_the_search(tmp_path, monkeypatch):
     def always_fails(*args, **kwargs):
         raise TrialFailed("broken")
 
-    monkeypatch.setattr(nas.search, "train_in_child", always_fails)
+    monkeypatch.setattr(nas.search.objective, "train_in_child", always_fails)
     with pytest.raises(TrialFailed, match="5 trials in a row failed; the last because: broken"):
         run_search(load_experiment(tiny_experiment(tmp_path)), log=lambda line: None)
 

@@ -15,9 +15,8 @@ import html
 import os
 import warnings
 
-import optuna
-from optuna.trial import TrialState
-
+from nas.search.ranking import best_trials, feasible_trials, ranked_trials
+from nas.search.study import metric_names
 from search_spaces.genome import Genome
 
 
@@ -37,40 +36,42 @@ def _save(ax, path: str) -> None:
     _pyplot().close(figure)
 
 
-def _metric_names(study) -> list[str]:
-    return study.user_attrs.get("metrics") or [f"objective {i}" for i in range(len(study.directions))]
-
-
-def _ap_and_cost(trial) -> tuple:
-    metrics = trial.user_attrs.get("metrics") or {}
-    return metrics.get("AP"), trial.user_attrs.get("multiply_adds")
+def _quality_metric(study) -> str:
+    """The metric plotted against cost: the first objective that is not a cost (AP, top1, ...)."""
+    names = [n for n in metric_names(study) if n not in ("params", "multiply_adds")]
+    return names[0] if names else "AP"
 
 
 def plot_ap_against_cost(study, path: str) -> None:
-    """AP against multiply-adds for every trained trial, the Pareto front joined, seeds starred."""
+    """The study's quality metric (AP, top-1, ...) against multiply-adds for every trained trial.
+
+    The Pareto front is joined and seed genomes are starred.
+    """
     plt = _pyplot()
+    metric = _quality_metric(study)
     points = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        ap, madds = _ap_and_cost(trial)
-        if ap is not None and madds is not None and not trial.user_attrs.get("infeasible"):
-            points.append((madds / 1e9, ap, trial))
+    for trial in feasible_trials(study):
+        value = (trial.user_attrs.get("metrics") or {}).get(metric)
+        madds = trial.user_attrs.get("multiply_adds")
+        if value is not None and madds is not None:
+            points.append((madds / 1e9, value, trial))
     if not points:
-        raise ValueError("no trained trial has both AP and multiply-adds yet")
+        raise ValueError(f"no trained trial has both {metric} and multiply-adds yet")
     figure, ax = plt.subplots(figsize=(8, 5))
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=25, color="#4C72B0", alpha=0.7, label="trial")
-    front, best = [], -1.0
-    for madds, ap, trial in sorted(points, key=lambda p: (p[0], -p[1])):
-        if ap > best:
-            front.append((madds, ap))
-            best = ap
+    front, best = [], -float("inf")
+    for madds, value, trial in sorted(points, key=lambda p: (p[0], -p[1])):
+        if value > best:
+            front.append((madds, value))
+            best = value
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#C44E52", label="Pareto front")
     seeds = [p for p in points if p[2].user_attrs.get("seed_genome")]
     if seeds:
         ax.scatter([p[0] for p in seeds], [p[1] for p in seeds], s=220, marker="*", color="#DD8452",
                    edgecolor="black", zorder=3, label="seed genome")
     ax.set_xlabel("multiply-adds (G, at the task's image size)")
-    ax.set_ylabel("AP")
-    ax.set_title(f"{study.study_name}: AP against cost")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{study.study_name}: {metric} against cost")
     ax.legend()
     _save(ax, path)
 
@@ -78,7 +79,7 @@ def plot_ap_against_cost(study, path: str) -> None:
 def _optuna_plots(study):
     from optuna.visualization import matplotlib as ovm
 
-    names = _metric_names(study)
+    names = metric_names(study)
     target = {} if len(study.directions) == 1 else {"target": lambda t: t.values[0], "target_name": names[0]}
     return {
         "history.png": ("Optimization history", lambda: ovm.plot_optimization_history(study, **target)),
@@ -89,16 +90,24 @@ def _optuna_plots(study):
 
 def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None, input_size: int = 640) -> str:
     """Write plots, diagrams of the best (or Pareto) genomes and ``index.html``; returns its path."""
-    from nas.search import best_trials
     from visualize.draw import draw_genome
 
-    os.makedirs(out_dir, exist_ok=True)
     experiment = study.user_attrs.get("experiment") or {}
     if scaling is None and "model" in experiment:
-        scaling = {k: v for k, v in experiment["model"].items() if k != "activation"}
+        from nas.experiment import ModelConfig
+
+        scaling = ModelConfig(**experiment["model"]).scaling_kwargs()
         input_size = experiment.get("task", {}).get("data", {}).get("image_size", input_size)
+    best = best_trials(study)
+    lacking = [t.number for t in best if "genome" not in t.user_attrs]
+    if lacking:  # checked before anything is written, so no half-made report is left behind
+        raise ValueError(f"trial(s) {lacking} of study {study.study_name!r} recorded no genome "
+                         "(was the study made by spinenas?)")
+    os.makedirs(out_dir, exist_ok=True)
     figures, skipped = [], []
-    plots = {"ap_vs_cost.png": ("AP against multiply-adds", lambda: plot_ap_against_cost(study, os.path.join(out_dir, "ap_vs_cost.png")))}
+    metric = _quality_metric(study)
+    plots = {"ap_vs_cost.png": (f"{metric} against multiply-adds",
+                                lambda: plot_ap_against_cost(study, os.path.join(out_dir, "ap_vs_cost.png")))}
     for name, (title, make) in _optuna_plots(study).items():
         plots[name] = (title, (lambda make=make, name=name: _save(make(), os.path.join(out_dir, name))))
     for name, (title, make) in plots.items():
@@ -111,7 +120,7 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
             skipped.append(f"{title}: {' '.join(str(err).split())[:160]}")
             _pyplot().close("all")
     diagrams = []
-    for trial in best_trials(study):
+    for trial in best:
         genome = Genome.from_yaml(trial.user_attrs["genome"])
         name = f"trial_{trial.number:05d}.png"
         draw_genome(genome, os.path.join(out_dir, name), title=f"trial {trial.number}", scaling=scaling,
@@ -125,25 +134,22 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
 
 
 def _html(study, figures, skipped, diagrams, top: int) -> str:
-    from nas.search import best_trials
-
-    names = _metric_names(study)
+    names = metric_names(study)
     counts = {}
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    feasible = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if not t.user_attrs.get("infeasible")]
-    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    ranked = sorted(feasible, key=lambda t: sign * t.values[0])[:top]
+    ranked = ranked_trials(study)[:top]
     best = {t.number for t in best_trials(study)}
+    # Cost objectives already have a column of their own.
+    shown = [i for i, n in enumerate(names) if n not in ("params", "multiply_adds")]
     rows = "".join(
         "<tr{cls}><td>{n}</td>{values}<td>{p}</td><td>{m}</td><td><code>{f}</code></td></tr>".format(
             cls=' class="best"' if t.number in best else "", n=t.number,
-            values="".join(f"<td>{v:.4g}</td>" for v in t.values),
+            values="".join(f"<td>{t.values[i]:.4g}</td>" for i in shown),
             p=f"{t.user_attrs.get('params', 0) / 1e6:.2f} M", m=f"{t.user_attrs.get('multiply_adds', 0) / 1e9:.2f} G",
             f=html.escape(str(t.user_attrs.get("fingerprint", ""))))
         for t in ranked)
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    head = "".join(f"<th>{html.escape(names[i])}</th>" for i in shown)
     images = "".join(f'<figure><img src="{n}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption></figure>'
                      for n, t in figures)
     genomes = "".join(

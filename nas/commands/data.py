@@ -9,7 +9,7 @@ from nas.commands.common import UserError
 
 def run_shapes(args) -> int:
     """Generate the dataset and print what was written."""
-    from nas.shapes import write_shapes_dataset
+    from nas.tasks.detection.shapes import write_shapes_dataset
 
     if os.path.exists(os.path.join(args.out, "instances_train.json")) and not args.overwrite:
         raise UserError(f"{args.out} already holds a dataset; pass --overwrite to replace it")

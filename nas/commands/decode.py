@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from nas.commands.common import UserError, quiet_tensorflow
+from nas.commands.common import UserError, genome_from_arg, quiet_tensorflow
 from search_spaces.genome import Genome
 
 
@@ -27,7 +27,7 @@ def add_architecture_options(parser: argparse.ArgumentParser) -> None:
     """The flags choosing a genome and its scaling."""
     source = parser.add_argument_group("architecture")
     source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49)")
-    source.add_argument("--genome", metavar="FILE", help="decode this genome (YAML or JSON) instead of SpineNet-49")
+    source.add_argument("--genome", metavar="FILE", help="decode this genome (a YAML or JSON file, spinenet-49 or r50-like) instead of SpineNet-49")
     scaling = parser.add_argument_group("scaling (override the model id's values)")
     scaling.add_argument("--filter-size-scale", type=float)
     scaling.add_argument("--resample-alpha", type=float)
@@ -49,7 +49,7 @@ def decode_settings(args) -> tuple[Genome, dict, str]:
             settings[key] = getattr(args, key)
     settings["activation"] = args.activation
     if args.genome:
-        genome = Genome.load(args.genome)
+        genome = genome_from_arg(args.genome)
         title = os.path.basename(args.genome)
     else:
         genome = SPINENET_49
@@ -106,19 +106,18 @@ def run(args) -> int:
 
 
 def _with_retinanet(backbone, genome, settings, args, backbone_madds):
-    """The detector around ``backbone`` and its total multiply-adds (backbone + head)."""
-    from nas.tasks.detection.config import HeadConfig
-    from nas.tasks.detection.cost import retinanet_head_cost
-    from nas.tasks.detection.head import build_detector
+    """The detector around ``backbone`` and its total multiply-adds (backbone + head), from the detection task."""
+    from nas.experiment import load_train_config
+    from nas.tasks import get_task
 
     if args.num_classes < 1:
         raise UserError(f"--num-classes must be positive, got {args.num_classes}")
-    head = HeadConfig(num_convs=args.head_num_convs, num_filters=args.head_num_filters)
-    detector = build_detector(backbone, args.num_classes, head)
-    head_cost = retinanet_head_cost(
-        num_classes=args.num_classes, input_size=args.input_size, min_level=genome.min_level,
-        max_level=genome.max_level, in_channels=settings["endpoints_num_filters"],
-        num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors)
+    scaling = {k: v for k, v in settings.items()}
+    config = load_train_config(base=scaling, task="detection", overrides=[
+        f"task.head.num_convs={args.head_num_convs}", f"task.head.num_filters={args.head_num_filters}"])
+    task = get_task("detection")
+    detector = task.build_model(backbone, config, args.num_classes)
+    head_cost = task.head_cost(genome, config, args.num_classes, input_size=args.input_size)
     total = None if backbone_madds is None else backbone_madds + head_cost.multiply_adds
     return detector, total
 

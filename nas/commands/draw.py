@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import os
 
-from nas.commands.common import UserError
-
-
-def _named_or_file(entry: str):
-    from search_spaces.genome import Genome
-    from spinenet.specs import REFERENCE_GENOMES
-
-    return REFERENCE_GENOMES[entry.lower()] if entry.lower() in REFERENCE_GENOMES else Genome.load(entry)
+from nas.commands.common import UserError, add_study_options, genome_from_arg, positive_int, study_from_args
 
 
 def _genomes(args) -> list:
     """(genome, title) pairs chosen by the flags."""
-    from search_spaces.genome import Genome
+    from nas.search import trial_genome
     from spinenet.specs import SPINENET_49, scaling_for
 
     chosen = []
@@ -27,15 +20,13 @@ def _genomes(args) -> list:
             raise UserError(str(err)) from None
         chosen.append((SPINENET_49, f"SpineNet-{args.model_id.upper()}"))
     for entry in args.genome or ():
-        chosen.append((_named_or_file(entry), os.path.basename(entry)))
+        chosen.append((genome_from_arg(entry), os.path.basename(entry)))
     if args.trial is not None:
-        from nas.commands.search import load_study
-
-        study = load_study(args)
+        study = study_from_args(args)
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == args.trial), None)
-        if trial is None or "genome" not in trial.user_attrs:
-            raise UserError(f"trial {args.trial} has no recorded genome in study {study.study_name!r}")
-        chosen.append((Genome.from_yaml(trial.user_attrs["genome"]), f"{study.study_name} trial {args.trial}"))
+        if trial is None:
+            raise UserError(f"study {study.study_name!r} has no trial {args.trial}")
+        chosen.append((trial_genome(trial), f"{study.study_name} trial {args.trial}"))
     if not chosen:
         raise UserError("choose what to draw: --model-id, --genome (a file, spinenet-49 or r50-like), "
                         "or --trial N with an experiment FILE or --storage/--study-name")
@@ -70,38 +61,36 @@ def run_draw(args) -> int:
 
 def run_report(args) -> int:
     """Write the study report (plots, best genomes, index.html)."""
-    from nas.commands.search import load_study
     from visualize.report import write_report
 
-    study = load_study(args)
+    study = study_from_args(args)
     path = write_report(study, args.out, top=args.top)
     print(f"wrote {path}")
     return 0
 
 
-def _study_options(parser) -> None:
-    parser.add_argument("--storage", help="Optuna storage URL")
-    parser.add_argument("--study-name")
-
-
 def add_parser(subparsers) -> None:
     """Register ``spinenas draw`` and ``spinenas report``."""
-    draw = subparsers.add_parser("draw", help="draw a genome's permutation diagram (or write its graph)")
-    draw.add_argument("file", nargs="?", help="experiment file, with --trial")
+    draw = subparsers.add_parser(
+        "draw", help="draw a genome's permutation diagram (or write its graph)",
+        description="Draw one genome, or several side by side: blocks left to right in build order at the "
+                    "height of their level, connections as curves.")
+    add_study_options(draw, file_help="experiment file, with --trial (or give --storage and --study-name)")
     draw.add_argument("--model-id", help="SpineNet-ID (its genome; the title costs it at that scaling)")
     draw.add_argument("--genome", action="append", metavar="FILE",
                       help="a genome file, or spinenet-49 / r50-like; repeat to draw side by side")
-    draw.add_argument("--trial", type=int, help="a trial of a study")
-    _study_options(draw)
+    draw.add_argument("--trial", type=int, metavar="N", help="the genome of trial N of a study")
     draw.add_argument("-o", "--output", required=True, help="PNG, SVG or PDF (or the graph file with --format)")
     draw.add_argument("--format", choices=["graphml", "dot"], help="write the graph instead of a picture")
-    draw.add_argument("--title")
-    draw.add_argument("--input-size", type=int, default=640, help="image size for the cost in the title")
+    draw.add_argument("--title", help="title above the diagram (one genome only; default: its name)")
+    draw.add_argument("--input-size", type=positive_int, default=640, help="image size for the cost in the title")
     draw.set_defaults(handler=run_draw)
 
-    report = subparsers.add_parser("report", help="write a study's plots and best genomes as one HTML page")
-    report.add_argument("file", nargs="?", help="experiment file (or give --storage and --study-name)")
-    _study_options(report)
-    report.add_argument("--out", required=True, metavar="DIR")
-    report.add_argument("--top", type=int, default=10, help="rows in the table of top trials")
+    report = subparsers.add_parser(
+        "report", help="write a study's plots and best genomes as one HTML page",
+        description="Write index.html with the top trials, diagrams of the best genome (or the Pareto "
+                    "front), the objective against multiply-adds and Optuna's plots.")
+    add_study_options(report)
+    report.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and its images")
+    report.add_argument("--top", type=positive_int, default=10, help="rows in the table of top trials (default 10)")
     report.set_defaults(handler=run_report)

@@ -1,37 +1,48 @@
-"""``spinenas search | validate | results | export``: run, check, inspect and export studies."""
+"""``spinenas search | worker | validate | results | export``: run, check, inspect and export studies."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from nas.commands.common import UserError
+from nas.commands.common import UserError, add_study_options, positive_float, positive_int, study_from_args
+
+EXIT_TRIALS_FAILED = 1
 
 
 def _experiment(args):
     from nas.experiment import load_experiment
 
-    return load_experiment(args.file, args.set or ())
+    overrides = list(args.set or ())
+    if getattr(args, "strategy", None):
+        overrides.append(f"task.training.strategy={args.strategy}")
+    return load_experiment(args.file, overrides), overrides
 
 
 def run_validate(args) -> int:
-    """Load the experiment, build its space and seeds, and print what a search would do."""
-    experiment = _experiment(args)
+    """Load the experiment and build everything a search would (space, seeds, task, sampler, pruner, storage)."""
+    from nas.pruners import make_pruner
+    from nas.samplers import make_sampler
+
+    experiment, _ = _experiment(args)
     space = experiment.search_space.build()
     seeds = experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source))
     search = experiment.search
+    make_sampler(search.sampler.name, search.sampler.options, space=space, seed=experiment.seed)
+    make_pruner(search.pruner.name, search.pruner.options)
+    _check_storage_url(args.storage or experiment.storage_url)
+    task = experiment.task
     lines = [
         f"{args.file}: valid (experiment fingerprint {experiment.fingerprint})",
         f"  search space: {len(space.parameters)} parameters, {space.num_genomes():.3e} genomes; "
         f"seeds: {', '.join(experiment.search_space.seed_genomes) or 'none'}",
         f"  model: {experiment.model}",
-        f"  data: {experiment.task.data.resolved_root} at {experiment.task.data.image_size}px; "
-        f"{experiment.task.training.epochs} epochs",
+        f"  task: {task.name} at {task.data.image_size}px, {task.training.epochs} epochs",
         f"  search: {search.sampler.name} sampler, {search.pruner.name} pruner, {search.n_trials} trials, "
         f"objectives {', '.join(f'{m} ({d})' for m, d in zip(search.metric_names, search.directions))}",
         f"  constraints: max_params={search.constraints.max_params}, "
-        f"max_multiply_adds={search.constraints.max_multiply_adds}",
-        f"  storage: {experiment.storage_url} (study {experiment.study_name!r})",
+        f"max_multiply_adds={search.constraints.max_multiply_adds} (backbone plus head)",
+        f"  storage: {args.storage or experiment.storage_url} (study {experiment.study_name!r})",
     ]
     for genome in seeds:
         if not space.contains(genome):
@@ -40,23 +51,29 @@ def run_validate(args) -> int:
     return 0
 
 
-def _overrides(args) -> list[str]:
-    overrides = list(args.set or ())
-    if getattr(args, "strategy", None):
-        overrides.append(f"task.training.strategy={args.strategy}")
-    return overrides
+def _check_storage_url(url: str) -> None:
+    """Refuse an unknown scheme or a missing database driver without connecting."""
+    import importlib.util
+
+    from nas.search.storage import SCHEMES, redacted
+
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in SCHEMES or "://" not in url:
+        raise UserError(f"storage {redacted(url)}: unknown scheme {scheme!r}; use one of "
+                        + ", ".join(f"{s}://..." for s in SCHEMES))
+    driver = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("pymysql", "MySQLdb")}.get(scheme)
+    if driver and not any(importlib.util.find_spec(d) for d in driver):
+        extra = "postgres" if scheme == "postgresql" else "mysql"
+        raise UserError(f"storage {redacted(url)}: no {scheme} driver installed; pip install 'spinenas[{extra}]'")
 
 
 def run_search(args) -> int:
     """Create or resume the study, run trials (in one or several workers), print the best architecture(s)."""
-    from nas.search import best_trials, open_study, run_search as search
+    from nas.search import SearchStopped, TrialFailed, best_trials, load_study, run_search as search
 
-    args.set = _overrides(args)
-    experiment = _experiment(args)
-    print(f"experiment {experiment.name}: storage {args.storage or experiment.storage_url}, "
-          f"study {args.study_name or experiment.study_name}")
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    experiment, overrides = _experiment(args)
+    storage = args.storage or experiment.storage_url
+    print(f"experiment {experiment.name}: storage {storage}, study {args.study_name or experiment.study_name}")
     try:
         if args.workers == 1 and not args.gpus_per_worker:
             study = search(experiment, n_trials=args.n_trials, timeout=args.timeout, storage_url=args.storage,
@@ -64,12 +81,17 @@ def run_search(args) -> int:
         else:
             from nas.workers import run_workers
 
-            codes = run_workers(args.file, args.set, args.workers, storage_url=args.storage,
+            codes = run_workers(args.file, overrides, args.workers, storage_url=args.storage,
                                 study_name=args.study_name, n_trials=args.n_trials, timeout=args.timeout,
                                 gpus_per_worker=args.gpus_per_worker)
-            study = open_study(experiment, args.storage, args.study_name, create=False)
+            study = load_study(storage, args.study_name or experiment.study_name)
             if all(codes):
-                raise UserError("every worker stopped with an error (see the worker lines above)")
+                print("spinenas: every worker stopped with an error (see the worker lines above)")
+                _print_best(study, best_trials(study))
+                return EXIT_TRIALS_FAILED
+    except (TrialFailed, SearchStopped) as err:
+        print(f"spinenas: search stopped: {err}")
+        return EXIT_TRIALS_FAILED
     except KeyboardInterrupt:
         print("interrupted: finished trials are stored; run the same command again to resume")
         return 130
@@ -79,84 +101,60 @@ def run_search(args) -> int:
 
 def run_worker(args) -> int:
     """Join an existing study from this machine and run trials until it has enough."""
-    from nas.search import best_trials, open_study, run_search as search
+    from nas.search import SearchStopped, TrialFailed, best_trials, open_study, run_search as search
 
-    args.set = _overrides(args)
-    experiment = _experiment(args)
+    experiment, _ = _experiment(args)
     open_study(experiment, args.storage, args.study_name, create=False)  # must exist: a typo makes no new study
     if args.gpus:
-        import os
-
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
-    study = search(experiment, n_trials=args.n_trials, timeout=args.timeout, storage_url=args.storage,
-                   study_name=args.study_name, enqueue=False)
+    try:
+        study = search(experiment, n_trials=args.n_trials, timeout=args.timeout, storage_url=args.storage,
+                       study_name=args.study_name, enqueue=False)
+    except (TrialFailed, SearchStopped) as err:
+        print(f"spinenas: worker stopped: {err}")
+        return EXIT_TRIALS_FAILED
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are stored")
+        return 130
     _print_best(study, best_trials(study))
     return 0
 
 
 def _print_best(study, best) -> None:
+    from optuna.trial import TrialState
+
     from nas.search import describe_trial
 
+    if not best:
+        trials = study.get_trials(deepcopy=False)
+        infeasible = sum(1 for t in trials if t.user_attrs.get("infeasible"))
+        failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+        why = []
+        if infeasible:
+            why.append(f"{infeasible} over the constraints")
+        if failed:
+            why.append(f"{failed} failed")
+        print(f"\nno feasible trial completed yet ({len(trials)} trial(s): {', '.join(why) or 'none trained'})")
+        return
     title = "best trial" if len(study.directions) == 1 else f"Pareto front ({len(best)} trials)"
     print(f"\n{title}:")
     for trial in best:
         print("  " + describe_trial(trial, study))
-    if best and len(study.directions) == 1:
+    if len(study.directions) == 1 and "genome" in best[0].user_attrs:
         print("\nbest genome:\n" + best[0].user_attrs["genome"])
-
-
-def load_study(args):
-    """The study named by an experiment FILE, or by --storage and --study-name."""
-    from nas.experiment import load_experiment
-    from nas.search import open_study
-
-    if args.file:
-        experiment = load_experiment(args.file, ())
-        return open_study(experiment, args.storage, args.study_name, create=False)
-    if not (args.storage and args.study_name):
-        raise UserError("give an experiment FILE, or both --storage and --study-name")
-    import optuna
-
-    from nas.search import _missing_study, open_storage
-
-    storage = open_storage(args.storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if args.study_name not in names:
-        raise UserError(_missing_study(storage, args.study_name, args.storage))
-    return optuna.load_study(study_name=args.study_name, storage=storage)
-
-
-def trial_rows(study) -> list[dict]:
-    """One dict per trial: number, state, objectives, params, multiply-adds, fingerprint, notes."""
-    names = study.user_attrs.get("metrics") or [f"value{i}" for i in range(len(study.directions))]
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        attrs = t.user_attrs
-        note = ("infeasible" if attrs.get("infeasible") else
-                f"same as {attrs['duplicate_of']}" if "duplicate_of" in attrs else attrs.get("fail_reason", ""))
-        rows.append({
-            "number": t.number, "state": t.state.name,
-            "values": dict(zip(names, t.values)) if t.values else None,
-            "params": attrs.get("params"), "multiply_adds": attrs.get("multiply_adds"),
-            "fingerprint": attrs.get("fingerprint"), "note": note,
-        })
-    return rows
 
 
 def run_results(args) -> int:
     """List the study's trials, best first when --top is given."""
-    study = load_study(args)
-    rows = trial_rows(study)
-    if args.top:
-        import optuna
+    from nas.search import ranked_trials, trial_rows
+    from nas.search.study import metric_names
 
-        sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-        done = [r for r in rows if r["values"] and r["note"] != "infeasible"]
-        rows = sorted(done, key=lambda r: sign * next(iter(r["values"].values())))[: args.top]
+    study = study_from_args(args)
+    rows = trial_rows(study, ranked_trials(study)[: args.top] if args.top else None)
     if args.json:
         print(json.dumps(rows))
         return 0
-    names = study.user_attrs.get("metrics") or []
+    names = metric_names(study)
     print(f"{'#':>4}  {'state':<9} " + " ".join(f"{n:>10}" for n in names)
           + f" {'params':>9} {'madds':>9}  {'fingerprint':<16}  note")
     for r in rows:
@@ -169,46 +167,56 @@ def run_results(args) -> int:
 
 def run_export(args) -> int:
     """Write the chosen trials' genomes as YAML and Model Garden block_specs (and .keras models)."""
-    from nas.search import best_trials
-    from search_spaces.genome import Genome
+    from nas.search import best_trials, trial_genome
 
-    study = load_study(args)
+    study = study_from_args(args)
     if args.trial is not None:
-        matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
-        if not matches or "genome" not in matches[0].user_attrs:
-            raise UserError(f"trial {args.trial} has no recorded genome in study {study.study_name!r}")
-        chosen = matches
+        chosen = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
+        if not chosen:
+            raise UserError(f"study {study.study_name!r} has no trial {args.trial}")
     else:
         chosen = best_trials(study)
         if not chosen:
             raise UserError(f"study {study.study_name!r} has no complete, feasible trial yet")
         if args.best and len(chosen) > 1:
             raise UserError("this study has several objectives; use --pareto or --trial N")
-    os.makedirs(args.out, exist_ok=True)
+    lacking = [t.number for t in chosen if "genome" not in t.user_attrs]
+    if lacking:
+        raise UserError(f"trial(s) {lacking} of study {study.study_name!r} recorded no genome "
+                        "(was the study made by spinenas?); nothing written")
+    scaling = _export_scaling(args.model_id_scaling)
     for trial in chosen:
-        genome = Genome.from_yaml(trial.user_attrs["genome"])
+        genome = trial_genome(trial)
         stem = os.path.join(args.out, f"trial_{trial.number:05d}") if len(chosen) > 1 else args.out
+        if os.path.exists(stem) and not os.path.isdir(stem):
+            raise UserError(f"--out {stem} is a file, not a folder")
         os.makedirs(stem, exist_ok=True)
         genome.save(os.path.join(stem, "genome.yaml"))
         with open(os.path.join(stem, "block_specs.py"), "w", encoding="utf-8") as handle:
             handle.write(block_specs_source(genome, trial.number, study.study_name))
         written = ["genome.yaml", "block_specs.py"]
-        if args.model_id_scaling:
+        if scaling is not None:
             from nas.commands.common import quiet_tensorflow
 
             quiet_tensorflow()
             from spinenet.decoder import decode
-            from spinenet.specs import scaling_for
 
-            try:
-                scaling = scaling_for(args.model_id_scaling)
-            except ValueError as err:
-                raise UserError(str(err)) from None
             model = decode(genome, input_shape=(None, None, 3), **scaling)
             model.save(os.path.join(stem, f"backbone_{args.model_id_scaling}.keras"))
             written.append(f"backbone_{args.model_id_scaling}.keras ({model.count_params():,} params)")
         print(f"trial {trial.number} [{genome.fingerprint}] -> {stem}: {', '.join(written)}")
     return 0
+
+
+def _export_scaling(model_id):
+    if not model_id:
+        return None
+    from spinenet.specs import scaling_for
+
+    try:
+        return scaling_for(model_id)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def block_specs_source(genome, trial_number: int, study_name: str) -> str:
@@ -220,53 +228,71 @@ def block_specs_source(genome, trial_number: int, study_name: str) -> str:
             f"# (level, block_fn, (input_offset0, input_offset1), is_output)\nBLOCK_SPECS = [\n{rows}\n]\n")
 
 
+def _budget_options(parser) -> None:
+    parser.add_argument("--n-trials", type=positive_int, metavar="N",
+                        help="complete trials to reach (default: the file's search.n_trials)")
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+                        help="stop starting trials after this many seconds (default: the file's search.timeout)")
+    parser.add_argument("--strategy", choices=["default", "mirrored"],
+                        help="mirrored: train each trial on all visible GPUs (tf.distribute.MirroredStrategy)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a value of the file, e.g. task.training.epochs=2 (repeatable)")
+
+
 def add_parser(subparsers) -> None:
-    """Register ``spinenas search``, ``validate``, ``results`` and ``export``."""
-    search = subparsers.add_parser("search", help="run (or resume) the search an experiment file describes")
+    """Register ``spinenas search``, ``worker``, ``validate``, ``results`` and ``export``."""
+    search = subparsers.add_parser(
+        "search", help="run (or resume) the search an experiment file describes",
+        description="Create the experiment's Optuna study, or resume it, and train trials until it has "
+                    "search.n_trials complete ones. Exit status: 0 done, 1 trials kept failing, 2 bad input, "
+                    "130 interrupted.")
     search.add_argument("file", help="experiment YAML, e.g. experiments/quickstart.yaml")
-    search.add_argument("--n-trials", type=int, help="complete trials to reach (default: the file's)")
-    search.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<name>/study.db)")
     search.add_argument("--study-name", help="study name (default: the experiment's name)")
-    search.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value (repeatable)")
-    search.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
-    search.add_argument("--gpus-per-worker", type=int, metavar="K",
+    _budget_options(search)
+    search.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    search.add_argument("--gpus-per-worker", type=positive_int, metavar="K",
                         help="pin each local worker to its own K GPUs (CUDA_VISIBLE_DEVICES)")
-    search.add_argument("--strategy", choices=["default", "mirrored"],
-                        help="mirrored: train each trial on all visible GPUs (tf.distribute.MirroredStrategy)")
     search.set_defaults(handler=run_search)
 
-    worker = subparsers.add_parser("worker", help="join an existing study (from any machine) and run its trials")
+    worker = subparsers.add_parser(
+        "worker", help="join an existing study (from any machine) and run its trials",
+        description="Join a study that `spinenas search` created, through its shared storage, and train "
+                    "trials until the study has enough. Same exit statuses as search.")
     worker.add_argument("file", help="the study's experiment file")
     worker.add_argument("--storage", required=True, help="the study's storage URL, e.g. postgresql://user@host/db")
-    worker.add_argument("--study-name", required=True)
-    worker.add_argument("--n-trials", type=int)
-    worker.add_argument("--timeout", type=float)
+    worker.add_argument("--study-name", required=True, help="the study's name")
+    _budget_options(worker)
     worker.add_argument("--gpus", metavar="IDS", help="CUDA_VISIBLE_DEVICES for this worker, e.g. 0,1")
-    worker.add_argument("--strategy", choices=["default", "mirrored"])
-    worker.add_argument("--set", action="append", metavar="KEY=VALUE")
     worker.set_defaults(handler=run_worker)
 
-    validate = subparsers.add_parser("validate", help="check an experiment file without running it")
-    validate.add_argument("file")
-    validate.add_argument("--set", action="append", metavar="KEY=VALUE")
+    validate = subparsers.add_parser(
+        "validate", help="check an experiment file without running it",
+        description="Read the file and build its search space, seed genomes, task, sampler and pruner, and "
+                    "check the storage URL's scheme and driver, without opening a study.")
+    validate.add_argument("file", help="experiment YAML")
+    validate.add_argument("--storage", help="check this storage URL instead of the file's")
+    validate.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value (repeatable)")
     validate.set_defaults(handler=run_validate)
 
-    for name, handler, help_text in (("results", run_results, "list a study's trials"),
-                                     ("export", run_export, "write the genomes of chosen trials")):
-        parser = subparsers.add_parser(name, help=help_text)
-        parser.add_argument("file", nargs="?", help="the experiment file (or give --storage and --study-name)")
-        parser.add_argument("--storage")
-        parser.add_argument("--study-name")
-        if name == "results":
-            parser.add_argument("--top", type=int, help="only the K best feasible trials")
-            parser.add_argument("--json", action="store_true")
-        else:
-            which = parser.add_mutually_exclusive_group(required=True)
-            which.add_argument("--best", action="store_true")
-            which.add_argument("--trial", type=int)
-            which.add_argument("--pareto", action="store_true")
-            parser.add_argument("--out", required=True, metavar="DIR")
-            parser.add_argument("--model-id-scaling", metavar="ID",
-                                help="also save a .keras backbone at this SpineNet scaling (49S, 49, 96, ...)")
-        parser.set_defaults(handler=handler)
+    results = subparsers.add_parser("results", help="list a study's trials",
+                                    description="List the trials of an existing study (never creates one).")
+    add_study_options(results)
+    results.add_argument("--top", type=positive_int, metavar="K", help="only the K best feasible trials, best first")
+    results.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    results.set_defaults(handler=run_results)
+
+    export = subparsers.add_parser(
+        "export", help="write the genomes of chosen trials",
+        description="Write genome.yaml and Model Garden block_specs.py (and optionally a .keras backbone) "
+                    "for the best trial, the Pareto front, or one trial.")
+    add_study_options(export)
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--best", action="store_true", help="the best feasible trial (one objective)")
+    which.add_argument("--trial", type=int, metavar="N", help="trial number N")
+    which.add_argument("--pareto", action="store_true", help="every trial on the feasible Pareto front")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write (one subfolder per trial "
+                                                                    "when several are chosen)")
+    export.add_argument("--model-id-scaling", metavar="ID",
+                        help="also save a .keras backbone at this SpineNet scaling (49S, 49, 96, ...)")
+    export.set_defaults(handler=run_export)

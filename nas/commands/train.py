@@ -1,37 +1,35 @@
-"""``spinenas train``: train one genome on the proxy task and write its COCO metrics."""
+"""``spinenas train``: train one genome on a proxy task and write its metrics."""
 
 from __future__ import annotations
 
 import json
 
-from nas.commands.common import UserError, quiet_tensorflow
-from search_spaces.genome import Genome
+from nas.commands.common import UserError, genome_from_arg, quiet_tensorflow
 
 
 def run(args) -> int:
     """Train, evaluate, and write metrics.json, a checkpoint and TensorBoard logs to ``--out``."""
     from nas.experiment import load_train_config
+    from nas.tasks import get_task
+    from nas.tasks.base import TrainingDiverged
     from spinenet.specs import SPINENET_49, scaling_for
 
     base = {}
     if args.model_id:
         try:
-            scaling = scaling_for(args.model_id)
+            base = scaling_for(args.model_id)
         except ValueError as err:
             raise UserError(str(err)) from None
-        base = {k: scaling[k] for k in ("filter_size_scale", "resample_alpha", "block_repeats",
-                                        "endpoints_num_filters")}
-    genome = Genome.load(args.genome) if args.genome else SPINENET_49
-    config = load_train_config(args.config, args.set or (), base=base)
+    genome = genome_from_arg(args.genome) if args.genome else SPINENET_49
+    config = load_train_config(args.config, args.set or (), base=base, task=args.task)
+    task = get_task(config.task.name)
     quiet_tensorflow()
-    from nas.tasks.detection.train import TrainingDiverged, train_and_evaluate
-
-    print(f"training genome {genome.fingerprint} with {config.model} on {config.task.data.resolved_root}")
+    print(f"training genome {genome.fingerprint} on the {task.name} task with {config.model}")
     try:
-        metrics = train_and_evaluate(genome, config, out_dir=args.out, progress=not args.quiet)
+        metrics = task.train_and_evaluate(genome, config, out_dir=args.out, progress=not args.quiet)
     except TrainingDiverged as err:
         raise UserError(str(err)) from None
-    summary = {k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "loss", "params", "wall_time_s")}
+    summary = {k: metrics[k] for k in (*task.metrics, "params", "wall_time_s") if k in metrics}
     print(json.dumps(summary, indent=None))
     print(f"wrote metrics.json, checkpoint.weights.h5 and tensorboard/ to {args.out}")
     return 0
@@ -39,15 +37,18 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``spinenas train``."""
+    from nas.tasks import task_names
+
     parser = subparsers.add_parser(
-        "train", help="train a genome as a RetinaNet detector and score it by COCO AP",
-        description="Settings come from the defaults (the paper's proxy: width x0.25, alpha 0.25, head 64 wide "
-                    "is set in experiments/proxy_shapes.yaml), then --model-id's scaling, then --config, "
-                    "then --set.")
+        "train", help="train a genome on a proxy task (detection or classification) and score it",
+        description="Settings come from the defaults (the paper's proxy widths: x0.25, alpha 0.25), then "
+                    "--model-id's scaling, then --config, then --task, then --set.")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model-id", help="train SpineNet-ID (its genome and scaling)")
-    source.add_argument("--genome", metavar="FILE", help="train this genome (YAML or JSON)")
+    source.add_argument("--genome", metavar="FILE", help="train this genome (a YAML or JSON file, spinenet-49 "
+                                                         "or r50-like)")
     parser.add_argument("--config", metavar="FILE", help="YAML with 'model' and 'task' sections (an experiment file works)")
+    parser.add_argument("--task", choices=task_names(), help="the proxy task (default: the config's, else detection)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config value, e.g. task.training.epochs=2 (repeatable)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where metrics, checkpoint and logs go")

@@ -26,6 +26,7 @@ import optuna
 from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.ranking import sign
 from search_spaces.space import ScalePermutedSpace
 
 
@@ -66,8 +67,7 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
         if len(population) < self.population_size:
             return {}  # fill the population at random (sample_independent)
         contestants = self._rng.sample(population, self.tournament_size)
-        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-        parent = max(contestants, key=lambda t: _fitness(t, sign))
+        parent = max(contestants, key=lambda t: _fitness(t, sign(study.direction)))
         child = self.space.mutate(self.space.from_params(parent.params), self._rng)
         return self.space.encode(child)
 

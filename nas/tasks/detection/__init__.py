@@ -1,1 +1,50 @@
-"""RetinaNet detection on COCO-format data, scored by COCO AP."""
+"""The detection proxy task: a RetinaNet head on the decoded backbone, scored by COCO AP.
+
+Importing this package registers the task as ``detection`` without importing
+TensorFlow; training loads it on first use.
+"""
+
+from __future__ import annotations
+
+from nas.tasks import register_task
+from nas.tasks.base import DataSummary, Task
+from nas.tasks.detection.config import DetectionConfig
+
+
+class DetectionTask(Task):
+    """COCO-format detection (the embedded shapes dataset by default); metrics from pycocotools."""
+
+    name = "detection"
+    config_class = DetectionConfig
+    metrics = {"AP": "maximize", "AP50": "maximize", "AP75": "maximize", "APs": "maximize",
+               "APm": "maximize", "APl": "maximize", "loss": "minimize"}
+    default_objective = "AP"
+
+    def prepare_data(self, config, progress=False):
+        from nas.tasks.detection.dataset import prepare_data
+
+        train, val = prepare_data(config.data, progress)
+        return DataSummary(train.num_classes, f"train {train.summary()}; val {val.summary()}")
+
+    def train_and_evaluate(self, genome, train_config, report=None, *, out_dir=None, progress=False):
+        from nas.tasks.detection.train import train_and_evaluate
+
+        return train_and_evaluate(genome, train_config, report, out_dir=out_dir, progress=progress)
+
+    def build_model(self, backbone, train_config, num_classes):
+        from nas.tasks.detection.head import build_detector
+
+        return build_detector(backbone, num_classes, train_config.task.head)
+
+    def head_cost(self, genome, train_config, num_classes, input_size=None):
+        from nas.tasks.detection.cost import retinanet_head_cost
+
+        head = train_config.task.head
+        return retinanet_head_cost(
+            num_classes=num_classes, input_size=input_size or train_config.task.data.image_size,
+            min_level=genome.min_level,
+            max_level=genome.max_level, in_channels=train_config.model.endpoints_num_filters,
+            num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors)
+
+
+register_task(DetectionTask())

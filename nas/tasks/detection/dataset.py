@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from nas.data import CocoSplit, read_coco
+from nas.tasks.detection.data import CocoSplit, read_coco
 from nas.tasks.detection.config import DataConfig
 
 
@@ -23,7 +23,7 @@ def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, C
 
 
 def _generate_shapes(data: DataConfig, progress: bool) -> None:
-    from nas.shapes import write_shapes_dataset
+    from nas.tasks.detection.shapes import write_shapes_dataset
 
     root = data.resolved_root
     parent = os.path.dirname(os.path.abspath(root)) or "."

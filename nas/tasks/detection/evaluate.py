@@ -8,7 +8,7 @@ import io
 import numpy as np
 import tensorflow as tf
 
-from nas.data import CocoSplit
+from nas.tasks.detection.data import CocoSplit
 from nas.tasks.detection.anchors import decode_boxes
 from nas.tasks.detection.config import EvaluationConfig
 

@@ -2,8 +2,8 @@
 
 Example:
     >>> from spinenet import SPINENET_49
-    >>> from nas.experiment import TrainConfig
-    >>> metrics = train_and_evaluate(SPINENET_49, TrainConfig())  # doctest: +SKIP
+    >>> from nas.experiment import load_train_config
+    >>> metrics = train_and_evaluate(SPINENET_49, load_train_config())  # doctest: +SKIP
     >>> metrics["AP50"]  # doctest: +SKIP
     0.71
 """
@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -23,7 +23,8 @@ import tf_keras
 import yaml
 
 from nas.config import to_data
-from nas.data import CocoSplit, make_dataset
+from nas.tasks.base import Report, TrainingDiverged
+from nas.tasks.detection.data import CocoSplit, make_dataset
 from nas.tasks.detection.dataset import prepare_data
 from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
@@ -31,13 +32,6 @@ from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
-
-Report = Callable[[int, dict], None]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the genome or learning rate cannot be trained as set."""
-
 
 class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to ``base``, then cosine decay to zero or step decay at fractions of training."""

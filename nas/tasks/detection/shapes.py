@@ -13,7 +13,7 @@ Layout written (what :mod:`nas.data` reads by default)::
 
 Example:
     >>> import tempfile
-    >>> from nas.shapes import write_shapes_dataset
+    >>> from nas.tasks.detection.shapes import write_shapes_dataset
     >>> counts = write_shapes_dataset(tempfile.mkdtemp(), train=4, val=2, image_size=64, seed=0)
     >>> counts["train_images"], counts["val_images"]
     (4, 2)

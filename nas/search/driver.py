@@ -1,0 +1,110 @@
+"""The search loop: prepare the task's data, open the study, run trials until enough are complete."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from typing import Callable, Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.search.child import TrialFailed
+from nas.search.objective import Objective
+from nas.search.storage import redacted, with_retries
+from nas.search.study import describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
+
+MAX_CONSECUTIVE_FAILURES = 5
+# Over-budget samples in a row before the search gives up on the constraints.
+MAX_CONSECUTIVE_INFEASIBLE = 100
+
+
+class SearchStopped(RuntimeError):
+    """The search cannot go on (too many failures, or no genome fits the constraints)."""
+
+
+def prepare(experiment, log: Callable[[str], None] = print, progress: bool = True):
+    """Prepare the task's data once (generate, read, check) and return its :class:`DataSummary`."""
+    summary = experiment.task_plugin.prepare_data(experiment.task, progress=progress)
+    log(f"data: {summary.description}")
+    return summary
+
+
+def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[float] = None,
+               storage_url: Optional[str] = None, study_name: Optional[str] = None,
+               log: Callable[[str], None] = print, enqueue: bool = True) -> optuna.Study:
+    """Create or resume the study and run trials until it has ``n_trials`` complete ones.
+
+    Safe to run in several processes on one study (``enqueue=False`` in all
+    but the one that queues the seeds): trials never exceed ``n_trials``, a
+    dead worker's trial is failed and retried, and a lost storage connection
+    is retried with backoff before the worker gives up with a clear message.
+    Over-budget genomes end PRUNED and do not count towards ``n_trials``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
+    target = experiment.search.n_trials if n_trials is None else n_trials
+    budget = experiment.search.timeout if timeout is None else timeout
+    data = prepare(experiment, log, progress=enqueue)  # fail early on bad data
+    study = open_study(experiment, storage_url, study_name)
+    space = experiment.search_space.build()
+    if enqueue:
+        queued = enqueue_seeds(study, space, experiment.search_space.load_seed_genomes(
+            os.path.dirname(experiment.source or ".")))
+        if queued:
+            log(f"queued {queued} seed genome(s)")
+    objective = Objective(experiment, space, data.num_classes, log, target=target)
+    started, failures, infeasible = time.monotonic(), 0, 0
+    url = redacted(storage_url or experiment.storage_url)
+    while True:
+        complete, running = with_retries(lambda: _tidy_and_count(study, experiment.search.max_retries, log), url, log)
+        if complete >= target:
+            break
+        if budget is not None and time.monotonic() - started >= budget:
+            log(f"stopping: timeout of {budget:.0f} s reached")
+            break
+        if complete + running >= target:
+            time.sleep(2)  # the last trials are running elsewhere; wait for them to finish or fail
+            continue
+        log(f"[{complete}/{target} complete] starting a trial")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with_retries(lambda: study.optimize(objective, n_trials=1, catch=(TrialFailed,)), url, log)
+        last = with_retries(lambda: _last_own_trial(study), url, log)
+        if last is None or last.user_attrs.get("cancelled"):
+            continue
+        log(describe_trial(last, study))
+        failures = failures + 1 if last.state == TrialState.FAIL else 0
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            raise TrialFailed(f"{failures} trials in a row failed; the last because: "
+                              f"{last.user_attrs.get('fail_reason', 'unknown')}")
+        infeasible = infeasible + 1 if last.user_attrs.get("infeasible") else 0
+        if infeasible >= MAX_CONSECUTIVE_INFEASIBLE:
+            limits = experiment.search.constraints
+            raise SearchStopped(
+                f"the last {infeasible} sampled genomes were all over the constraints (max_params="
+                f"{limits.max_params}, max_multiply_adds={limits.max_multiply_adds}; the last cost "
+                f"{last.user_attrs.get('params', 0) / 1e6:.2f} M params, "
+                f"{last.user_attrs.get('multiply_adds', 0) / 1e9:.3f} G multiply-adds); loosen search.constraints")
+    return study
+
+
+def _tidy_and_count(study, max_retries: int, log) -> tuple[int, int]:
+    orphans = fail_orphaned_trials(study, max_retries)
+    if orphans:
+        log(f"marked trial(s) {orphans} failed: their worker died")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # a no-op unless the storage keeps heartbeats
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+    return complete, len(trials) - complete
+
+
+def _last_own_trial(study):
+    pid, host = os.getpid(), socket.gethostname()
+    for trial in reversed(study.get_trials(deepcopy=False)):
+        if trial.user_attrs.get("worker") == {"host": host, "pid": pid}:
+            return trial
+    return None

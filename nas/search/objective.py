@@ -1,0 +1,147 @@
+"""The study's objective: sample a genome, cost it, check the budget, reuse or train, return the metrics."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import time
+from typing import Callable, Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.config import to_data
+from nas.search.child import TrialFailed, train_in_child
+from nas.tasks.base import COST_METRICS, model_cost
+from search_spaces.space import InfeasibleGenome
+from spinenet.cost import CostBudget
+
+
+class ModelBudget(CostBudget):
+    """A :class:`~spinenet.cost.CostBudget` over the whole model: backbone plus the task's head."""
+
+    def __init__(self, task, train_config, num_classes: int, *, max_params=None, max_multiply_adds=None):
+        super().__init__(max_params=max_params, max_multiply_adds=max_multiply_adds,
+                         input_size=train_config.task.data.image_size, **train_config.model.scaling_kwargs())
+        self.task, self.train_config, self.num_classes = task, train_config, num_classes
+
+    def cost(self, genome):
+        return model_cost(self.task, genome, self.train_config, self.num_classes)[0]
+
+
+def package_versions() -> dict:
+    """Versions that decide what a trial's numbers mean."""
+    versions = {"python": platform.python_version()}
+    for package in ("spinenas", "tensorflow", "tf-keras", "optuna"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+class Objective:
+    """Sample, cost, deduplicate, then train in a child process.
+
+    A genome over the experiment's constraints is recorded (genome, costs,
+    ``constraints``, ``infeasible``) and ends PRUNED without training, the
+    same path ``ScalePermutedSpace.sample(trial, constraint=...)`` takes.
+    """
+
+    def __init__(self, experiment, space, num_classes: int, log: Callable[[str], None] = print,
+                 target: Optional[int] = None):
+        self.experiment = experiment
+        self.task = experiment.task_plugin
+        self.train_config = experiment.train_config
+        self.space = space
+        self.num_classes = num_classes
+        self.log = log
+        self.target = target
+        limits = experiment.search.constraints
+        self.budget = None
+        if limits.max_params is not None or limits.max_multiply_adds is not None:
+            self.budget = ModelBudget(self.task, self.train_config, num_classes, max_params=limits.max_params,
+                                      max_multiply_adds=limits.max_multiply_adds)
+        self.versions = package_versions()
+        path = os.path.join(experiment.run_dir, "artifacts")
+        os.makedirs(path, exist_ok=True)
+        self.artifacts = optuna.artifacts.FileSystemArtifactStore(path)
+
+    def __call__(self, trial: optuna.Trial):
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        if self.target is not None:
+            # Another worker may have started the last needed trial a moment before this one.
+            trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            ahead = sum(1 for t in trials if t.state == TrialState.COMPLETE
+                        or (t.state == TrialState.RUNNING and t.number < trial.number))
+            if ahead >= self.target:
+                trial.set_user_attr("cancelled", "enough trials complete or running")
+                raise optuna.TrialPruned("enough trials complete or running")
+        try:
+            genome = self.space.sample(trial, constraint=self.budget)
+        except InfeasibleGenome:
+            genome = self.space.from_params(trial.params)
+            self._record(trial, genome)
+            self.log(f"trial {trial.number}: genome {genome.fingerprint} is over budget; not trained")
+            raise
+        known, trial_dir = self._record(trial, genome)
+        twin = self._trained_twin(trial, genome.fingerprint)
+        if twin is not None:
+            trial.set_user_attr("duplicate_of", twin.number)
+            trial.set_user_attr("metrics", twin.user_attrs.get("metrics", {}))
+            self.log(f"trial {trial.number}: genome {genome.fingerprint} was trained in trial {twin.number}; reusing")
+            return twin.values if len(twin.values) > 1 else twin.values[0]
+
+        config = to_data(self.train_config)
+        config["task"]["training"]["seed"] = trial.user_attrs["seed"]
+        report = self._reporter(trial) if len(self.experiment.search.objectives) == 1 else None
+        started = time.perf_counter()
+        try:
+            metrics = train_in_child(genome, config, trial_dir, report)
+        except TrialFailed as err:
+            trial.set_user_attr("fail_reason", str(err))
+            raise
+        wall = time.perf_counter() - started
+        trial.set_user_attr("wall_time_s", wall)
+        trial.set_user_attr("process_overhead_s", max(0.0, wall - metrics["timing"]["total"]))
+        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k not in ("history", "timing")})
+        return self._values(known, metrics)
+
+    def _record(self, trial, genome):
+        """Store the genome, its costs, seed and versions on the trial (and the genome as an artifact)."""
+        total, backbone = model_cost(self.task, genome, self.train_config, self.num_classes)
+        trial_dir = os.path.join(self.experiment.run_dir, "trials", f"{trial.number:05d}")
+        os.makedirs(trial_dir, exist_ok=True)
+        genome_path = os.path.join(trial_dir, "genome.yaml")
+        genome.save(genome_path)
+        for key, value in (("genome", genome.to_yaml()), ("fingerprint", genome.fingerprint),
+                           ("params", total.params), ("multiply_adds", total.multiply_adds),
+                           ("backbone_params", backbone.params), ("backbone_multiply_adds", backbone.multiply_adds),
+                           ("seed", self.experiment.seed + trial.number), ("versions", self.versions)):
+            trial.set_user_attr(key, value)
+        optuna.artifacts.upload_artifact(artifact_store=self.artifacts, file_path=genome_path, study_or_trial=trial)
+        return {"params": float(total.params), "multiply_adds": float(total.multiply_adds)}, trial_dir
+
+    def _values(self, known: dict, metrics: dict):
+        values = [known[name] if name in COST_METRICS else float(metrics[name])
+                  for name in self.experiment.search.metric_names]
+        return values if len(values) > 1 else values[0]
+
+    def _trained_twin(self, trial, fingerprint: str):
+        for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if other.user_attrs.get("fingerprint") == fingerprint and not other.user_attrs.get("infeasible"):
+                return other
+        return None
+
+    def _reporter(self, trial):
+        metric = self.experiment.search.metric_names[0]
+
+        def report(step: int, metrics: dict) -> bool:
+            if metric in metrics:
+                trial.report(float(metrics[metric]), step)
+                return not trial.should_prune()
+            return True
+
+        return report

@@ -1,0 +1,178 @@
+"""Studies and their records: open or resume, queue seeds, fail orphaned trials, read results.
+
+A study remembers the experiment that made it (its fingerprint and data in
+the study's user attributes); every trial records its genome, costs, seed
+and package versions, so a study can be read back without the file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.config import ConfigError
+from nas.search.storage import open_storage, redacted
+
+EXPERIMENT_KEY = "experiment_fingerprint"
+
+
+def open_study(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None,
+               create: bool = True) -> optuna.Study:
+    """Create or resume the experiment's study, refusing one made by a different experiment.
+
+    With ``create=False`` the study (and a SQLite or journal file) must exist already.
+    """
+    from nas.pruners import make_pruner
+    from nas.samplers import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage_url or experiment.storage_url
+    name = study_name or experiment.study_name
+    search = experiment.search
+    storage = open_storage(url, search.heartbeat_interval, search.max_retries, create=create)
+    sampler = make_sampler(search.sampler.name, search.sampler.options, space=experiment.search_space.build(),
+                           seed=experiment.seed)
+    pruner = make_pruner(search.pruner.name, search.pruner.options)
+    if not create and name not in study_names(storage):
+        raise ConfigError(missing_study(storage, name, url))
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
+                                directions=search.directions, load_if_exists=True)
+    stored = study.user_attrs.get(EXPERIMENT_KEY)
+    if stored is None:
+        study.set_user_attr(EXPERIMENT_KEY, experiment.fingerprint)
+        study.set_user_attr("experiment", experiment.to_data())
+        study.set_user_attr("metrics", search.metric_names)
+    elif not experiment.matches(stored, study.user_attrs.get("experiment")):
+        raise ConfigError(
+            f"study {name!r} in {redacted(url)} was made by a different experiment (fingerprint {stored}, "
+            f"this file {experiment.fingerprint}); pick another --study-name or storage")
+    return study
+
+
+def load_study(storage_url: str, study_name: str) -> optuna.Study:
+    """An existing study by storage and name, for reading; never creates a storage or a study."""
+    storage = open_storage(storage_url, create=False)
+    if study_name not in study_names(storage):
+        raise ConfigError(missing_study(storage, study_name, storage_url))
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def study_names(storage) -> list[str]:
+    """Names of the studies in ``storage``."""
+    return [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+
+def missing_study(storage, name: str, url: str) -> str:
+    """The message for a study name that is not in ``storage``, listing the ones that are."""
+    names = sorted(study_names(storage))
+    return f"no study {name!r} in {redacted(url)}; studies there: {', '.join(names) or 'none'}"
+
+
+def enqueue_seeds(study: optuna.Study, space, genomes: list) -> int:
+    """Queue the seed genomes once per study; returns how many were queued now."""
+    if study.user_attrs.get("seeds_enqueued"):
+        return 0
+    for genome in genomes:
+        study.enqueue_trial(space.encode(genome), user_attrs={"seed_genome": genome.fingerprint})
+    study.set_user_attr("seeds_enqueued", True)
+    return len(genomes)
+
+
+def fail_orphaned_trials(study: optuna.Study, max_retries: int = 0) -> list[int]:
+    """Mark FAIL the RUNNING trials whose worker process on this host is gone (e.g. SIGKILLed).
+
+    Each is queued again with the same parameters, up to ``max_retries`` times per genome.
+    """
+    failed = []
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker") or {}
+        if worker.get("host") == host and worker.get("pid") and not process_alive(worker["pid"]):
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                                   f"worker process {worker['pid']} died during the trial")
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker marked it first (and queued the retry)
+            failed.append(trial.number)
+            retries = trial.user_attrs.get("retries", 0)
+            if retries < max_retries and trial.params:
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1})
+    return failed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A killed process its parent has not reaped yet still answers signals: read its state.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def metric_names(study: optuna.Study) -> list[str]:
+    """The objectives' metric names as the study recorded them (``value0``... for foreign studies)."""
+    return study.user_attrs.get("metrics") or [f"value{i}" for i in range(len(study.directions))]
+
+
+def trial_genome(trial):
+    """The genome a trial recorded; a ``ConfigError`` names trials from studies spinenas did not make."""
+    from search_spaces.genome import Genome
+
+    text = trial.user_attrs.get("genome")
+    if text is None:
+        raise ConfigError(f"trial {trial.number} has no recorded genome (was this study made by spinenas?)")
+    return Genome.from_yaml(text)
+
+
+def describe_trial(trial, study) -> str:
+    """One line about a finished trial."""
+    attrs = trial.user_attrs
+    parts = [f"trial {trial.number} {trial.state.name}"]
+    if trial.values:
+        parts.append(" ".join(f"{n}={_fmt(v)}" for n, v in zip(metric_names(study), trial.values)))
+    if "params" in attrs:
+        parts.append(f"params={attrs['params'] / 1e6:.2f}M madds={attrs['multiply_adds'] / 1e9:.2f}G")
+    if attrs.get("infeasible"):
+        parts.append("(infeasible: over the constraints, not trained)")
+    if "duplicate_of" in attrs:
+        parts.append(f"(same as trial {attrs['duplicate_of']})")
+    if attrs.get("fail_reason"):
+        parts.append(f"reason: {attrs['fail_reason']}")
+    if "wall_time_s" in attrs:
+        parts.append(f"{attrs['wall_time_s']:.0f}s")
+    if "fingerprint" in attrs:
+        parts.append(f"[{attrs['fingerprint']}]")
+    return "  ".join(parts)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+
+
+def trial_rows(study: optuna.Study, trials=None) -> list[dict]:
+    """One dict per trial: number, state, objectives, params, multiply-adds, fingerprint, notes."""
+    names = metric_names(study)
+    rows = []
+    for t in (study.get_trials(deepcopy=False) if trials is None else trials):
+        attrs = t.user_attrs
+        note = ("infeasible" if attrs.get("infeasible") else
+                f"same as {attrs['duplicate_of']}" if "duplicate_of" in attrs else attrs.get("fail_reason", ""))
+        rows.append({
+            "number": t.number, "state": t.state.name,
+            "values": dict(zip(names, t.values)) if t.values else None,
+            "params": attrs.get("params"), "multiply_adds": attrs.get("multiply_adds"),
+            "fingerprint": attrs.get("fingerprint"), "note": note,
+        })
+    return rows

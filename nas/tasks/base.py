@@ -1,0 +1,92 @@
+"""What a proxy task is: the narrow contract the search driver, workers and commands rely on.
+
+A task owns its config schema (the ``task`` section of a config file, a frozen
+dataclass with a ``name`` field, ``data.image_size``, ``training.seed`` and
+``training.strategy``), its data, its head and training loop, the metrics it
+reports with their directions, and the analytic cost of its head. Nothing
+outside a task's own package imports that package: everything else asks the
+registry in :mod:`nas.tasks`.
+
+Example:
+    >>> from nas.tasks import get_task
+    >>> task = get_task("detection")
+    >>> task.metrics["AP"], task.default_objective
+    ('maximize', 'AP')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, ClassVar, Optional
+
+# report(step, metrics) after each intermediate evaluation; it may raise to stop training.
+Report = Callable[[int, dict], None]
+
+# Known before training, from the cost model of backbone plus head; every task has them.
+COST_METRICS = {"params": "minimize", "multiply_adds": "minimize"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the genome or learning rate cannot be trained as set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSummary:
+    """What the search needs to know about a task's prepared data."""
+
+    num_classes: int
+    description: str
+
+
+class Task:
+    """Base class of proxy tasks; subclass it and register an instance with :func:`nas.tasks.register_task`.
+
+    Class attributes:
+        name: the ``task.name`` that selects it.
+        config_class: the frozen dataclass of the ``task`` section.
+        metrics: metric name -> ``maximize`` or ``minimize``, as ``train_and_evaluate`` reports them.
+        default_objective: the metric a search optimises when the experiment names none.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    metrics: ClassVar[dict[str, str]]
+    default_objective: ClassVar[str]
+
+    def prepare_data(self, config, progress: bool = False) -> DataSummary:
+        """Read (generating if needed) the task's data once, before any trial or worker starts."""
+        raise NotImplementedError
+
+    def train_and_evaluate(self, genome, train_config, report: Optional[Report] = None, *,
+                           out_dir: Optional[str] = None, progress: bool = False) -> dict:
+        """Train ``genome`` under ``train_config`` (model scaling + this task's config); return metrics.
+
+        The result holds every name of :attr:`metrics`, plus ``timing`` (seconds by phase, ``total``
+        included) and ``history`` (the intermediate reports). Raises :class:`TrainingDiverged`.
+        """
+        raise NotImplementedError
+
+    def build_model(self, backbone, train_config, num_classes: int):
+        """The task's whole Keras model: ``backbone`` (a decoded genome) plus this task's head."""
+        raise NotImplementedError
+
+    def head_cost(self, genome, train_config, num_classes: int, input_size=None):
+        """Analytic :class:`spinenet.cost.Cost` of the head this task puts on the backbone.
+
+        ``input_size`` (an int or ``(height, width)``) defaults to the config's ``data.image_size``.
+        """
+        raise NotImplementedError
+
+    @property
+    def all_metrics(self) -> dict[str, str]:
+        """The task's metrics and the cost metrics, with their directions."""
+        return {**self.metrics, **COST_METRICS}
+
+
+def model_cost(task: Task, genome, train_config, num_classes: int):
+    """Backbone plus head cost of ``genome`` at the task's image size, and the backbone's alone."""
+    from spinenet.cost import Cost, network_cost
+
+    backbone = network_cost(genome, train_config.task.data.image_size, **train_config.model.scaling_kwargs())
+    head = task.head_cost(genome, train_config, num_classes)
+    return Cost(backbone.params + head.params, backbone.multiply_adds + head.multiply_adds), backbone
