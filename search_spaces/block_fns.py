@@ -92,15 +92,6 @@ def register_block_fn(
     return spec
 
 
-def get_block_fn(name: str) -> BlockFn:
-    """Return the registered block function ``name`` or raise ``KeyError``."""
-    try:
-        return BLOCK_FNS[name]
-    except KeyError:
-        known = ", ".join(sorted(BLOCK_FNS))
-        raise KeyError(f"unknown block fn {name!r} (registered: {known})") from None
-
-
 def _conv_bn_params(c_in: int, c_out: int, kernel: int) -> int:
     return kernel * kernel * c_in * c_out + BN_PARAMS_PER_CHANNEL * c_out
 

@@ -266,3 +266,41 @@ def test_sigkilled_search_resumes_without_losing_trials(tmp_path):
     assert {t.number: t.value for t in completed(study) if t.number in before} == before
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
+
+
+def test_a_study_from_before_the_task_seam_opens_and_resumes(tmp_path, monkeypatch, capsys):
+    # tests/data/study_1e9f694 was written by spinenas at commit 1e9f694 (3 complete trials).
+    import shutil
+
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "data", "study_1e9f694"), tmp_path / "old")
+    monkeypatch.chdir(tmp_path / "old")
+    aps = iter([0.6, 0.7, 0.8, 0.9])
+    monkeypatch.setattr(nas.search.objective, "train_in_child", lambda *a, **k: fake_metrics(next(aps)))
+    experiment = load_experiment("experiment.yaml")
+    study = run_search(experiment, n_trials=5, storage_url="sqlite:///study.db", log=lambda line: None)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert [t.value for t in complete[:3]] == [0.31, 0.42, 0.27] and len(complete) == 5
+    assert all("genome" in t.user_attrs for t in study.trials)
+    args = ["experiment.yaml", "--storage", "sqlite:///study.db"]
+    assert main(["results", *args, "--top", "2", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)
+    assert [r["values"]["AP"] for r in top] == sorted((t.value for t in complete), reverse=True)[:2]
+    assert main(["export", *args, "--best", "--out", "best"]) == 0
+    assert Genome.load("best/genome.yaml").fingerprint == max(complete, key=lambda t: t.value).user_attrs["fingerprint"]
+    assert main(["report", *args, "--out", "report"]) == 0
+    assert os.path.exists("report/index.html")
+
+
+def test_settings_added_later_keep_old_studies_open(tmp_path):
+    from nas.experiment import _hash, _meaning
+
+    experiment = load_experiment(tiny_experiment(tmp_path))
+    # A study made before task.training.jit_compile existed stored data without it.
+    old = experiment.to_data()
+    del old["task"]["training"]["jit_compile"]
+    old_fingerprint = _hash(_meaning(old))
+    assert old_fingerprint != experiment.fingerprint
+    assert experiment.matches(old_fingerprint, old)  # the new setting is at its default
+    changed = load_experiment(tiny_experiment(tmp_path), ["task.training.jit_compile=true"])
+    assert not changed.matches(old_fingerprint, old)
+    assert not load_experiment(tiny_experiment(tmp_path), ["task.training.epochs=2"]).matches(old_fingerprint, old)
