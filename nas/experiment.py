@@ -170,6 +170,10 @@ class SearchConfig:
     study_name: Optional[str] = None
     max_retries: int = 1
     heartbeat_interval: int = 30
+    # A worker trains consecutive trials in one warm process (TensorFlow imported once), replaced
+    # after any failure, after this many trials, or when it grew by more than this much memory.
+    trials_per_process: int = 8
+    max_process_memory_growth_mb: float = 2048.0
 
     def __post_init__(self):
         if self.n_trials < 1:
@@ -178,6 +182,10 @@ class SearchConfig:
             raise ConfigError(f"timeout: must be positive seconds (or null for none), got {self.timeout}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries: must be 0 or more, got {self.max_retries}")
+        if self.trials_per_process < 1:
+            raise ConfigError(f"trials_per_process: must be at least 1, got {self.trials_per_process}")
+        if self.max_process_memory_growth_mb <= 0:
+            raise ConfigError(f"max_process_memory_growth_mb: must be positive, got {self.max_process_memory_growth_mb}")
         if self.heartbeat_interval < 1:
             raise ConfigError(f"heartbeat_interval: must be at least 1 second, got {self.heartbeat_interval}")
         seen = set()
@@ -285,7 +293,8 @@ class Experiment:
 
 
 # Keys that say how much to run or where, not what a trial means.
-_BUDGET_KEYS = ("n_trials", "timeout", "storage", "study_name", "max_retries", "heartbeat_interval")
+_BUDGET_KEYS = ("n_trials", "timeout", "storage", "study_name", "max_retries", "heartbeat_interval",
+                "trials_per_process", "max_process_memory_growth_mb")
 
 
 def _meaning(data: dict) -> dict:

@@ -12,7 +12,7 @@ import optuna
 import pytest
 import yaml
 
-import nas.search.objective
+import nas.search.child
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
@@ -143,6 +143,11 @@ def test_end_to_end_search_resume_results_and_export(tmp_path, capsys, monkeypat
     assert "studies there: tiny" in capsys.readouterr().err
 
 
+def fake_training(monkeypatch, train):
+    """Replace training in the child process by ``train(genome, config, out_dir, report)``."""
+    monkeypatch.setattr(nas.search.child.TrialProcess, "run", lambda self, *args, **kwargs: train(*args, **kwargs))
+
+
 def fake_metrics(ap):
     return {"AP": ap, "AP50": ap, "AP75": ap, "APs": 0.0, "APm": 0.0, "APl": 0.0, "loss": 1.0,
             "timing": {"total": 1.0}, "history": []}
@@ -159,7 +164,7 @@ def test_failing_trials_fail_alone_and_duplicates_are_reused(tmp_path, monkeypat
             raise outcome
         return outcome
 
-    monkeypatch.setattr(nas.search.objective, "train_in_child", fake_train)
+    fake_training(monkeypatch, fake_train)
     experiment = load_experiment(tiny_experiment(tmp_path), ["search.n_trials=2"])
     study = run_search(experiment, log=lambda line: None)
     states = [t.state.name for t in study.trials]
@@ -175,7 +180,7 @@ def test_failing_trials_fail_alone_and_duplicates_are_reused(tmp_path, monkeypat
 
 def test_constraint_breaking_genomes_are_infeasible_and_untrained(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(nas.search.objective, "train_in_child", lambda *a, **k: pytest.fail("infeasible genome trained"))
+    fake_training(monkeypatch, lambda *a, **k: pytest.fail("infeasible genome trained"))
     experiment = load_experiment(tiny_experiment(tmp_path), ["search.constraints.max_params=1000",
                                                              "search.sampler.name=tpe"])
     lines = []
@@ -194,7 +199,7 @@ def test_consecutive_failures_stop_the_search(tmp_path, monkeypatch):
     def always_fails(*args, **kwargs):
         raise TrialFailed("broken")
 
-    monkeypatch.setattr(nas.search.objective, "train_in_child", always_fails)
+    fake_training(monkeypatch, always_fails)
     with pytest.raises(TrialFailed, match="5 trials in a row failed; the last because: broken"):
         run_search(load_experiment(tiny_experiment(tmp_path)), log=lambda line: None)
 
@@ -275,7 +280,7 @@ def test_a_study_from_before_the_task_seam_opens_and_resumes(tmp_path, monkeypat
     shutil.copytree(os.path.join(os.path.dirname(__file__), "data", "study_1e9f694"), tmp_path / "old")
     monkeypatch.chdir(tmp_path / "old")
     aps = iter([0.6, 0.7, 0.8, 0.9])
-    monkeypatch.setattr(nas.search.objective, "train_in_child", lambda *a, **k: fake_metrics(next(aps)))
+    fake_training(monkeypatch, lambda *a, **k: fake_metrics(next(aps)))
     experiment = load_experiment("experiment.yaml")
     study = run_search(experiment, n_trials=5, storage_url="sqlite:///study.db", log=lambda line: None)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]

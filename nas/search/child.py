@@ -1,18 +1,26 @@
-"""One trial's training in a spawned child process, talking to the parent through a pipe.
+"""Trials trained in a child process that talks to the parent through a pipe.
 
-The parent never imports TensorFlow. The child reports each intermediate
-evaluation as ``("report", step, metrics)`` and waits for ``True`` (go on) or
-``False`` (prune); it ends with ``("done", metrics)``, ``("pruned", step)`` or
-``("error", reason)``. A child that dies without a word (killed, out of
-memory) fails its trial alone.
+The parent never imports TensorFlow. A :class:`TrialProcess` keeps one
+spawned child warm for several trials (TensorFlow already imported), and
+replaces it after any failure, after ``trials_per_process`` trials, or when
+its resident memory has grown by more than ``max_memory_growth_mb`` since its
+first trial; a child that dies (killed, out of memory) fails its trial alone.
+
+Protocol: the parent sends ``("train", genome, config, out_dir)``; the child
+reports each intermediate evaluation as ``("report", step, metrics)`` and
+waits for ``True`` (go on) or ``False`` (prune), and ends the trial with
+``("done", metrics)``, ``("pruned", step)`` or ``("error", reason)``.
+``("stop",)`` ends the child.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
 import signal
+import sys
 import traceback
 from typing import Callable, Optional
 
@@ -23,48 +31,133 @@ class TrialFailed(Exception):
     """A trial that could not produce metrics; the reason is stored as its ``fail_reason`` attribute."""
 
 
-def train_in_child(genome, config: dict, out_dir: str, report: Optional[Callable[[int, dict], bool]] = None) -> dict:
-    """Train ``genome`` with the train config ``config`` (plain data) in a spawned process.
+class TrialProcess:
+    """A warm training process reused for consecutive trials (a context manager).
 
-    ``report(step, metrics)`` returns False to prune (raises ``optuna.TrialPruned``).
-    Raises :class:`TrialFailed` with the reason when the child raises, diverges or dies.
+    Example:
+        >>> with TrialProcess(trials_per_process=4) as process:  # doctest: +SKIP
+        ...     metrics = process.run(genome, config, "runs/x/trials/00000")
     """
-    context = multiprocessing.get_context("spawn")
-    parent_end, child_end = context.Pipe()
-    process = context.Process(target=_child_main, args=(child_end, genome.to_dict(), config, out_dir),
-                              name="spinenas-trial", daemon=True)
-    process.start()
-    child_end.close()
-    outcome = None
-    try:
-        while outcome is None:
+
+    def __init__(self, trials_per_process: int = 1, max_memory_growth_mb: Optional[float] = None):
+        self.trials_per_process = trials_per_process
+        self.max_memory_growth_mb = max_memory_growth_mb
+        self._process = self._conn = None
+        self._trials = 0
+        self._baseline_mb = None
+        self.started = 0  # children started so far, for logs and tests
+
+    def run(self, genome, config: dict, out_dir: str, report: Optional[Callable[[int, dict], bool]] = None) -> dict:
+        """Train ``genome`` with the train config ``config`` (plain data); returns the task's metrics.
+
+        ``report(step, metrics)`` returns False to prune (raises ``optuna.TrialPruned``).
+        Raises :class:`TrialFailed` with the reason when the child raises, diverges or dies.
+        """
+        if self._process is None:
+            self._start()
+        try:
+            self._conn.send(("train", genome.to_dict(), config, out_dir))
+            outcome = self._wait(report)
+        except BaseException:
+            self.close()  # interrupted mid-trial: the child's state is unknown
+            raise
+        if outcome is None:
+            self._process.join(5)
+            code = self._process.exitcode
+            self.close()
+            raise TrialFailed(f"training process ended without a result ({describe_exit(code)})")
+        kind, payload = outcome
+        self._trials += 1
+        if kind == "error":
+            self.close()  # whatever broke may have left the process in a bad state
+            raise TrialFailed(payload)
+        self._recycle_if_due()
+        if kind == "pruned":
+            raise optuna.TrialPruned(f"pruned at step {payload}")
+        return payload
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The current child's process id (None when no child runs)."""
+        return self._process.pid if self._process is not None else None
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_child_main, args=(child_end,), name="spinenas-trial", daemon=True)
+        self._process.start()
+        child_end.close()
+        self._trials, self._baseline_mb = 0, None
+        self.started += 1
+
+    def _wait(self, report):
+        while True:
             try:
-                if parent_end.poll(0.5):
-                    message = parent_end.recv()
-                    if message[0] == "report":
-                        keep = True if report is None else report(message[1], message[2])
-                        parent_end.send(keep)
-                    else:
-                        outcome = message
-                elif not process.is_alive():
-                    break
+                if self._conn.poll(0.5):
+                    message = self._conn.recv()
+                    if message[0] != "report":
+                        return message
+                    self._conn.send(True if report is None else bool(report(message[1], message[2])))
+                elif not self._process.is_alive():
+                    return None
             except (EOFError, OSError):  # the child died mid-message (killed, out of memory)
-                break
-        process.join(30)
-    finally:
+                return None
+
+    def _recycle_if_due(self) -> None:
+        if self._trials >= self.trials_per_process:
+            self.close()
+            return
+        if self.max_memory_growth_mb is None:
+            return
+        resident = resident_mb(self._process.pid)
+        if resident is None:
+            return
+        if self._baseline_mb is None:
+            self._baseline_mb = resident  # after the first trial: TensorFlow and one model loaded
+        elif resident - self._baseline_mb > self.max_memory_growth_mb:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the child (politely, then by force)."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if process is None:
+            return
+        try:
+            if process.is_alive():
+                conn.send(("stop",))
+        except (OSError, EOFError, ValueError):
+            pass
+        process.join(10)
         if process.is_alive():
             process.terminate()
             process.join(10)
             if process.is_alive():
                 process.kill()
-    if outcome is None:
-        raise TrialFailed(f"training process ended without a result ({describe_exit(process.exitcode)})")
-    kind, payload = outcome
-    if kind == "done":
-        return payload
-    if kind == "pruned":
-        raise optuna.TrialPruned(f"pruned at step {payload}")
-    raise TrialFailed(payload)
+                process.join()
+        conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def train_in_child(genome, config: dict, out_dir: str, report: Optional[Callable[[int, dict], bool]] = None) -> dict:
+    """Train ``genome`` once in a fresh child process (see :meth:`TrialProcess.run`)."""
+    with TrialProcess() as process:
+        return process.run(genome, config, out_dir, report)
+
+
+def resident_mb(pid: int) -> Optional[float]:
+    """Resident memory of process ``pid`` in MB (Linux ``/proc``; None where unavailable)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def describe_exit(code) -> str:
@@ -82,14 +175,30 @@ class _Pruned(Exception):
     pass
 
 
-def _child_main(conn, genome_data: dict, config_data: dict, out_dir: str) -> None:
+def _child_main(conn) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] != "train":
+                return
+            conn.send(_train_one(conn, *message[1:]))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return  # the parent went away
+    finally:
+        conn.close()
+
+
+def _train_one(conn, genome_data: dict, config_data: dict, out_dir: str):
     step_seen = [0]
     try:
         from nas.config import from_data
         from nas.experiment import TrainConfig
+        from nas.tasks import get_task
         from nas.tasks.base import TrainingDiverged
         from search_spaces.genome import Genome
+
+        _forget_previous_trial()
 
         def report(step, metrics):
             step_seen[0] = step
@@ -98,23 +207,21 @@ def _child_main(conn, genome_data: dict, config_data: dict, out_dir: str) -> Non
                 raise _Pruned
 
         config = from_data(TrainConfig, config_data, "")
-        task = _task(config.task.name)
         try:
-            metrics = task.train_and_evaluate(Genome.from_dict(genome_data), config, report, out_dir=out_dir)
+            metrics = get_task(config.task.name).train_and_evaluate(
+                Genome.from_dict(genome_data), config, report, out_dir=out_dir)
         except TrainingDiverged as err:
-            conn.send(("error", f"diverged: {err}"))
-            return
-        conn.send(("done", json.loads(json.dumps(metrics))))
+            return ("error", f"diverged: {err}")
+        return ("done", json.loads(json.dumps(metrics)))
     except _Pruned:
-        conn.send(("pruned", step_seen[0]))
+        return ("pruned", step_seen[0])
     except Exception as err:  # any failure of one trial is reported, not raised into the study
         last = traceback.extract_tb(err.__traceback__)[-1]
-        conn.send(("error", f"{type(err).__name__}: {err} (at {os.path.basename(last.filename)}:{last.lineno})"))
-    finally:
-        conn.close()
+        return ("error", f"{type(err).__name__}: {err} (at {os.path.basename(last.filename)}:{last.lineno})")
 
 
-def _task(name: str):
-    from nas.tasks import get_task
-
-    return get_task(name)
+def _forget_previous_trial() -> None:
+    """Drop the previous trial's models and graphs so a warm process starts each trial clean."""
+    if "tf_keras" in sys.modules:
+        sys.modules["tf_keras"].backend.clear_session()
+    gc.collect()

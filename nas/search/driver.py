@@ -55,8 +55,15 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
         if queued:
             log(f"queued {queued} seed genome(s)")
     objective = Objective(experiment, space, data.num_classes, log, target=target)
+    try:
+        _loop(study, objective, experiment, target, budget, redacted(storage_url or experiment.storage_url), log)
+    finally:
+        objective.close()
+    return study
+
+
+def _loop(study, objective, experiment, target: int, budget: Optional[float], url: str, log) -> None:
     started, failures, infeasible = time.monotonic(), 0, 0
-    url = redacted(storage_url or experiment.storage_url)
     while True:
         complete, running = with_retries(lambda: _tidy_and_count(study, experiment.search.max_retries, log), url, log)
         if complete >= target:
@@ -87,7 +94,6 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
                 f"{limits.max_params}, max_multiply_adds={limits.max_multiply_adds}; the last cost "
                 f"{last.user_attrs.get('params', 0) / 1e6:.2f} M params, "
                 f"{last.user_attrs.get('multiply_adds', 0) / 1e9:.3f} G multiply-adds); loosen search.constraints")
-    return study
 
 
 def _tidy_and_count(study, max_retries: int, log) -> tuple[int, int]:

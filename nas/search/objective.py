@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.config import to_data
-from nas.search.child import TrialFailed, train_in_child
+from nas.search.child import TrialFailed, TrialProcess
 from nas.tasks.base import COST_METRICS, model_cost
 from search_spaces.space import InfeasibleGenome
 from spinenet.cost import CostBudget
@@ -64,6 +64,8 @@ class Objective:
         if limits.max_params is not None or limits.max_multiply_adds is not None:
             self.budget = ModelBudget(self.task, self.train_config, num_classes, max_params=limits.max_params,
                                       max_multiply_adds=limits.max_multiply_adds)
+        self.process = TrialProcess(experiment.search.trials_per_process,
+                                    experiment.search.max_process_memory_growth_mb)
         self.versions = package_versions()
         path = os.path.join(experiment.run_dir, "artifacts")
         os.makedirs(path, exist_ok=True)
@@ -99,7 +101,7 @@ class Objective:
         report = self._reporter(trial) if len(self.experiment.search.objectives) == 1 else None
         started = time.perf_counter()
         try:
-            metrics = train_in_child(genome, config, trial_dir, report)
+            metrics = self.process.run(genome, config, trial_dir, report)
         except TrialFailed as err:
             trial.set_user_attr("fail_reason", str(err))
             raise
@@ -108,6 +110,10 @@ class Objective:
         trial.set_user_attr("process_overhead_s", max(0.0, wall - metrics["timing"]["total"]))
         trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k not in ("history", "timing")})
         return self._values(known, metrics)
+
+    def close(self) -> None:
+        """Stop the warm training process."""
+        self.process.close()
 
     def _record(self, trial, genome):
         """Store the genome, its costs, seed and versions on the trial (and the genome as an artifact)."""
