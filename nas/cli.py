@@ -11,11 +11,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from nas.commands import data, decode, draw, search, train
+from nas.commands import data, decode, draw, evaluate, search, train
 from nas.commands.common import UserError
 
 EXIT_USAGE = 2
-COMMANDS = (search, decode, train, data, draw)
+COMMANDS = (search, decode, train, evaluate, data, draw)
 
 
 def build_parser() -> argparse.ArgumentParser:

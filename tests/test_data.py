@@ -123,7 +123,7 @@ def test_missing_image_folder_is_an_error(tmp_path):
 
 def test_pipeline_resizes_long_side_and_pads(tmp_path):
     path, folder = write_coco(tmp_path, [ann(1, 7, [10, 4, 20, 10])])
-    split = read_coco(path, folder)
+    split = read_coco(path, folder, keep_empty_categories=True)
     images, targets = next(iter(make_dataset(split, image_size=128, batch_size=1, training=False, max_instances=4)))
     assert images.shape == (1, 128, 128, 3)
     assert float(images[0, 100, 10, 0]) == -1.0  # padding below the 64x32 -> 128x64 image
