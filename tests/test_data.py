@@ -55,7 +55,8 @@ def test_shapes_are_a_real_coco_dataset(shapes):
 
 def test_data_shapes_command(tmp_path, capsys):
     out = str(tmp_path / "ds")
-    assert main(["data", "shapes", "--out", out, "--train", "5", "--val", "2", "--image-size", "64", "--quiet"]) == 0
+    assert main(["data", "shapes", "--out", out, "--train", "5", "--val", "2", "--image-size", "64",
+                 "--max-level", "6", "--quiet"]) == 0
     assert "wrote 5 train images" in capsys.readouterr().out
     assert main(["data", "shapes", "--out", out, "--train", "5", "--val", "2", "--quiet"]) == 2
     assert "already holds a dataset" in capsys.readouterr().err

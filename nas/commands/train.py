@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nas.commands.common import UserError, quiet_tensorflow
+from nas.commands.common import UserError, output_folder, quiet_tensorflow
 from search_spaces.genome import Genome
 
 
@@ -23,6 +23,7 @@ def run(args) -> int:
                                         "endpoints_num_filters")}
     genome = Genome.load(args.genome) if args.genome else SPINENET_49
     config = load_train_config(args.config, args.set or (), base=base)
+    output_folder(args.out)  # fail now, not after training
     quiet_tensorflow()
     from nas.tasks.detection.train import TrainingDiverged, train_and_evaluate
 
