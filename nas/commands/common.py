@@ -83,7 +83,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 # Fatal (F) lines are kept: they explain a crash.
 _FILTER_PROGRAM = r"""
 import re, sys
-pattern = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] "
+pattern = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
                      rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\] "
                      rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
 out = sys.stdout.buffer
