@@ -1,8 +1,9 @@
 """The ``spinenas`` command line.
 
 Every user error (a broken genome, an unknown model id, a typo in a config
-key, an unreadable file) is printed as one ``spinenas: error: ...`` line with
-exit status 2, never as a traceback.
+key, an unreadable file, a bad option value) is printed as one
+``spinenas: error: ...`` line with exit status 2, never as a traceback.
+TensorFlow's start-up chatter is hidden unless ``--verbose`` is given.
 """
 
 from __future__ import annotations
@@ -11,25 +12,59 @@ import argparse
 import sys
 from typing import Sequence
 
-from nas.commands import data, decode, draw, search, train
-from nas.commands.common import UserError
+from nas.commands import decode, draw, search, train
+from nas.commands.common import UserError, hide_tensorflow_logs, quiet_python, quiet_tensorflow
 
 EXIT_USAGE = 2
-COMMANDS = (search, decode, train, data, draw)
+COMMANDS = (search, decode, train, draw)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with usage errors as one ``spinenas: error:`` line (exit status 2)."""
+
+    def error(self, message: str):
+        hint = f" (see '{self.prog} --help')"
+        self.exit(EXIT_USAGE, f"spinenas: error: {' '.join(message.split())}{hint}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``spinenas`` subcommand."""
-    parser = argparse.ArgumentParser(prog="spinenas", description="Search, train and decode scale-permuted backbones.")
+    parser = ArgumentParser(prog="spinenas", description="Search, train and decode scale-permuted backbones.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's log lines and every Python warning (also accepted after the command)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    from nas.tasks import TASKS, task_names
+
+    for name in task_names():  # each task adds its own tools (detection: data, evaluate)
+        TASKS[name].add_commands(subparsers)
+    _accept_verbose_anywhere(parser)
     return parser
 
 
+def _accept_verbose_anywhere(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS keeps a subcommand's default from overwriting a --verbose given before the command.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                if "--verbose" not in sub._option_string_actions:
+                    sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="show TensorFlow's log lines and every Python warning")
+                _accept_verbose_anywhere(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``spinenas`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``spinenas`` console script (``argv`` None: the real command line)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    verbose = getattr(args, "verbose", False)
+    quiet_tensorflow(verbose)  # before any command imports TensorFlow
+    quiet_python(verbose)
+    if argv is None and not verbose:
+        hide_tensorflow_logs()
     try:
         return args.handler(args)
     except (UserError, ValueError, OSError) as err:

@@ -266,6 +266,8 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); expected a YAML file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: malformed YAML: {' '.join(str(err).split())}") from None
 

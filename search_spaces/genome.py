@@ -310,6 +310,8 @@ class Genome:
             raise GenomeError(f"{path}: not UTF-8 text (byte {err.start}); is this a genome file?") from None
         except OSError as err:
             raise GenomeError(f"{path}: cannot read genome file ({err.strerror})") from None
+        except UnicodeDecodeError as err:
+            raise GenomeError(f"{path}: not UTF-8 text (byte {err.start}); a genome file is YAML or JSON") from None
         try:
             return cls.from_json(text) if str(path).endswith(".json") else cls.from_yaml(text)
         except GenomeError as err:

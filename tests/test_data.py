@@ -55,7 +55,8 @@ def test_shapes_are_a_real_coco_dataset(shapes):
 
 def test_data_shapes_command(tmp_path, capsys):
     out = str(tmp_path / "ds")
-    assert main(["data", "shapes", "--out", out, "--train", "5", "--val", "2", "--image-size", "64", "--quiet"]) == 0
+    assert main(["data", "shapes", "--out", out, "--train", "5", "--val", "2", "--image-size", "64",
+                 "--max-level", "6", "--quiet"]) == 0
     assert "wrote 5 train images" in capsys.readouterr().out
     assert main(["data", "shapes", "--out", out, "--train", "5", "--val", "2", "--quiet"]) == 2
     assert "already holds a dataset" in capsys.readouterr().err
@@ -123,7 +124,7 @@ def test_missing_image_folder_is_an_error(tmp_path):
 
 def test_pipeline_resizes_long_side_and_pads(tmp_path):
     path, folder = write_coco(tmp_path, [ann(1, 7, [10, 4, 20, 10])])
-    split = read_coco(path, folder)
+    split = read_coco(path, folder, keep_empty_categories=True)
     images, targets = next(iter(make_dataset(split, image_size=128, batch_size=1, training=False, max_instances=4)))
     assert images.shape == (1, 128, 128, 3)
     assert float(images[0, 100, 10, 0]) == -1.0  # padding below the 64x32 -> 128x64 image

@@ -287,6 +287,7 @@ def test_a_study_from_before_the_task_seam_opens_and_resumes(tmp_path, monkeypat
     assert [t.value for t in complete[:3]] == [0.31, 0.42, 0.27] and len(complete) == 5
     assert all("genome" in t.user_attrs for t in study.trials)
     args = ["experiment.yaml", "--storage", "sqlite:///study.db"]
+    capsys.readouterr()
     assert main(["results", *args, "--top", "2", "--json"]) == 0
     top = json.loads(capsys.readouterr().out)
     assert [r["values"]["AP"] for r in top] == sorted((t.value for t in complete), reverse=True)[:2]

@@ -1,17 +1,43 @@
-"""What every subcommand shares: the user-error type, quiet TensorFlow start-up, and finding studies and genomes."""
+"""What every subcommand shares: the user-error type, argument checks, finding studies and genomes, quiet TensorFlow."""
 
 from __future__ import annotations
 
+import argparse
+import atexit
+import logging
 import os
+import subprocess
+import sys
+import warnings
 
 
 class UserError(Exception):
     """A problem with what the user asked for; printed as one line, exit status 2."""
 
 
-def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    return _number(text, int, lambda v: v >= 0, "an integer of 0 or more")
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    return _number(text, float, lambda v: 0 < v < float("inf"), "a positive number")
+
+
+def _number(text: str, kind, valid, wanted: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+    return value
 
 
 def genome_from_arg(entry: str):
@@ -43,27 +69,92 @@ def study_from_args(args):
     return load_study(args.storage, args.study_name)
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    import argparse
-
+def output_folder(path: str, option: str = "--out") -> str:
+    """Create the folder ``path`` (an option's value) or raise a one-line :class:`UserError`."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{option} {path}: is a file, not a folder")
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{option} {path}: cannot create the folder ({err.strerror})") from None
+    return path
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a number above 0."""
-    import argparse
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Set TensorFlow's C++ log level; must run before TensorFlow is imported to have any effect.
 
+    oneDNN stays on (``TF_ENABLE_ONEDNN_OPTS`` untouched): turning it off
+    would change speed and numerics just to hide its start-up notice, which
+    the log level and :func:`hide_tensorflow_logs` hide instead.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+
+
+def quiet_python(verbose: bool = False) -> None:
+    """Silence Python warnings and loggers that are noise to a user; show the rest as one line each."""
+    if verbose:
+        return
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.showwarning = _one_line_warning
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = " ".join(str(message).split())
+    print(f"spinenas: warning: {text} ({category.__name__} from {os.path.basename(filename)}:{lineno})",
+          file=file or sys.stderr)
+
+
+# TensorFlow's C++ log lines, in the absl format (I0000 00:00:1795.. 123 file.cc:12] ...), the older one
+# (2025-01-01 12:00:00.123: W tensorflow/...] ...), and absl's notice before its log is initialised.
+# Fatal (F) lines are kept: they explain a crash.
+_FILTER_PROGRAM = r"""
+import re, sys
+pattern = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
+                     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\] "
+                     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    if not pattern.match(line):
+        out.write(line)
+        out.flush()
+"""
+_filter = None
+
+
+def hide_tensorflow_logs() -> None:
+    """Route this process's C-level stderr (file descriptor 2) through a filter that drops TensorFlow logs.
+
+    Since TensorFlow 2.16 some C++ lines (the oneDNN notice, "Could not find
+    cuda drivers", ``cuInit`` errors) are written before absl logging is set up
+    and ignore ``TF_CPP_MIN_LOG_LEVEL``, so only a filter on the descriptor
+    hides them. Python's own ``sys.stderr`` bypasses the filter. The filter is a
+    separate process, so it still passes a crash's last words after this one dies.
+    """
+    global _filter
+    if _filter is not None:
+        return
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+        sys.stderr.flush()
+        original = os.dup(2)
+        _filter = subprocess.Popen([sys.executable, "-c", _FILTER_PROGRAM], stdin=subprocess.PIPE, stdout=original,
+                                   stderr=subprocess.DEVNULL)
+    except (OSError, ValueError, AttributeError):
+        return  # no usable descriptor 2 (e.g. an embedding host): leave stderr as it is
+    os.dup2(_filter.stdin.fileno(), 2)
+    _filter.stdin.close()
+    sys.stderr = open(original, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                      errors="backslashreplace", closefd=False)
+    atexit.register(_stop_filter, original)
+
+
+def _stop_filter(original: int) -> None:
+    # Give descriptor 2 back and let the filter drain, so its last lines come before the shell prompt.
+    try:
+        sys.stderr.flush()
+        os.dup2(original, 2)
+        _filter.wait(timeout=2)
+    except (OSError, subprocess.TimeoutExpired):
+        pass

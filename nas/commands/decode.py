@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 
-from nas.commands.common import UserError, genome_from_arg, quiet_tensorflow
+from nas.commands.common import (UserError, genome_from_arg, non_negative_int, positive_float, positive_int,
+                                 quiet_tensorflow)
 from search_spaces.genome import Genome
 
 
@@ -29,10 +30,13 @@ def add_architecture_options(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49)")
     source.add_argument("--genome", metavar="FILE", help="decode this genome (a YAML or JSON file, spinenet-49 or r50-like) instead of SpineNet-49")
     scaling = parser.add_argument_group("scaling (override the model id's values)")
-    scaling.add_argument("--filter-size-scale", type=float)
-    scaling.add_argument("--resample-alpha", type=float)
-    scaling.add_argument("--block-repeats", type=int)
-    scaling.add_argument("--endpoints-num-filters", type=int)
+    scaling.add_argument("--filter-size-scale", type=positive_float, metavar="X",
+                         help="multiply every block's width by X (49: 1.0)")
+    scaling.add_argument("--resample-alpha", type=positive_float, metavar="X",
+                         help="width factor of the resampling connections (49: 0.5)")
+    scaling.add_argument("--block-repeats", type=positive_int, metavar="N", help="repeat every block N times (49: 1)")
+    scaling.add_argument("--endpoints-num-filters", type=positive_int, metavar="N",
+                         help="channels of every output level (49: 256)")
     scaling.add_argument("--activation", default="relu", help="relu (default) or swish")
 
 
@@ -96,7 +100,8 @@ def run(args) -> int:
         try:
             model.save(args.save)
         except (OSError, ValueError) as err:
-            raise UserError(f"cannot save model to {args.save}: {err}") from None
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise UserError(f"--save {args.save}: cannot save the model ({reason})") from None
         report["saved"] = args.save
     if args.json:
         print(json.dumps(report))
@@ -124,15 +129,20 @@ def _with_retinanet(backbone, genome, settings, args, backbone_madds):
 
 def add_parser(subparsers) -> None:
     """Register ``spinenas decode``."""
-    parser = subparsers.add_parser("decode", help="decode a genome into a Keras backbone and summarise it")
+    parser = subparsers.add_parser(
+        "decode", help="decode a genome into a Keras backbone and summarise it",
+        description="Build the Keras backbone of a genome (SpineNet-49 by default) at a scaling and print its "
+                    "parameters, multiply-adds, endpoint shapes and blocks; optionally with a RetinaNet head.")
     add_architecture_options(parser)
     parser.add_argument("--input-size", type=input_size, default=(640, 640), metavar="SIZE",
                         help="SIZE or HEIGHTxWIDTH, divisible by 2**deepest level (default 640)")
     parser.add_argument("--head", choices=["none", "retinanet"], default="none",
                         help="add a detection head and report the whole detector")
-    parser.add_argument("--num-classes", type=int, default=91, help="classes of the head (default 91, COCO)")
-    parser.add_argument("--head-num-filters", type=int, default=256)
-    parser.add_argument("--head-num-convs", type=int, default=4)
+    parser.add_argument("--num-classes", type=positive_int, default=91, help="classes of the head (default 91, COCO)")
+    parser.add_argument("--head-num-filters", type=positive_int, default=256, metavar="N",
+                        help="width of the head's subnets (default 256)")
+    parser.add_argument("--head-num-convs", type=non_negative_int, default=4, metavar="N",
+                        help="3x3 convolutions in each subnet before its prediction layer (default 4; 0 allowed)")
     parser.add_argument("--save", metavar="OUT.keras", help="write the model in the Keras format")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(handler=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nas.commands.common import UserError, genome_from_arg, quiet_tensorflow
+from nas.commands.common import UserError, genome_from_arg, output_folder, quiet_tensorflow
 
 
 def run(args) -> int:
@@ -23,6 +23,7 @@ def run(args) -> int:
     genome = genome_from_arg(args.genome) if args.genome else SPINENET_49
     config = load_train_config(args.config, args.set or (), base=base, task=args.task)
     task = get_task(config.task.name)
+    output_folder(args.out)  # fail now, not after training
     quiet_tensorflow()
     print(f"training genome {genome.fingerprint} on the {task.name} task with {config.model}")
     try:

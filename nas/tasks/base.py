@@ -77,6 +77,9 @@ class Task:
         """
         raise NotImplementedError
 
+    def add_commands(self, subparsers) -> None:
+        """Register the task's own ``spinenas`` subcommands (its data tools, say); none by default."""
+
     @property
     def all_metrics(self) -> dict[str, str]:
         """The task's metrics and the cost metrics, with their directions."""

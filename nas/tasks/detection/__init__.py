@@ -31,6 +31,12 @@ class DetectionTask(Task):
 
         return train_and_evaluate(genome, train_config, report, out_dir=out_dir, progress=progress)
 
+    def add_commands(self, subparsers):
+        from nas.tasks.detection.commands import data, evaluate
+
+        evaluate.add_parser(subparsers)
+        data.add_parser(subparsers)
+
     def build_model(self, backbone, train_config, num_classes):
         from nas.tasks.detection.head import build_detector
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from nas.config import ConfigError
 
@@ -26,6 +26,11 @@ class DataConfig:
     With ``root`` null the generated shapes dataset lives in a folder named
     after its settings under ``runs/data/``, so changed settings never reuse
     a stale dataset.
+
+    ``categories`` (null: all) lists the category names to keep, or maps old
+    names to new ones (several old names may map to one new name, merging
+    them). Categories with no usable training annotation are left out of the
+    head and reported, unless ``keep_empty_categories``.
     """
 
     root: Optional[str] = None
@@ -38,8 +43,16 @@ class DataConfig:
     max_instances: int = 32
     scale_jitter: tuple[float, float] = (0.8, 1.2)
     flip: bool = True
+    categories: Union[tuple[str, ...], dict, None] = None
+    keep_empty_categories: bool = False
 
     def __post_init__(self):
+        if isinstance(self.categories, dict):
+            bad = [k for k, v in self.categories.items() if not isinstance(k, str) or not isinstance(v, str)]
+            if bad:
+                raise ConfigError(f"categories.{bad[0]}: expected old name: new name (both strings)")
+        if self.categories is not None and not self.categories:
+            raise ConfigError("categories: empty; use null for all categories")
         if self.image_size < 32:
             raise ConfigError(f"image_size: must be at least 32, got {self.image_size}")
         low, high = self.scale_jitter
@@ -75,6 +88,21 @@ class HeadConfig:
     num_scales: int = 3
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     anchor_size: float = 4.0
+
+    def __post_init__(self):
+        for name in ("num_filters", "num_scales"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.num_convs < 0:
+            raise ConfigError(f"num_convs: must be 0 or more, got {self.num_convs}")
+        if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
+            raise ConfigError(f"aspect_ratios: need positive ratios, got {list(self.aspect_ratios)}")
+        if self.anchor_size <= 0:
+            raise ConfigError(f"anchor_size: must be positive, got {self.anchor_size}")
+
+    def smallest_anchor(self, min_level: int = 3) -> float:
+        """Side in pixels of the smallest anchor, at ``min_level`` (32 with the defaults)."""
+        return self.anchor_size * 2**min_level
 
     @property
     def num_anchors(self) -> int:

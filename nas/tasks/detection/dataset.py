@@ -14,11 +14,18 @@ from nas.tasks.detection.config import DataConfig
 
 
 def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, CocoSplit]:
-    """Read (and, for the embedded default, first generate) the train and val splits."""
+    """Read (and, for the embedded default, first generate) the train and val splits.
+
+    With ``progress``, print each split's per-class object counts and what was skipped.
+    """
     if data.generate_shapes is not None and not os.path.exists(data.path("train", "annotations")):
         _generate_shapes(data, progress)
-    train = read_coco(data.path("train", "annotations"), data.path("train", "images"))
-    val = read_coco(data.path("val", "annotations"), data.path("val", "images"), category_ids=train.category_ids)
+    train = read_coco(data.path("train", "annotations"), data.path("train", "images"), categories=data.categories,
+                      keep_empty_categories=data.keep_empty_categories)
+    val = read_coco(data.path("val", "annotations"), data.path("val", "images"), category_ids=train.category_ids,
+                    categories=data.categories, class_names=train.category_names)
+    if progress:
+        print(f"train: {train.report()}\nval: {val.report()}", flush=True)
     return train, val
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import tensorflow as tf
 
 from nas.tasks.detection.data import CocoSplit
 from nas.tasks.detection.anchors import decode_boxes
+from nas.tasks.detection.coco import METRIC_NAMES, score_detections
 from nas.tasks.detection.config import EvaluationConfig
 
-METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+__all__ = ["METRIC_NAMES", "coco_metrics", "detect", "make_postprocess"]
 
 
 def make_postprocess(model, anchors: np.ndarray, evaluation: EvaluationConfig):
@@ -56,20 +54,10 @@ def detect(postprocess, dataset, split: CocoSplit) -> list[dict]:
     return results
 
 
-def coco_metrics(split: CocoSplit, detections: list[dict]) -> dict:
-    """AP, AP50, AP75, APs, APm, APl of ``detections`` on ``split`` (all zero if there are none)."""
-    if not detections:
-        return {name: 0.0 for name in METRIC_NAMES}
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+def coco_metrics(split: CocoSplit, detections: list[dict], per_class: bool = False) -> dict:
+    """AP, AP50, AP75, APs, APm, APl of ``detections`` on ``split`` (all zero if there are none).
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO(split.annotations_path)
-        found = truth.loadRes(detections)
-        evaluator = COCOeval(truth, found, iouType="bbox")
-        evaluator.params.imgIds = list(split.image_ids)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    # COCOeval reports -1 where a size range has no objects.
-    return {name: max(0.0, float(value)) for name, value in zip(METRIC_NAMES, evaluator.stats[:6])}
+    Scored against the split's normalised ground truth, never the raw file
+    (see :mod:`nas.tasks.detection.coco`).
+    """
+    return score_detections(split, detections, per_class=per_class)

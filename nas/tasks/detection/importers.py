@@ -1,0 +1,269 @@
+"""Convert Pascal VOC and YOLO datasets to the COCO-format layout ``task.data.root`` reads.
+
+Written layout: ``OUT/instances_train.json``, ``OUT/instances_val.json``,
+``OUT/train/``, ``OUT/val/`` (images hard-linked when the filesystem allows,
+else copied). Category ids run from 1 in class-name order (VOC: sorted
+names; YOLO: its class indices plus one).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import shutil
+import xml.etree.ElementTree as ElementTree
+
+from nas.tasks.detection.data import DataError
+from nas.tasks.detection.images import ImageReadError, displayed_size
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class _Record:
+    """One image to write: where it is, its name in the output, its size if known and its objects."""
+
+    def __init__(self, source: str, file_name: str, size=None):
+        self.source, self.file_name, self.size = source, file_name, size
+        self.objects: list[tuple[int, list[float], int]] = []  # (category id, [x, y, w, h], iscrowd)
+
+
+def _prepare_out(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"{out}: is a file, not a folder")
+    if os.path.exists(os.path.join(out, "instances_train.json")) and not overwrite:
+        raise DataError(f"{out} already holds a dataset; pass --overwrite to replace it")
+    for split in ("train", "val"):
+        shutil.rmtree(os.path.join(out, split), ignore_errors=True)
+        os.makedirs(os.path.join(out, split))
+
+
+def _place(source: str, target: str) -> None:
+    try:
+        os.link(source, target)  # no copy of the pixels when source and target share a filesystem
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _write(out: str, splits: dict[str, list[_Record]], names: list[str]) -> dict:
+    counts = {}
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(names)]
+    for split, records in splits.items():
+        images, annotations = [], []
+        for image_id, record in enumerate(records, start=1):
+            _place(record.source, os.path.join(out, split, record.file_name))
+            entry = {"id": image_id, "file_name": record.file_name}
+            if record.size:
+                entry.update(height=record.size[0], width=record.size[1])
+            images.append(entry)
+            for category_id, box, crowd in record.objects:
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category_id,
+                                    "bbox": [round(v, 2) for v in box], "area": round(box[2] * box[3], 2),
+                                    "iscrowd": crowd})
+        with open(os.path.join(out, f"instances_{split}.json"), "w", encoding="utf-8") as handle:
+            json.dump({"images": images, "annotations": annotations, "categories": categories}, handle)
+        counts[f"{split}_images"], counts[f"{split}_objects"] = len(images), len(annotations)
+    return counts
+
+
+def _seeded_split(items: list, val_fraction: float, seed: int) -> tuple[list, list]:
+    items = sorted(items)
+    random.Random(seed).shuffle(items)
+    n_val = min(max(1, round(val_fraction * len(items))), len(items) - 1)
+    return sorted(items[n_val:]), sorted(items[:n_val])
+
+
+def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, overwrite: bool = False) -> dict:
+    """Convert a Pascal VOC folder (``Annotations/*.xml``, ``JPEGImages/``, optional ``ImageSets/Main/``).
+
+    Splits come from ``ImageSets/Main/train.txt`` and ``val.txt`` when both
+    exist, else a seeded random split with ``val_fraction`` of the images in
+    val. VOC pixel coordinates are 1-based and inclusive; ``difficult``
+    objects become ``iscrowd`` regions, which training skips and evaluation
+    ignores, as VOC's own evaluation does.
+    """
+    annotations_dir, images_dir = os.path.join(src, "Annotations"), os.path.join(src, "JPEGImages")
+    for folder in (annotations_dir, images_dir):
+        if not os.path.isdir(folder):
+            raise DataError(f"{folder}: not found (a VOC folder has Annotations/ and JPEGImages/)")
+    ids = sorted(f[:-4] for f in os.listdir(annotations_dir) if f.lower().endswith(".xml"))
+    if len(ids) < 2:
+        raise DataError(f"{annotations_dir}: need at least two annotation files, found {len(ids)}")
+    parsed, skipped = {}, collections.Counter()
+    for image_id in ids:
+        parsed[image_id] = _parse_voc(os.path.join(annotations_dir, image_id + ".xml"), images_dir, image_id)
+    names = sorted({name for _, _, objects in parsed.values() if objects for name, _, _ in objects})
+    if not names:
+        raise DataError(f"{annotations_dir}: no <object> in any annotation file")
+    category = {name: i + 1 for i, name in enumerate(names)}
+
+    lists = [os.path.join(src, "ImageSets", "Main", f"{s}.txt") for s in ("train", "val")]
+    if all(os.path.isfile(p) for p in lists):
+        chosen = []
+        for path in lists:
+            with open(path, encoding="utf-8") as handle:
+                wanted = [line.split()[0] for line in handle if line.strip()]
+            missing = [i for i in wanted if i not in parsed]
+            skipped["listed images without annotation file"] += len(missing)
+            chosen.append([i for i in wanted if i in parsed])
+        train_ids, val_ids = chosen
+        how = "ImageSets/Main/{train,val}.txt"
+    else:
+        train_ids, val_ids = _seeded_split(ids, val_fraction, seed)
+        how = f"a seeded split (seed {seed}, {val_fraction:.0%} val)"
+    if not train_ids or not val_ids:
+        raise DataError(f"{src}: the train or val split is empty ({how})")
+
+    _prepare_out(out, overwrite)
+    splits = {}
+    for split, chosen_ids in (("train", train_ids), ("val", val_ids)):
+        records = []
+        for image_id in chosen_ids:
+            image_path, size, objects = parsed[image_id]
+            if image_path is None:
+                skipped["annotation files without an image"] += 1
+                continue
+            record = _Record(image_path, os.path.basename(image_path), size)
+            for name, box, difficult in objects:
+                record.objects.append((category[name], box, int(difficult)))
+                skipped["difficult objects (kept as ignored regions)"] += int(difficult)
+            records.append(record)
+        splits[split] = records
+    counts = _write(out, splits, names)
+    counts.update(classes=names, split_from=how, notes=dict(skipped))
+    return counts
+
+
+def _parse_voc(path: str, images_dir: str, image_id: str):
+    """(image path or None, (height, width) or None, [(name, [x, y, w, h], difficult)]) of one XML file."""
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, OSError) as err:
+        raise DataError(f"{path}: not a readable VOC annotation ({err})") from None
+    file_name = (root.findtext("filename") or "").strip()
+    candidates = [file_name] if file_name else []
+    candidates += [image_id + ext for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS)]
+    image_path = next((os.path.join(images_dir, c) for c in candidates if os.path.isfile(os.path.join(images_dir, c))),
+                      None)
+    size = None
+    try:
+        height, width = int(float(root.findtext("size/height"))), int(float(root.findtext("size/width")))
+        if height > 0 and width > 0:
+            size = (height, width)
+    except (TypeError, ValueError):
+        pass  # read from the file header later
+    objects = []
+    for index, obj in enumerate(root.iter("object")):
+        name = (obj.findtext("name") or "").strip()
+        try:
+            x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: object {index} ({name or 'no name'}) has no numeric bndbox") from None
+        if not name:
+            raise DataError(f"{path}: object {index} has no <name>")
+        difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true")
+        objects.append((name, [x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1], difficult))
+    return image_path, size, objects
+
+
+def _yolo_names(src: str) -> list[str]:
+    import yaml
+
+    for name in ("data.yaml", "dataset.yaml"):
+        path = os.path.join(src, name)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    names = (yaml.safe_load(handle) or {}).get("names")
+            except (yaml.YAMLError, UnicodeDecodeError, AttributeError) as err:
+                raise DataError(f"{path}: cannot read class names ({' '.join(str(err).split())})") from None
+            if isinstance(names, dict):  # {0: person, 1: car}
+                names = [names[k] for k in sorted(names)]
+            if not isinstance(names, list) or not names:
+                raise DataError(f"{path}: expected 'names' as a list or a mapping of index -> name")
+            return [str(n) for n in names]
+    path = os.path.join(src, "classes.txt")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            names = [line.strip() for line in handle if line.strip()]
+        if names:
+            return names
+    raise DataError(f"{src}: no class names (data.yaml with 'names', or classes.txt, one name a line)")
+
+
+def import_yolo(src: str, out: str, *, overwrite: bool = False) -> dict:
+    """Convert a YOLO folder (``images/{train,val}/``, ``labels/{train,val}/*.txt``, names in data.yaml or classes.txt).
+
+    Each label line is ``class cx cy w h`` normalised to the image (a polygon
+    ``class x1 y1 x2 y2 ...`` becomes its bounding box); images without a
+    label file are kept as images with no objects. ``valid/`` is accepted for ``val/``.
+    """
+    names = _yolo_names(src)
+    folders = {}
+    for split, options in (("train", ("train",)), ("val", ("val", "valid"))):
+        found = next((o for o in options if os.path.isdir(os.path.join(src, "images", o))), None)
+        if found is None:
+            raise DataError(f"{os.path.join(src, 'images', options[0])}: not found (a YOLO folder has "
+                            "images/train/, images/val/ and labels/train/, labels/val/)")
+        folders[split] = found
+    _prepare_out(out, overwrite)
+    skipped, splits = collections.Counter(), {}
+    for split, folder in folders.items():
+        image_dir, label_dir = os.path.join(src, "images", folder), os.path.join(src, "labels", folder)
+        records = []
+        for file_name in sorted(os.listdir(image_dir)):
+            if not file_name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(image_dir, file_name)
+            try:
+                size = displayed_size(path)  # YOLO labels are fractions of the displayed image
+            except ImageReadError:
+                skipped["unreadable images"] += 1
+                continue
+            record = _Record(path, file_name, size)
+            label_path = os.path.join(label_dir, os.path.splitext(file_name)[0] + ".txt")
+            if os.path.isfile(label_path):
+                _read_yolo_labels(label_path, size, len(names), record, skipped)
+            else:
+                skipped["images without a label file (kept, no objects)"] += 1
+            records.append(record)
+        if not records:
+            raise DataError(f"{image_dir}: no images")
+        splits[split] = records
+    counts = _write(out, splits, names)
+    counts.update(classes=names, split_from=f"images/{folders['train']}, images/{folders['val']}",
+                  notes=dict(skipped))
+    return counts
+
+
+def _read_yolo_labels(path: str, size, num_classes: int, record: _Record, skipped) -> None:
+    height, width = size
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                index, values = int(float(parts[0])), [float(v) for v in parts[1:]]
+            except ValueError:
+                skipped["malformed label lines"] += 1
+                continue
+            if not 0 <= index < num_classes:
+                skipped["labels with a class index beyond the names"] += 1
+                continue
+            if len(values) == 4:
+                cx, cy, w, h = values
+                x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+            elif len(values) >= 6 and len(values) % 2 == 0:
+                xs, ys = values[0::2], values[1::2]
+                x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+            else:
+                skipped["malformed label lines"] += 1
+                continue
+            x0, y0 = max(0.0, x0) * width, max(0.0, y0) * height
+            x1, y1 = min(1.0, x1) * width, min(1.0, y1) * height
+            if x1 - x0 <= 0 or y1 - y0 <= 0:
+                skipped["labels with no area"] += 1
+                continue
+            record.objects.append((index + 1, [x0, y0, x1 - x0, y1 - y0], 0))

@@ -1,0 +1,125 @@
+"""Hostile input to data, decode, train and evaluate: one-line errors, exit status 2; quiet TensorFlow."""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from nas.cli import build_parser, main
+from tests.test_detection import TINY_GENOME
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("spinenas: error: "), err
+    assert re.search(pattern, err), err
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--head-num-convs", "-1"), ("--head-num-filters", "0"), ("--num-classes", "0"),
+    ("--filter-size-scale", "0"), ("--resample-alpha", "-0.5"), ("--block-repeats", "0"),
+    ("--endpoints-num-filters", "-8"), ("--filter-size-scale", "nan"),
+])
+def test_decode_refuses_nonpositive_values(capsys, flag, value):
+    code, out, err = run_cli(capsys, "decode", "--head", "retinanet", flag, value)
+    assert_one_line_error(code, err, rf"argument {flag}: expected .*{re.escape(value)}")
+    assert out == ""
+
+
+def test_head_settings_are_checked_in_configs_too(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "o"), "--set", "task.head.num_convs=-1")
+    assert_one_line_error(code, err, "num_convs: must be 0 or more")
+
+
+def test_data_shapes_image_size_must_suit_the_genome(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "data", "shapes", "--out", str(tmp_path / "s"), "--image-size", "37")
+    assert_one_line_error(code, err, r"--image-size 37: a level-7 genome needs sides divisible by 2\*\*7 = 128, "
+                                     r"e.g. 128, 256 or 512")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("flag", ["--max-objects", "--train", "--val"])
+def test_data_shapes_refuses_zero_counts(tmp_path, capsys, flag):
+    code, _, err = run_cli(capsys, "data", "shapes", "--out", str(tmp_path / "s"), "--image-size", "128", flag, "0")
+    assert_one_line_error(code, err, f"argument {flag}: expected a positive integer, got '0'")
+
+
+def test_non_utf8_files_are_named(tmp_path, capsys):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    code, _, err = run_cli(capsys, "decode", "--genome", str(bad))
+    assert_one_line_error(code, err, rf"{re.escape(str(bad))}: not UTF-8 text")
+    code, _, err = run_cli(capsys, "train", "--config", str(bad), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, rf"{re.escape(str(bad))}: not UTF-8 text")
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    (root / "instances_train.json").write_bytes(b'{"images": "\xff"}')
+    code, out, _ = run_cli(capsys, "data", "check", str(root))
+    assert code == 1 and "instances_train.json: not UTF-8 text" in out
+
+
+def test_out_pointing_at_a_file(tmp_path, capsys):
+    afile = tmp_path / "taken"
+    afile.write_text("x")
+    code, _, err = run_cli(capsys, "data", "shapes", "--out", str(afile), "--image-size", "128", "--quiet")
+    assert_one_line_error(code, err, rf"--out {re.escape(str(afile))}: is a file, not a folder")
+    code, _, err = run_cli(capsys, "train", "--out", str(afile))
+    assert_one_line_error(code, err, "is a file, not a folder")
+    code, _, err = run_cli(capsys, "data", "import", "yolo", str(tmp_path), "--out", str(afile))
+    assert_one_line_error(code, err, "is a file, not a folder")
+    assert "Errno" not in err
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, _, err = run_cli(capsys, "decode", "--no-such-flag")
+    assert_one_line_error(code, err, "unrecognized arguments: --no-such-flag")
+    code, _, err = run_cli(capsys, "data")
+    assert_one_line_error(code, err, "required: dataset")
+
+
+def _subparsers(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+@pytest.mark.parametrize("command", ["data", "decode", "train", "evaluate"])
+def test_every_option_and_subcommand_is_described(command):
+    pending = [(command, _subparsers(build_parser())[command])]
+    while pending:
+        name, parser = pending.pop()
+        assert parser.description, f"{name} has no description"
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending += [(f"{name} {k}", v) for k, v in action.choices.items()]
+            else:
+                assert action.help, f"{name} {action.option_strings or action.dest} has no help line"
+
+
+TF_LOG = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|"
+                    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] )|oneDNN|cuInit|cuda drivers", re.M)
+
+
+def test_no_tensorflow_log_lines_unless_verbose(tmp_path):
+    genome = tmp_path / "tiny.yaml"
+    TINY_GENOME.save(genome)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    argv = [sys.executable, "-m", "nas.cli", "decode", "--genome", str(genome), "--input-size", "128",
+            "--filter-size-scale", "0.25", "--endpoints-num-filters", "8", "--json"]
+    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert not TF_LOG.search(quiet.stderr), quiet.stderr
+    assert '"params"' in quiet.stdout
+    loud = subprocess.run(argv[:3] + ["--verbose"] + argv[3:], capture_output=True, text=True, timeout=300, env=env)
+    assert loud.returncode == 0 and TF_LOG.search(loud.stderr)  # the lines exist; only --verbose shows them
