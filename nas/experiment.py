@@ -65,6 +65,9 @@ class SearchSpaceConfig:
     level_bounds: Optional[tuple[int, int]] = None
     bound_mode: Literal["clamp", "restrict"] = "clamp"
     seed_genomes: tuple[str, ...] = ()
+    # Block family and per-block searched options (e.g. mobile: kernel_size, expand_ratio).
+    family: str = "spinenet"
+    block_options: dict = dataclasses.field(default_factory=dict)
 
     def build(self):
         """The configured search space."""
@@ -213,6 +216,17 @@ class Experiment:
         data.pop("source")
         return data
 
+    @staticmethod
+    def _drop_new_defaults(data: dict) -> None:
+        # Keys added after studies were stored: leave them out at their defaults,
+        # so the fingerprints of existing experiments stay the same.
+        space = data["search_space"]
+        if space.get("family") == "spinenet" and not space.get("block_options"):
+            space.pop("family")
+            space.pop("block_options")
+        if data["task"]["head"].get("separable") is False:
+            data["task"]["head"].pop("separable")
+
     @property
     def fingerprint(self) -> str:
         """Hash of everything that changes what a trial means (not the budget or storage)."""
@@ -220,6 +234,7 @@ class Experiment:
         for key in ("n_trials", "timeout", "storage", "study_name", "max_retries", "heartbeat_interval"):
             data["search"].pop(key)
         data["task"]["training"].pop("strategy")  # where a trial trains, not what it means
+        self._drop_new_defaults(data)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -342,7 +342,9 @@ def layer_cost(layer: PlanLayer, height: int, width: int) -> tuple[int, int]:
     """(parameters, multiply-adds) of one layer for an input of ``height`` x ``width``.
 
     Parameters are Keras ``count_params()`` (batch-norm moving statistics
-    included); multiply-adds count convolutions only (depthwise included).
+    included). Multiply-adds count convolutions (depthwise included) and
+    squeeze-excitation; batch norm, activations, pools and residual adds are
+    not counted (SpineNet's published figures count convolutions only).
     """
     h, w = _side(height, layer.level), _side(width, layer.level)
     if layer.kind == "conv":
@@ -353,6 +355,11 @@ def layer_cost(layer: PlanLayer, height: int, width: int) -> tuple[int, int]:
         return weights, h * w * weights
     if layer.kind == "bn":
         return BN_PARAMS_PER_CHANNEL * layer.channels, 0
+    if layer.kind == "mul":
+        # Squeeze-excitation: the squeeze's sums and the excitation's products are
+        # one FLOP per element each, so one multiply-add per element for the pair
+        # (FLOPs / 2, as TensorFlow's profiler and the papers count).
+        return 0, h * w * layer.channels
     if layer.kind == "custom":
         spec = get_block_fn(layer.block_fn)
         if spec.count_params is None or spec.count_multiply_adds is None:

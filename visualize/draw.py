@@ -25,7 +25,7 @@ from search_spaces.genome import Genome
 from visualize.graph import genome_graph
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
-BLOCK_COLOURS = {"bottleneck": "#4C72B0", "residual": "#DD8452"}
+BLOCK_COLOURS = {"bottleneck": "#4C72B0", "residual": "#DD8452", "mbconv": "#55A868"}
 EXTRA_COLOURS = ("#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
 EDGE_COLOURS = {"down": "#C44E52", "up": "#55A868", "same": "#7F7F7F", "merge": "#8172B3"}
 STEM_COLOUR = "#BBBBBB"
@@ -41,9 +41,9 @@ def _colour(block_fn: str, seen: list) -> str:
 
 def _cost_line(genome: Genome, scaling: Optional[dict], input_size: int) -> str:
     from spinenet.cost import network_cost
-    from spinenet.specs import scaling_for
+    from spinenet.specs import default_scaling
 
-    settings = scaling if scaling is not None else scaling_for("49")
+    settings = scaling if scaling is not None else default_scaling(genome)
     try:
         cost = network_cost(genome, input_size, **settings)
     except ValueError:
@@ -56,7 +56,7 @@ def draw_genome(genome: Genome, path: Optional[str] = None, ax=None, *, title: O
     """Draw ``genome``'s permutation diagram on ``ax`` (or a new figure); save it if ``path`` is given.
 
     The title shows params and multiply-adds from the cost model at ``scaling``
-    (default: SpineNet-49's) and ``input_size``. Returns the figure.
+    (default: the 49 scaling of the genome's family) and ``input_size``. Returns the figure.
     """
     if path is not None:
         _check_image_path(path)

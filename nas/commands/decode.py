@@ -26,34 +26,38 @@ def input_size(text: str) -> tuple[int, int]:
 def add_architecture_options(parser: argparse.ArgumentParser) -> None:
     """The flags choosing a genome and its scaling."""
     source = parser.add_argument_group("architecture")
-    source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49)")
+    source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49), "
+                                           "or Mobile SpineNet: mobile-49, mobile-49S, mobile-49XS")
     source.add_argument("--genome", metavar="FILE", help="decode this genome (YAML or JSON) instead of SpineNet-49")
     scaling = parser.add_argument_group("scaling (override the model id's values)")
     scaling.add_argument("--filter-size-scale", type=float)
     scaling.add_argument("--resample-alpha", type=float)
     scaling.add_argument("--block-repeats", type=int)
     scaling.add_argument("--endpoints-num-filters", type=int)
-    scaling.add_argument("--activation", default="relu", help="relu (default) or swish")
+    scaling.add_argument("--activation", help="relu (default) or swish (default for mobile-* ids)")
 
 
 def decode_settings(args) -> tuple[Genome, dict, str]:
     """The genome, decode keyword arguments and a display name chosen by the flags."""
-    from spinenet.specs import SPINENET_49, scaling_for
+    from spinenet.specs import genome_for, scaling_for
 
     try:
         settings = scaling_for(args.model_id or "49")
     except ValueError as err:
         raise UserError(str(err)) from None
+    mobile = (args.model_id or "").lower().startswith("mobile-")
     for key in ("filter_size_scale", "resample_alpha", "block_repeats", "endpoints_num_filters"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    settings["activation"] = args.activation
+    # Mobile SpineNet's published configs use swish.
+    settings["activation"] = args.activation or ("swish" if mobile else "relu")
     if args.genome:
         genome = Genome.load(args.genome)
         title = os.path.basename(args.genome)
     else:
-        genome = SPINENET_49
-        title = f"SpineNet-{(args.model_id or '49').upper()}"
+        genome = genome_for(args.model_id or "49")
+        model_id = (args.model_id or "49").upper()
+        title = f"Mobile SpineNet-{model_id[len('MOBILE-'):]}" if mobile else f"SpineNet-{model_id}"
     return genome, settings, title
 
 
@@ -113,12 +117,14 @@ def _with_retinanet(backbone, genome, settings, args, backbone_madds):
 
     if args.num_classes < 1:
         raise UserError(f"--num-classes must be positive, got {args.num_classes}")
-    head = HeadConfig(num_convs=args.head_num_convs, num_filters=args.head_num_filters)
+    head = HeadConfig(num_convs=args.head_num_convs, num_filters=args.head_num_filters,
+                      separable=args.head_separable)
     detector = build_detector(backbone, args.num_classes, head)
     head_cost = retinanet_head_cost(
         num_classes=args.num_classes, input_size=args.input_size, min_level=genome.min_level,
         max_level=genome.max_level, in_channels=settings["endpoints_num_filters"],
-        num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors)
+        num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors,
+        separable=head.separable)
     total = None if backbone_madds is None else backbone_madds + head_cost.multiply_adds
     return detector, total
 
@@ -134,6 +140,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--num-classes", type=int, default=91, help="classes of the head (default 91, COCO)")
     parser.add_argument("--head-num-filters", type=int, default=256)
     parser.add_argument("--head-num-convs", type=int, default=4)
+    parser.add_argument("--head-separable", action="store_true",
+                        help="depthwise-separable head convolutions (as published for Mobile SpineNet)")
     parser.add_argument("--save", metavar="OUT.keras", help="write the model in the Keras format")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(handler=run)

@@ -17,15 +17,16 @@ def _named_or_file(entry: str):
 def _genomes(args) -> list:
     """(genome, title) pairs chosen by the flags."""
     from search_spaces.genome import Genome
-    from spinenet.specs import SPINENET_49, scaling_for
+    from spinenet.specs import genome_for
 
     chosen = []
     if args.model_id:
         try:
-            scaling_for(args.model_id)
+            genome = genome_for(args.model_id)
         except ValueError as err:
             raise UserError(str(err)) from None
-        chosen.append((SPINENET_49, f"SpineNet-{args.model_id.upper()}"))
+        chosen.append((genome, f"{'Mobile ' if genome.family == 'mobile' else ''}SpineNet-"
+                               f"{args.model_id.upper().removeprefix('MOBILE-')}"))
     for entry in args.genome or ():
         chosen.append((_named_or_file(entry), os.path.basename(entry)))
     if args.trial is not None:
@@ -88,9 +89,9 @@ def add_parser(subparsers) -> None:
     """Register ``spinenas draw`` and ``spinenas report``."""
     draw = subparsers.add_parser("draw", help="draw a genome's permutation diagram (or write its graph)")
     draw.add_argument("file", nargs="?", help="experiment file, with --trial")
-    draw.add_argument("--model-id", help="SpineNet-ID (its genome; the title costs it at that scaling)")
+    draw.add_argument("--model-id", help="SpineNet-ID or mobile-ID (its genome; the title costs it at that scaling)")
     draw.add_argument("--genome", action="append", metavar="FILE",
-                      help="a genome file, or spinenet-49 / r50-like; repeat to draw side by side")
+                      help="a genome file, or spinenet-49 / r50-like / spinenet-mobile-49; repeat to draw side by side")
     draw.add_argument("--trial", type=int, help="a trial of a study")
     _study_options(draw)
     draw.add_argument("-o", "--output", required=True, help="PNG, SVG or PDF (or the graph file with --format)")
