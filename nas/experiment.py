@@ -42,13 +42,9 @@ class ModelConfig:
 
         return Scaling(self.filter_size_scale, self.resample_alpha, self.block_repeats, self.endpoints_num_filters)
 
-    def scaling_kwargs(self) -> dict:
-        """The scaling as keyword arguments of ``network_cost`` and ``CostBudget``."""
-        return dataclasses.asdict(self.scaling)
-
     def decode_kwargs(self) -> dict:
         """Keyword arguments for ``spinenet.decode``: the scaling and the activation."""
-        return {**self.scaling_kwargs(), "activation": self.activation}
+        return {"scaling": self.scaling, "activation": self.activation}
 
 
 ACTIVATIONS = ("relu", "swish", "silu", "gelu", "elu", "selu")
@@ -91,6 +87,9 @@ class SearchSpaceConfig:
     level_bounds: Optional[tuple[int, int]] = None
     bound_mode: Literal["clamp", "restrict"] = "clamp"
     seed_genomes: tuple[str, ...] = ()
+    # Block family and per-block searched options (e.g. mobile: kernel_size, expand_ratio).
+    family: str = "spinenet"
+    block_options: dict = dataclasses.field(default_factory=dict)
 
     def build(self):
         """The configured search space."""

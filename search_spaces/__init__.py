@@ -9,13 +9,15 @@ Example:
     52
 """
 
-from search_spaces.block_fns import BLOCK_FNS, BlockFn, register_block_fn
+from search_spaces.block_fns import BLOCK_FNS, BlockFn, find_block_variant, register_block_fn, register_block_variant
+from search_spaces.families import FAMILIES, BlockFamily, get_family, register_family
 from search_spaces.genome import FILTER_SIZE_MAP, BlockSpec, Genome, GenomeError
 
 _LAZY = {"ScalePermutedSpace": "search_spaces.space", "SpaceError": "search_spaces.space",
          "InfeasibleGenome": "search_spaces.space"}
 
-__all__ = ["BLOCK_FNS", "BlockFn", "BlockSpec", "FILTER_SIZE_MAP", "Genome", "GenomeError", "register_block_fn",
+__all__ = ["BLOCK_FNS", "BlockFamily", "BlockFn", "BlockSpec", "FAMILIES", "FILTER_SIZE_MAP", "Genome", "GenomeError",
+           "find_block_variant", "get_family", "register_block_fn", "register_block_variant", "register_family",
            *_LAZY]
 
 

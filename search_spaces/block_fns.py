@@ -23,8 +23,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
-from typing import Callable, Union
+from typing import Any, Callable, Mapping, Union
 
 # Batch norm stores gamma, beta, moving mean and moving variance per channel;
 # Keras ``count_params()`` counts all four.
@@ -41,45 +42,86 @@ class BlockFn:
         build: the Keras implementation, or ``"module:attribute"`` naming it.
             Called as ``build(x, filters, *, use_projection, drop_rate,
             layers, name)`` and returns a tensor with ``filters * expansion``
-            channels at the input's resolution.
+            channels at the input's resolution. Optional when ``plan`` is given.
         count_params: ``(in_channels, filters, use_projection) -> int``, the
             block's Keras parameter count (batch-norm statistics included).
         count_multiply_adds: ``(in_channels, filters, height, width,
             use_projection) -> int``, convolution multiply-adds at that output
             size.
+        plan: the block written against :class:`spinenet.plan.PlanBuilder`
+            (or ``"module:attribute"``), called like ``build`` with the
+            builder as ``layers`` and ``options`` as keywords. The decoder
+            builds and the cost model counts its layers, so a planned block
+            needs neither ``build`` nor the count functions.
+        family: the block family (:mod:`search_spaces.families`) whose genomes may use it.
+        options: fixed keyword options of ``plan`` (e.g. ``kernel_size``), as sorted pairs.
+        base: for a variant (same plan, other options), the name of the block fn it varies.
     """
 
     name: str
     expansion: int
-    build: Union[str, Callable]
+    build: Union[str, Callable, None] = None
     count_params: Callable[[int, int, bool], int] | None = None
     count_multiply_adds: Callable[[int, int, int, int, bool], int] | None = None
+    plan: Union[str, Callable, None] = None
+    family: str = "spinenet"
+    options: tuple = ()
+    base: str = ""
 
     def resolve_build(self) -> Callable:
         """Return the Keras implementation, importing it if named by string."""
-        if callable(self.build):
-            return self.build
-        module_name, _, attr = self.build.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        if self.build is None:
+            from spinenet.blocks import planned_block
+
+            return functools.partial(planned_block, self.name)
+        return _resolve(self.build)
+
+    def resolve_plan(self) -> Callable | None:
+        """Return the plan function (None for a Keras-only block)."""
+        return None if self.plan is None else _resolve(self.plan)
+
+
+def _resolve(target: Union[str, Callable]) -> Callable:
+    if callable(target):
+        return target
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 BLOCK_FNS: dict[str, BlockFn] = {}
+
+
+def _planned_params(name: str, c_in: int, filters: int, use_projection: bool) -> int:
+    from spinenet.plan import block_cost
+
+    return block_cost(name, c_in, filters, 1, 1, use_projection)[0]
+
+
+def _planned_madds(name: str, c_in: int, filters: int, h: int, w: int, use_projection: bool) -> int:
+    from spinenet.plan import block_cost
+
+    return block_cost(name, c_in, filters, h, w, use_projection)[1]
 
 
 def register_block_fn(
     name: str,
     *,
     expansion: int,
-    build: Union[str, Callable],
+    build: Union[str, Callable, None] = None,
     count_params: Callable[[int, int, bool], int] | None = None,
     count_multiply_adds: Callable[[int, int, int, int, bool], int] | None = None,
+    plan: Union[str, Callable, None] = None,
+    family: str = "spinenet",
+    options: Mapping[str, Any] | None = None,
+    base: str = "",
     overwrite: bool = False,
 ) -> BlockFn:
-    """Register a block function under ``name`` so genomes may use it.
+    """Register a block function under ``name`` so genomes of ``family`` may use it.
 
-    ``count_params`` and ``count_multiply_adds`` are optional; without them the
-    decoder still builds the block but the analytic cost model refuses genomes
-    that use it.
+    Give ``plan`` (a block written against the layer plan), or ``build`` (a
+    Keras function) with optional ``count_params`` and
+    ``count_multiply_adds``; without them the decoder still builds the block
+    but the analytic cost model refuses genomes that use it.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"block fn name must be an identifier, got {name!r}")
@@ -87,58 +129,51 @@ def register_block_fn(
         raise ValueError(f"block fn {name!r} is already registered (pass overwrite=True)")
     if not isinstance(expansion, int) or expansion < 1:
         raise ValueError(f"block fn {name!r}: expansion must be a positive int, got {expansion!r}")
-    spec = BlockFn(name, expansion, build, count_params, count_multiply_adds)
+    if build is None and plan is None:
+        raise ValueError(f"block fn {name!r}: give build (a Keras function) or plan")
+    if plan is not None:
+        count_params = count_params or functools.partial(_planned_params, name)
+        count_multiply_adds = count_multiply_adds or functools.partial(_planned_madds, name)
+    spec = BlockFn(name, expansion, build, count_params, count_multiply_adds, plan, family,
+                   tuple(sorted((options or {}).items())), base)
     BLOCK_FNS[name] = spec
     return spec
 
 
-def _conv_bn_params(c_in: int, c_out: int, kernel: int) -> int:
-    return kernel * kernel * c_in * c_out + BN_PARAMS_PER_CHANNEL * c_out
+def register_block_variant(name: str, base: str, **options) -> BlockFn:
+    """Register ``name`` as ``base`` with some of its options changed (e.g. ``kernel_size=5``)."""
+    parent = get_block_fn(base)
+    unknown = sorted(set(options) - {key for key, _ in parent.options})
+    if unknown:
+        raise ValueError(f"block fn {base!r} has no option(s) {unknown}")
+    return register_block_fn(name, expansion=parent.expansion, build=parent.build, plan=parent.plan,
+                             family=parent.family, options={**dict(parent.options), **options}, base=base)
 
 
-def _bottleneck_params(c_in: int, filters: int, use_projection: bool) -> int:
-    total = (
-        _conv_bn_params(c_in, filters, 1)
-        + _conv_bn_params(filters, filters, 3)
-        + _conv_bn_params(filters, 4 * filters, 1)
-    )
-    if use_projection:
-        total += _conv_bn_params(c_in, 4 * filters, 1)
-    return total
+def find_block_variant(base: str, **options) -> str:
+    """The registered block fn that is ``base`` (or one of its variants) with these options."""
+    wanted = {**dict(get_block_fn(base).options), **options}
+    for spec in BLOCK_FNS.values():
+        if (spec.base or spec.name) == base and dict(spec.options) == wanted:
+            return spec.name
+    raise KeyError(f"no block fn is {base!r} with {options}; register one with register_block_variant")
 
 
-def _bottleneck_madds(c_in: int, filters: int, h: int, w: int, use_projection: bool) -> int:
-    per_pixel = c_in * filters + 9 * filters * filters + filters * 4 * filters
-    if use_projection:
-        per_pixel += c_in * 4 * filters
-    return h * w * per_pixel
+def get_block_fn(name: str) -> BlockFn:
+    """Return the registered block function ``name`` or raise ``KeyError``."""
+    try:
+        return BLOCK_FNS[name]
+    except KeyError:
+        known = ", ".join(sorted(BLOCK_FNS))
+        raise KeyError(f"unknown block fn {name!r} (registered: {known})") from None
 
 
-def _residual_params(c_in: int, filters: int, use_projection: bool) -> int:
-    total = _conv_bn_params(c_in, filters, 3) + _conv_bn_params(filters, filters, 3)
-    if use_projection:
-        total += _conv_bn_params(c_in, filters, 1)
-    return total
-
-
-def _residual_madds(c_in: int, filters: int, h: int, w: int, use_projection: bool) -> int:
-    per_pixel = 9 * c_in * filters + 9 * filters * filters
-    if use_projection:
-        per_pixel += c_in * filters
-    return h * w * per_pixel
-
-
-register_block_fn(
-    "bottleneck",
-    expansion=4,
-    build="spinenet.blocks:bottleneck",
-    count_params=_bottleneck_params,
-    count_multiply_adds=_bottleneck_madds,
-)
-register_block_fn(
-    "residual",
-    expansion=1,
-    build="spinenet.blocks:residual",
-    count_params=_residual_params,
-    count_multiply_adds=_residual_madds,
-)
+register_block_fn("bottleneck", expansion=4, plan="spinenet.plan:bottleneck",
+                  build="spinenet.blocks:bottleneck")
+register_block_fn("residual", expansion=1, plan="spinenet.plan:residual", build="spinenet.blocks:residual")
+# Mobile SpineNet's block: expand ratio 6, 3x3 depthwise, squeeze-excitation 0.2.
+register_block_fn("mbconv", expansion=1, plan="spinenet.plan:mbconv", family="mobile",
+                  options={"kernel_size": 3, "expand_ratio": 6, "se_ratio": 0.2})
+# The variants a mobile search picks from per block ("mbconv" is kernel 3, expand 6).
+for _kernel, _expand in ((3, 3), (5, 3), (5, 6)):
+    register_block_variant(f"mbconv_k{_kernel}_e{_expand}", "mbconv", kernel_size=_kernel, expand_ratio=_expand)

@@ -32,13 +32,14 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from search_spaces.block_fns import BLOCK_FNS
+from search_spaces.families import DEFAULT_FAMILY, FamilyError, get_family
 
-# Base filters per level; a block at level l has int(FILTER_SIZE_MAP[l] * filter_size_scale)
-# filters. It also bounds the levels a genome may use.
-FILTER_SIZE_MAP = {1: 32, 2: 64, 3: 128, 4: 256, 5: 256, 6: 256, 7: 256}
+# The SpineNet family's filter map, kept for existing imports; each genome's
+# family (search_spaces.families) owns its own map.
+FILTER_SIZE_MAP = get_family(DEFAULT_FAMILY).filter_size_map
 STEM_LEVEL = 2
 
-_GENOME_KEYS = ("min_level", "max_level", "stem", "blocks")
+_GENOME_KEYS = ("family", "min_level", "max_level", "stem", "blocks")
 _STEM_KEYS = ("num_init_blocks", "block_fn")
 _BLOCK_KEYS = ("level", "block_fn", "input_offsets", "is_output")
 
@@ -102,19 +103,27 @@ def _check_int(value: Any, where: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Genome:
-    """A scale-permuted architecture: stem settings, blocks and the endpoint level range.
+    """A scale-permuted architecture: stem settings, blocks, the endpoint level range and its block family.
 
     Construction validates the genome and raises :class:`GenomeError` naming
     the first rule broken. Instances are immutable and hashable.
+    ``init_block_fn`` defaults to the family's stem block function.
     """
 
     blocks: tuple[BlockSpec, ...]
     min_level: int = 3
     max_level: int = 7
     num_init_blocks: int = 2
-    init_block_fn: str = "bottleneck"
+    init_block_fn: str | None = None
+    family: str = DEFAULT_FAMILY
 
     def __post_init__(self):
+        try:
+            family = get_family(self.family)
+        except FamilyError as err:
+            raise GenomeError(str(err)) from None
+        if self.init_block_fn is None:
+            object.__setattr__(self, "init_block_fn", family.stem_block_fn)
         blocks = tuple(
             b if isinstance(b, BlockSpec) and isinstance(b.input_offsets, tuple)
             else BlockSpec(*(b.to_tuple() if isinstance(b, BlockSpec) else b))
@@ -131,7 +140,8 @@ class Genome:
     def _validate(self) -> None:
         _check_int(self.min_level, "min_level")
         _check_int(self.max_level, "max_level")
-        levels = sorted(FILTER_SIZE_MAP)
+        family = get_family(self.family)
+        levels = [family.min_block_level, family.max_block_level]
         if not levels[0] <= self.min_level <= self.max_level <= levels[-1]:
             raise GenomeError(
                 f"need {levels[0]} <= min_level <= max_level <= {levels[-1]}, "
@@ -142,11 +152,15 @@ class Genome:
                 f"stem num_init_blocks must be at least 2 (each block needs two "
                 f"distinct parents), got {self.num_init_blocks}"
             )
+        if family.num_init_blocks is not None and self.num_init_blocks != family.num_init_blocks:
+            raise GenomeError(f"stem num_init_blocks must be {family.num_init_blocks} in the "
+                              f"{family.name} family, got {self.num_init_blocks}")
         if self.init_block_fn not in BLOCK_FNS:
             raise GenomeError(
                 f"stem: unknown block fn {self.init_block_fn!r}"
                 f"{_closest(self.init_block_fn, BLOCK_FNS)}; registered: {', '.join(sorted(BLOCK_FNS))}"
             )
+        _check_family(self.init_block_fn, family.name, "stem")
         if not self.blocks:
             raise GenomeError("genome has no blocks")
         outputs: dict[int, int] = {}
@@ -154,7 +168,7 @@ class Genome:
             where = f"block {number}"
             node = self.num_init_blocks + number - 1
             _check_int(block.level, f"{where}: level")
-            if block.level not in FILTER_SIZE_MAP:
+            if not levels[0] <= block.level <= levels[1]:
                 raise GenomeError(
                     f"{where}: level {block.level} is outside the filter map "
                     f"(levels {levels[0]}..{levels[-1]})"
@@ -164,6 +178,7 @@ class Genome:
                     f"{where}: unknown block fn {block.block_fn!r}"
                     f"{_closest(block.block_fn, BLOCK_FNS)}; registered: {', '.join(sorted(BLOCK_FNS))}"
                 )
+            _check_family(block.block_fn, family.name, where)
             if len(block.input_offsets) != 2:
                 raise GenomeError(
                     f"{where}: needs exactly 2 input offsets, got {list(block.input_offsets)}"
@@ -222,8 +237,14 @@ class Genome:
         return [b.to_tuple() for b in self.blocks]
 
     def to_dict(self) -> dict:
-        """A plain dict (JSON/YAML ready) that :meth:`from_dict` reads back."""
+        """A plain dict (JSON/YAML ready) that :meth:`from_dict` reads back.
+
+        ``family`` appears only for a family other than ``spinenet``, so
+        SpineNet genomes keep the files they always had.
+        """
+        family = {} if self.family == DEFAULT_FAMILY else {"family": self.family}
         return {
+            **family,
             "min_level": self.min_level,
             "max_level": self.max_level,
             "stem": {"num_init_blocks": self.num_init_blocks, "block_fn": self.init_block_fn},
@@ -257,7 +278,8 @@ class Genome:
             min_level=data.get("min_level", 3),
             max_level=data.get("max_level", 7),
             num_init_blocks=stem.get("num_init_blocks", 2),
-            init_block_fn=stem.get("block_fn", "bottleneck"),
+            init_block_fn=stem.get("block_fn"),
+            family=data.get("family", DEFAULT_FAMILY),
         )
 
     def to_yaml(self) -> str:
@@ -326,7 +348,8 @@ class Genome:
     @property
     def block_levels(self) -> list[int]:
         """Every level a node of this genome sits at (stem included)."""
-        return [STEM_LEVEL] * self.num_init_blocks + [b.level for b in self.blocks]
+        stem = get_family(self.family).stem_node_levels(self.num_init_blocks)
+        return stem + [b.level for b in self.blocks]
 
     def resolve(self) -> ResolvedGraph:
         """Apply the merge rule and find which nodes reach an endpoint.
@@ -346,6 +369,14 @@ class Genome:
         independent blocks do not change it.
         """
         return _fingerprint(self)
+
+
+def _check_family(block_fn: str, family: str, where: str) -> None:
+    owner = BLOCK_FNS[block_fn].family
+    if owner != family:
+        allowed = ", ".join(sorted(n for n, fn in BLOCK_FNS.items() if fn.family == family))
+        raise GenomeError(f"{where}: block fn {block_fn!r} belongs to the {owner} family, not {family} "
+                          f"(set the genome's family, or use one of: {allowed})")
 
 
 def _one_line(err: Exception) -> str:
@@ -460,4 +491,6 @@ def _fingerprint(genome: Genome) -> str:
         "nodes": canonical,
         "endpoints": {str(level): rank[node] for level, node in graph.endpoints.items()},
     }
+    if genome.family != DEFAULT_FAMILY:  # absent for SpineNet, so stored fingerprints stay valid
+        document["family"] = genome.family
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]

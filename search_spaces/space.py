@@ -10,7 +10,10 @@ change, so any Optuna sampler (TPE, random, NSGA-II, GP, CMA-ES) can drive it:
 * ``block_fn_{b}``: index into ``block_fns`` for block b;
 * ``parents_{b}``: index of block b's parent pair among the pairs of its
   candidate nodes (the last ``parent_window`` nodes for intermediate blocks,
-  every earlier node for output blocks).
+  every earlier node for output blocks);
+* ``{option}_{b}``: index into ``block_options[option]`` for block b (e.g.
+  ``kernel_size_3``); the block fn a genome records is the registered variant
+  with those options (``mbconv_k5_e3``), so genomes stay plain data.
 
 Example:
     >>> import optuna
@@ -37,8 +40,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import optuna
 
-from search_spaces.block_fns import BLOCK_FNS
-from search_spaces.genome import FILTER_SIZE_MAP, BlockSpec, Genome
+from search_spaces.block_fns import BLOCK_FNS, find_block_variant
+from search_spaces.families import DEFAULT_FAMILY, FamilyError, get_family
+from search_spaces.genome import BlockSpec, Genome
 
 # ResNet-50's blocks less the two stem blocks, the three outputs it already
 # has at levels 3-5, and one level-4 block: SpineNet-49's ten intermediate blocks.
@@ -94,10 +98,15 @@ class ScalePermutedSpace:
         level_offsets: the level shifts an intermediate block may take.
         block_fns: the block functions each block chooses from.
         parent_window: how many of the latest nodes an intermediate block may read.
-        level_bounds: the lowest and highest level a shifted block may take.
+        level_bounds: the lowest and highest level a shifted block may take
+            (default: the family's block levels).
         bound_mode: ``"clamp"`` (shifted levels are clamped into the bounds) or
             ``"restrict"`` (shifts that leave the bounds are not offered; the
             shift index wraps over those that stay inside).
+        family: the block family (:mod:`search_spaces.families`) of the genomes.
+        block_options: options searched per block, ``{name: values}``; every
+            block fn with every combination must be a registered variant
+            (see :func:`search_spaces.block_fns.register_block_variant`).
     """
 
     def __init__(
@@ -106,25 +115,34 @@ class ScalePermutedSpace:
         min_level: int = 3,
         max_level: int = 7,
         num_init_blocks: int = 2,
-        init_block_fn: str = "bottleneck",
+        init_block_fn: str | None = None,
         intermediate_levels: Iterable[int] | Mapping[int, int] = DEFAULT_INTERMEDIATE_LEVELS,
         level_offsets: Sequence[int] = (-1, 0, 1, 2),
         block_fns: Sequence[str] = ("bottleneck", "residual"),
         parent_window: int = 5,
         level_bounds: Sequence[int] | None = None,
         bound_mode: str = "clamp",
+        family: str = DEFAULT_FAMILY,
+        block_options: Mapping[str, Sequence] | None = None,
     ):
         if isinstance(intermediate_levels, Mapping):
             intermediate_levels = [lvl for lvl, count in sorted(intermediate_levels.items()) for _ in range(count)]
+        try:
+            family_spec = get_family(family)
+        except FamilyError as err:
+            raise SpaceError(f"invalid search space: {err}") from None
+        self.family = family
+        self.block_levels = (family_spec.min_block_level, family_spec.max_block_level)
         self.min_level = min_level
         self.max_level = max_level
         self.num_init_blocks = num_init_blocks
-        self.init_block_fn = init_block_fn
+        self.init_block_fn = init_block_fn if init_block_fn is not None else family_spec.stem_block_fn
+        self.block_options = {str(k): tuple(v) for k, v in (block_options or {}).items()}
         self.intermediate_levels = tuple(sorted(intermediate_levels))
         self.level_offsets = tuple(level_offsets)
         self.block_fns = tuple(block_fns)
         self.parent_window = parent_window
-        self.level_bounds = tuple(level_bounds) if level_bounds is not None else (min(FILTER_SIZE_MAP), max(FILTER_SIZE_MAP))
+        self.level_bounds = tuple(level_bounds) if level_bounds is not None else self.block_levels
         self.bound_mode = bound_mode
         self._check_config()
         self.output_levels = tuple(range(min_level, max_level + 1))
@@ -135,7 +153,7 @@ class ScalePermutedSpace:
 
     # ---------------------------------------------------------------- config
     def _check_config(self) -> None:
-        levels = (min(FILTER_SIZE_MAP), max(FILTER_SIZE_MAP))
+        levels = self.block_levels
 
         def fail(message):
             raise SpaceError(f"invalid search space: {message}")
@@ -151,7 +169,7 @@ class ScalePermutedSpace:
         if self.parent_window < 2:
             fail(f"parent_window must be at least 2 (two distinct parents), got {self.parent_window}")
         for level in self.intermediate_levels:
-            if level not in FILTER_SIZE_MAP:
+            if not (isinstance(level, int) and levels[0] <= level <= levels[1]):
                 fail(f"intermediate level {level!r} is outside the filter map ({levels[0]}..{levels[1]})")
         if not self.level_offsets or len(set(self.level_offsets)) != len(self.level_offsets):
             fail(f"level_offsets must be distinct integers, got {list(self.level_offsets)}")
@@ -162,6 +180,19 @@ class ScalePermutedSpace:
         for fn in (*self.block_fns, self.init_block_fn):
             if fn not in BLOCK_FNS:
                 fail(f"unknown block fn {fn!r}; registered: {', '.join(sorted(BLOCK_FNS))}")
+            if BLOCK_FNS[fn].family != self.family:
+                fail(f"block fn {fn!r} belongs to the {BLOCK_FNS[fn].family} family, not {self.family}")
+        for option, values in self.block_options.items():
+            if not option.isidentifier() or not values or len(set(values)) != len(values):
+                fail(f"block_options: {option!r} needs distinct values, got {list(values)}")
+            if any(f"{option}_".startswith(p) or p.startswith(f"{option}_") for p in _EDIT_PREFIX.values()):
+                fail(f"block_options: {option!r} clashes with the space's own parameter names")
+        for fn in self.block_fns:
+            for combo in itertools.product(*self.block_options.values()):
+                try:
+                    find_block_variant(fn, **dict(zip(self.block_options, combo)))
+                except (KeyError, TypeError) as err:
+                    fail(f"block_options: {err.args[0] if err.args else err}")
         lo, hi = self.level_bounds if len(self.level_bounds) == 2 else (None, None)
         if lo is None or not levels[0] <= lo <= hi <= levels[1]:
             fail(f"level_bounds must be [low, high] within {levels[0]}..{levels[1]}, got {list(self.level_bounds)}")
@@ -199,6 +230,9 @@ class ScalePermutedSpace:
         for b in range(1, self.num_blocks + 1):
             if len(self.block_fns) > 1:
                 ranges[f"block_fn_{b}"] = (0, len(self.block_fns) - 1)
+            for option, values in self.block_options.items():
+                if len(values) > 1:
+                    ranges[f"{option}_{b}"] = (0, len(values) - 1)
             pairs = len(_pairs(self._candidates(b)))
             if pairs > 1:
                 ranges[f"parents_{b}"] = (0, pairs - 1)
@@ -217,6 +251,8 @@ class ScalePermutedSpace:
             "parent_window": self.parent_window,
             "level_bounds": list(self.level_bounds),
             "bound_mode": self.bound_mode,
+            "family": self.family,
+            "block_options": {k: list(v) for k, v in self.block_options.items()},
         }
 
     def __repr__(self) -> str:
@@ -243,10 +279,18 @@ class ScalePermutedSpace:
             else:
                 level = self.output_levels[outputs[b - n - 1]]
                 is_output = True
-            fn = self.block_fns[params.get(f"block_fn_{b}", 0)]
+            fn = self._variant(self.block_fns[params.get(f"block_fn_{b}", 0)], b, params)
             parents = _pairs(self._candidates(b))[params.get(f"parents_{b}", 0)]
             blocks.append(BlockSpec(level, fn, parents, is_output))
-        return Genome(tuple(blocks), self.min_level, self.max_level, self.num_init_blocks, self.init_block_fn)
+        return Genome(tuple(blocks), self.min_level, self.max_level, self.num_init_blocks, self.init_block_fn,
+                      self.family)
+
+    def _variant(self, fn: str, block: int, params: Mapping[str, int]) -> str:
+        """The registered block fn that is ``fn`` with block ``block``'s searched options."""
+        if not self.block_options:
+            return fn
+        chosen = {option: values[params.get(f"{option}_{block}", 0)] for option, values in self.block_options.items()}
+        return find_block_variant(fn, **chosen)
 
     def encode(self, genome: Genome) -> dict[str, int]:
         """Parameters that :meth:`from_params` (and so :meth:`sample`) maps back to ``genome``.
@@ -259,6 +303,8 @@ class ScalePermutedSpace:
         if (genome.min_level, genome.max_level) != (self.min_level, self.max_level):
             raise SpaceError(f"{where}: levels {genome.min_level}..{genome.max_level}, space has "
                              f"{self.min_level}..{self.max_level}")
+        if genome.family != self.family:
+            raise SpaceError(f"{where}: family {genome.family!r}, space has {self.family!r}")
         if (genome.num_init_blocks, genome.init_block_fn) != (self.num_init_blocks, self.init_block_fn):
             raise SpaceError(f"{where}: stem differs from the space's "
                              f"({self.num_init_blocks} x {self.init_block_fn})")
@@ -270,10 +316,20 @@ class ScalePermutedSpace:
             if block.is_output != (b > n):
                 kind = "an output" if b > n else "an intermediate"
                 raise SpaceError(f"{where}: block {b} must be {kind} block (intermediate blocks come first)")
-            if block.block_fn not in self.block_fns:
+            fn, options = block.block_fn, {}
+            if self.block_options:
+                spec = BLOCK_FNS[block.block_fn]
+                fn, options = spec.base or spec.name, dict(spec.options)
+            if fn not in self.block_fns:
                 raise SpaceError(f"{where}: block {b} uses {block.block_fn!r}, space offers {list(self.block_fns)}")
             if len(self.block_fns) > 1:
-                params[f"block_fn_{b}"] = self.block_fns.index(block.block_fn)
+                params[f"block_fn_{b}"] = self.block_fns.index(fn)
+            for option, values in self.block_options.items():
+                if options.get(option) not in values:
+                    raise SpaceError(f"{where}: block {b} ({block.block_fn}) has {option} "
+                                     f"{options.get(option)!r}, space offers {list(values)}")
+                if len(values) > 1:
+                    params[f"{option}_{b}"] = values.index(options[option])
             pair = tuple(sorted(block.input_offsets))
             pairs = _pairs(self._candidates(b))
             if pair not in pairs:
@@ -411,7 +467,7 @@ class ScalePermutedSpace:
 
         The edit is one of: swap two intermediate blocks in the order, swap two
         output levels, re-pick one block's parents, re-pick one level shift,
-        change one block fn.
+        change one block fn, change one searched block option.
         """
         params = self.encode(genome)
         for _ in range(max_tries):
@@ -425,7 +481,13 @@ class ScalePermutedSpace:
         params = dict(params)
         edits = ["swap_intermediate", "swap_output", "parents", "level_shift", "block_fn"]
         available = [e for e in edits if any(name.startswith(_EDIT_PREFIX[e]) for name in self.parameters)]
-        edit = rng.choice(available)
+        option_names = [n for n in self.parameters if n.rsplit("_", 1)[0] in self.block_options]
+        edit = rng.choice(available + (["block_option"] if option_names else []))
+        if edit == "block_option":
+            name = rng.choice(option_names)
+            low, high = self.parameters[name]
+            params[name] = rng.choice([v for v in range(low, high + 1) if v != params[name]])
+            return params
         if edit in ("swap_intermediate", "swap_output"):
             prefix = _EDIT_PREFIX[edit]
             digits = sorted((n for n in self.parameters if n.startswith(prefix)), key=lambda n: int(n.rsplit("_", 1)[1]))

@@ -10,16 +10,17 @@ Example:
     21920192
 """
 
-from spinenet.specs import SCALING_MAP, SPINENET_49, scaling_for
+from spinenet.specs import MOBILE_SCALING_MAP, SCALING_MAP, SPINENET_49, SPINENET_MOBILE_49, scaling_for
 
 _LAZY = {
     "decode": "spinenet.decoder",
     "build_spinenet": "spinenet.decoder",
+    "build_spinenet_mobile": "spinenet.decoder",
     "ScalePermutedBackbone": "spinenet.decoder",
     "DecodeError": "spinenet.decoder",
 }
 
-__all__ = ["SCALING_MAP", "SPINENET_49", "scaling_for", *_LAZY]
+__all__ = ["MOBILE_SCALING_MAP", "SCALING_MAP", "SPINENET_49", "SPINENET_MOBILE_49", "scaling_for", *_LAZY]
 
 
 def __getattr__(name):

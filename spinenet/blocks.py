@@ -116,29 +116,89 @@ class LayerSettings:
         return self.act(x, name=f"{name}_act") if activate else x
 
 
-def _finish(x, shortcut, drop_rate: float, layers: LayerSettings, name: str):
-    if drop_rate > 0:
-        x = StochasticDepth(drop_rate, name=f"{name}_drop")(x)
-    x = tf_keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return layers.act(x, name=f"{name}_out")
+@tf_keras.saving.register_keras_serializable(package="spinenas")
+def hard_sigmoid(x):
+    """``relu6(x + 3) / 6``: the MobileNetV3 gate (Keras 2's own ``hard_sigmoid`` is ``0.2 x + 0.5``)."""
+    return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+_NAMED_ACTIVATIONS = {"hard_sigmoid": hard_sigmoid}
+
+
+def build_layer(layer, inputs: list, layers: LayerSettings):
+    """The Keras layer a :class:`~spinenet.plan.PlanLayer` describes, applied to ``inputs``."""
+    kind, name = layer.kind, layer.name
+    if kind == "conv":
+        return tf_keras.layers.Conv2D(
+            layer.channels, layer.kernel, strides=layer.strides, padding="same", use_bias=layer.use_bias,
+            kernel_initializer=tf_keras.initializers.get(_fresh(layers.kernel_initializer)),
+            kernel_regularizer=tf_keras.regularizers.get(_fresh(layers.kernel_regularizer)), name=name,
+        )(inputs[0])
+    if kind == "dwconv":
+        return tf_keras.layers.DepthwiseConv2D(
+            layer.kernel, strides=layer.strides, padding="same", use_bias=False,
+            depthwise_initializer=tf_keras.initializers.get(_fresh(layers.kernel_initializer)),
+            depthwise_regularizer=tf_keras.regularizers.get(_fresh(layers.kernel_regularizer)), name=name,
+        )(inputs[0])
+    if kind == "bn":
+        return layers.norm(inputs[0], name=name)
+    if kind == "act":
+        activation = layer.activation or layers.activation
+        return tf_keras.layers.Activation(_NAMED_ACTIVATIONS.get(activation, activation), name=name)(inputs[0])
+    if kind == "maxpool":
+        return tf_keras.layers.MaxPool2D(layer.kernel, strides=layer.strides, padding="same", name=name)(inputs[0])
+    if kind == "upsample":
+        return NearestUpsampling(layer.scale, name=name)(inputs[0])
+    if kind == "add":
+        return tf_keras.layers.Add(name=name)(inputs)
+    if kind == "mean":
+        return tf_keras.layers.GlobalAveragePooling2D(keepdims=True, name=name)(inputs[0])
+    if kind == "mul":
+        return tf_keras.layers.Multiply(name=name)(inputs)
+    if kind == "drop":
+        return StochasticDepth(layer.rate, name=name)(inputs[0])
+    if kind == "custom":
+        from search_spaces.block_fns import get_block_fn
+
+        build = get_block_fn(layer.block_fn).resolve_build()
+        return build(inputs[0], layer.filters, use_projection=layer.use_projection, drop_rate=layer.rate,
+                     layers=layers, name=name)
+    raise ValueError(f"layer {name}: unknown kind {kind!r}")
+
+
+def build_plan_layers(plan_layers, tensors: dict, layers: LayerSettings) -> dict:
+    """Build ``plan_layers`` in order; ``tensors`` maps names to Keras tensors and gains every output."""
+    for layer in plan_layers:
+        tensors[layer.name] = build_layer(layer, [tensors[i] for i in layer.inputs], layers)
+    return tensors
+
+
+def planned_block(block_fn: str, x, filters: int, *, use_projection: bool, drop_rate: float,
+                  layers: LayerSettings, name: str, **extra):
+    """Build the registered plan-backed block ``block_fn`` on Keras tensor ``x``."""
+    from search_spaces.block_fns import get_block_fn
+    from spinenet.plan import PlanBuilder
+
+    spec = get_block_fn(block_fn)
+    builder = PlanBuilder(int(x.shape[-1]), 0, "x")
+    out = spec.resolve_plan()("x", filters, use_projection=use_projection, drop_rate=drop_rate, layers=builder,
+                              name=name, **dict(spec.options), **extra)
+    return build_plan_layers(builder.layers, {"x": x}, layers)[out]
 
 
 def bottleneck(x, filters: int, *, use_projection: bool, drop_rate: float, layers: LayerSettings, name: str):
-    """1x1 reduce, 3x3, 1x1 expand to ``4 * filters``, plus the (projected) shortcut."""
-    shortcut = x
-    if use_projection:
-        shortcut = layers.conv_bn_act(x, 4 * filters, 1, name=f"{name}_shortcut", activate=False)
-    x = layers.conv_bn_act(x, filters, 1, name=f"{name}_1")
-    x = layers.conv_bn_act(x, filters, 3, name=f"{name}_2")
-    x = layers.conv_bn_act(x, 4 * filters, 1, name=f"{name}_3", activate=False)
-    return _finish(x, shortcut, drop_rate, layers, name)
+    """1x1 reduce, 3x3, 1x1 expand to ``4 * filters``, plus the (projected) shortcut (see :mod:`spinenet.plan`)."""
+    return planned_block("bottleneck", x, filters, use_projection=use_projection, drop_rate=drop_rate,
+                         layers=layers, name=name)
 
 
 def residual(x, filters: int, *, use_projection: bool, drop_rate: float, layers: LayerSettings, name: str):
-    """Two 3x3 convolutions of ``filters`` channels, plus the (projected) shortcut."""
-    shortcut = x
-    if use_projection:
-        shortcut = layers.conv_bn_act(x, filters, 1, name=f"{name}_shortcut", activate=False)
-    x = layers.conv_bn_act(x, filters, 3, name=f"{name}_1")
-    x = layers.conv_bn_act(x, filters, 3, name=f"{name}_2", activate=False)
-    return _finish(x, shortcut, drop_rate, layers, name)
+    """Two 3x3 convolutions of ``filters`` channels, plus the (projected) shortcut (see :mod:`spinenet.plan`)."""
+    return planned_block("residual", x, filters, use_projection=use_projection, drop_rate=drop_rate,
+                         layers=layers, name=name)
+
+
+def mbconv(x, filters: int, *, use_projection: bool, drop_rate: float, layers: LayerSettings, name: str, **extra):
+    """Mobile SpineNet's MBConv block with squeeze-excitation (see :func:`spinenet.plan.mbconv`)."""
+    return planned_block("mbconv", x, filters, use_projection=use_projection, drop_rate=drop_rate,
+                         layers=layers, name=name, **extra)

@@ -1,8 +1,9 @@
 """Analytic cost model: parameters and multiply-adds of a decoded genome, without TensorFlow.
 
-The counts follow the decoder layer by layer, so ``count_params`` equals
-Keras ``count_params()`` (batch-norm moving statistics included) and
-``count_multiply_adds`` sums the multiply-adds of every convolution.
+The counts walk the layer plan (:mod:`spinenet.plan`) the decoder builds
+from, so ``count_params`` equals Keras ``count_params()`` (batch-norm moving
+statistics included) and ``count_multiply_adds`` sums the multiply-adds of
+every convolution (depthwise included).
 
 Example:
     >>> from spinenet import SPINENET_49, SCALING_MAP
@@ -14,13 +15,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
-from search_spaces.block_fns import BN_PARAMS_PER_CHANNEL, BLOCK_FNS, BlockFn
 from search_spaces.genome import Genome
-from spinenet.scaling import STEM_FILTERS, DecodeError, Scaling, check_input_size, spatial_divisor
-
-_STEM_KERNEL = 7
+from spinenet.plan import plan_cost, plan_network
+from spinenet.scaling import DecodeError, Scaling, check_input_size, spatial_divisor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,39 +28,6 @@ class Cost:
 
     params: int
     multiply_adds: int
-
-
-def _costed(fn_name: str) -> BlockFn:
-    block_fn = BLOCK_FNS[fn_name]
-    if block_fn.count_params is None or block_fn.count_multiply_adds is None:
-        raise DecodeError(
-            f"block fn {fn_name!r} was registered without count_params/count_multiply_adds; "
-            "the cost model cannot count it"
-        )
-    return block_fn
-
-
-def _group_cost(fn_name: str, c_in: int, filters: int, repeats: int, h: int, w: int) -> Cost:
-    block_fn = _costed(fn_name)
-    c_out = filters * block_fn.expansion
-    params = madds = 0
-    for unit in range(repeats):
-        unit_in = c_in if unit == 0 else c_out
-        projection = unit == 0 and c_in != c_out
-        params += block_fn.count_params(unit_in, filters, projection)
-        madds += block_fn.count_multiply_adds(unit_in, filters, h, w, projection)
-    return Cost(params, madds)
-
-
-def _conv_bn(c_in: int, c_out: int, kernel: int, h: int, w: int) -> Cost:
-    return Cost(
-        kernel * kernel * c_in * c_out + BN_PARAMS_PER_CHANNEL * c_out,
-        h * w * kernel * kernel * c_in * c_out,
-    )
-
-
-def _side(size: int, level: int) -> int:
-    return -(-size // 2**level)
 
 
 def network_cost(
@@ -73,49 +39,28 @@ def network_cost(
     block_repeats: int = 1,
     endpoints_num_filters: int = 256,
     input_channels: int = 3,
+    scaling: Optional[Scaling] = None,
 ) -> Cost:
-    """Parameters and multiply-adds of ``decode(genome, ...)`` at ``input_size`` (int or (H, W))."""
+    """Parameters and multiply-adds of ``decode(genome, ...)`` at ``input_size`` (int or (H, W)).
+
+    ``scaling`` (a :class:`~spinenet.scaling.Scaling`) replaces the four
+    scaling keywords when given. The genome's family picks the filter map,
+    stem and resampling.
+    """
     height, width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     check_input_size(genome, (height, width))
-    scaling = Scaling(filter_size_scale, resample_alpha, block_repeats, endpoints_num_filters)
-    graph = genome.resolve()
-
-    def hw(level: int) -> tuple[int, int]:
-        return _side(height, level), _side(width, level)
-
-    total = [0, 0]
-
-    def add(cost: Cost) -> None:
-        total[0] += cost.params
-        total[1] += cost.multiply_adds
-
-    add(_conv_bn(input_channels, STEM_FILTERS, _STEM_KERNEL, *hw(1)))
-    channels: list[int] = []
-    for node in graph.nodes:
-        filters = scaling.filters(node.level)
-        if node.block is None:
-            c_in = channels[-1] if channels else STEM_FILTERS
-        else:
-            c_in = scaling.channels(node.level, node.block_fn)
-            if node.live:
-                for parent in node.parents:
-                    add(_resample_cost(graph.nodes[parent], channels[parent], node, c_in, scaling, hw))
-        if node.live:
-            add(_group_cost(node.block_fn, c_in, filters, scaling.block_repeats, *hw(node.level)))
-        channels.append(scaling.channels(node.level, node.block_fn))
-    for level, index in graph.endpoints.items():
-        add(_conv_bn(channels[index], scaling.endpoints_num_filters, 1, *hw(level)))
-    return Cost(params=total[0], multiply_adds=total[1])
-
-
-def _resample_cost(parent, parent_channels, target, target_channels, scaling, hw) -> Cost:
-    width = scaling.resample_width(parent_channels, parent.block_fn)
-    parts = [_conv_bn(parent_channels, width, 1, *hw(parent.level))]
-    if parent.level < target.level:
-        # One strided 3x3 conv, then parameter-free max-pools for the remaining levels.
-        parts.append(_conv_bn(width, width, 3, *hw(parent.level + 1)))
-    parts.append(_conv_bn(width, target_channels, 1, *hw(target.level)))
-    return Cost(sum(p.params for p in parts), sum(p.multiply_adds for p in parts))
+    if scaling is None:
+        scaling = Scaling(filter_size_scale, resample_alpha, block_repeats, endpoints_num_filters, genome.family)
+    elif scaling.family != genome.family:
+        scaling = dataclasses.replace(scaling, family=genome.family)
+    # The same layer plan the decoder builds from, so counts and Keras cannot drift.
+    try:
+        params, madds = plan_cost(plan_network(genome, scaling, input_channels), height, width)
+    except DecodeError:
+        raise
+    except ValueError as err:
+        raise DecodeError(str(err)) from None
+    return Cost(params=params, multiply_adds=madds)
 
 
 def count_params(genome: Genome, **scaling) -> int:

@@ -16,15 +16,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Optional, Any, Sequence, Union
 
 import tf_keras
 
-from search_spaces.block_fns import BLOCK_FNS
-from search_spaces.genome import Genome, ResolvedNode
-from spinenet.blocks import LayerSettings, NearestUpsampling
-from spinenet.scaling import STEM_FILTERS, DecodeError, Scaling, check_input_size
-from spinenet.specs import SPINENET_49, scaling_for
+from search_spaces.genome import Genome
+from spinenet.blocks import LayerSettings, build_plan_layers
+from spinenet.plan import INPUT, plan_network
+from spinenet.scaling import DecodeError, Scaling, check_input_size
+from spinenet.specs import SPINENET_49, SPINENET_MOBILE_49, scaling_for
 
 GenomeLike = Union[Genome, dict, Sequence[Sequence]]
 
@@ -54,74 +54,21 @@ def _serialized(module, value, what: str):
         raise DecodeError(f"invalid {what} {value!r}: {err}") from None
 
 
-def _resample(x, parent: ResolvedNode, target_level: int, target_channels: int, scaling: Scaling,
-              layers: LayerSettings, name: str):
-    """Bring a parent to the target's level and width: reduce, move across levels, expand."""
-    width = scaling.resample_width(x.shape[-1], parent.block_fn)
-    x = layers.conv_bn_act(x, width, 1, name=f"{name}_reduce")
-    steps = target_level - parent.level
-    if steps > 0:
-        x = layers.conv_bn_act(x, width, 3, strides=2, name=f"{name}_down")
-        for pool in range(1, steps):
-            x = tf_keras.layers.MaxPool2D(3, strides=2, padding="same", name=f"{name}_pool{pool}")(x)
-    elif steps < 0:
-        x = NearestUpsampling(2 ** -steps, name=f"{name}_up")(x)
-    return layers.conv_bn_act(x, target_channels, 1, name=f"{name}_expand", activate=False)
-
-
-def _block_group(x, block_fn: str, filters: int, repeats: int, drop_rate: float,
-                 layers: LayerSettings, name: str):
-    """``repeats`` blocks of one function; only the first may project its shortcut."""
-    build = BLOCK_FNS[block_fn].resolve_build()
-    out_channels = filters * BLOCK_FNS[block_fn].expansion
-    for unit in range(1, repeats + 1):
-        use_projection = unit == 1 and x.shape[-1] != out_channels
-        x = build(x, filters, use_projection=use_projection, drop_rate=drop_rate, layers=layers,
-                  name=f"{name}_unit{unit}")
-        if x.shape[-1] != out_channels:
-            raise DecodeError(
-                f"block fn {block_fn!r} returned {x.shape[-1]} channels in {name}, "
-                f"expected filters * expansion = {out_channels}"
-            )
-    return x
-
-
 def _build_backbone(inputs, genome: Genome, scaling: Scaling, layers: LayerSettings,
                     init_stochastic_depth_rate: float) -> dict:
-    graph = genome.resolve()
-    x = layers.conv_bn_act(inputs, STEM_FILTERS, 7, strides=2, name="stem")
-    x = tf_keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
-    features: dict[int, Any] = {}
-    num_blocks = len(genome.blocks)
-    for node in graph.nodes:
-        if not node.live:
-            continue
-        filters = scaling.filters(node.level)
-        if node.block is None:
-            x = _block_group(features.get(node.index - 1, x), node.block_fn, filters,
-                             scaling.block_repeats, 0.0, layers, name=f"stem_block{node.index + 1}")
-            features[node.index] = x
-            continue
-        name = f"block{node.block}"
-        channels = scaling.channels(node.level, node.block_fn)
-        inputs_to_sum = [
-            _resample(features[p], graph.nodes[p], node.level, channels, scaling, layers,
-                      name=f"{name}_in{j}_l{graph.nodes[p].level}")
-            for j, p in enumerate(node.parents)
-        ]
-        inputs_to_sum += [features[m] for m in node.merged]
-        x = tf_keras.layers.Add(name=f"{name}_merge")(inputs_to_sum)
-        x = layers.act(x, name=f"{name}_merge_act")
-        # Drop rates grow linearly with depth, as in the stochastic-depth paper.
-        drop_rate = init_stochastic_depth_rate * node.block / num_blocks
-        features[node.index] = _block_group(x, node.block_fn, filters, scaling.block_repeats,
-                                            drop_rate, layers, name=name)
-    endpoints = {}
-    for level, index in graph.endpoints.items():
-        endpoints[str(level)] = layers.conv_bn_act(
-            features[index], scaling.endpoints_num_filters, 1, name=f"endpoint{level}"
-        )
-    return endpoints
+    # Keras layers come from the layer plan, which the cost model counts too.
+    try:
+        plan = plan_network(genome, scaling, int(inputs.shape[-1]), init_stochastic_depth_rate)
+    except ValueError as err:
+        raise DecodeError(str(err)) from None
+    tensors = build_plan_layers(plan.layers, {INPUT: inputs}, layers)
+    for layer in plan.layers:
+        if layer.kind == "custom" and tensors[layer.name].shape[-1] != layer.channels:
+            raise DecodeError(
+                f"block fn {layer.block_fn!r} returned {tensors[layer.name].shape[-1]} channels in "
+                f"{layer.name.rsplit('_unit', 1)[0]}, expected filters * expansion = {layer.channels}"
+            )
+    return {str(level): tensors[name] for level, name in plan.endpoints.items()}
 
 
 @tf_keras.saving.register_keras_serializable(package="spinenas")
@@ -143,7 +90,7 @@ class ScalePermutedBackbone(tf_keras.Model):
         if len(input_shape) != 3:
             raise DecodeError(f"input_shape must be (height, width, channels), got {input_shape}")
         check_input_size(genome, input_shape[:2])
-        scaling = Scaling(filter_size_scale, resample_alpha, block_repeats, endpoints_num_filters)
+        scaling = Scaling(filter_size_scale, resample_alpha, block_repeats, endpoints_num_filters, genome.family)
         _check_activation(activation)
         if not 0.0 <= init_stochastic_depth_rate < 1.0:
             raise DecodeError(f"init_stochastic_depth_rate must be in [0, 1), got {init_stochastic_depth_rate}")
@@ -184,13 +131,18 @@ def decode(genome: GenomeLike, *, input_shape: Sequence = (None, None, 3), filte
            activation: str = "relu", norm_momentum: float = 0.99, norm_epsilon: float = 1e-3,
            use_sync_bn: bool = False, kernel_initializer: Any = "VarianceScaling",
            kernel_regularizer: Any = None, init_stochastic_depth_rate: float = 0.0,
-           name: str = "spinenet") -> ScalePermutedBackbone:
+           name: str = "spinenet", scaling: Optional[Scaling] = None) -> ScalePermutedBackbone:
     """Compile ``genome`` into a backbone whose output is ``{str(level): feature}`` for every endpoint.
 
+    ``scaling`` (a :class:`~spinenet.scaling.Scaling`, e.g. ``ModelConfig.scaling``)
+    replaces the four scaling keywords when given.
     ``kernel_regularizer`` may be a Keras regularizer or a float (an L2 weight).
     Raises :class:`~search_spaces.genome.GenomeError` for an invalid genome and
     :class:`DecodeError` for settings or input sizes no backbone can have.
     """
+    if scaling is not None:
+        filter_size_scale, resample_alpha = scaling.filter_size_scale, scaling.resample_alpha
+        block_repeats, endpoints_num_filters = scaling.block_repeats, scaling.endpoints_num_filters
     return ScalePermutedBackbone(
         genome, input_shape=input_shape, filter_size_scale=filter_size_scale, resample_alpha=resample_alpha,
         block_repeats=block_repeats, endpoints_num_filters=endpoints_num_filters, activation=activation,
@@ -207,4 +159,14 @@ def build_spinenet(model_id: str, input_shape: Sequence = (640, 640, 3), **optio
     return decode(SPINENET_49, input_shape=input_shape, **settings)
 
 
-__all__ = ["DecodeError", "ScalePermutedBackbone", "build_spinenet", "decode"]
+def build_spinenet_mobile(model_id: str, input_shape: Sequence = (384, 384, 3), **options) -> ScalePermutedBackbone:
+    """Mobile SpineNet-``model_id`` (49, 49S or 49XS): ``SPINENET_MOBILE_49`` at its published scaling.
+
+    The activation defaults to swish, as in the published Mobile SpineNet configs.
+    """
+    settings = {**scaling_for(f"mobile-{model_id}"), "activation": "swish", **options}
+    settings.setdefault("name", f"spinenet_mobile{str(model_id).lower()}")
+    return decode(SPINENET_MOBILE_49, input_shape=input_shape, **settings)
+
+
+__all__ = ["DecodeError", "ScalePermutedBackbone", "build_spinenet", "build_spinenet_mobile", "decode"]

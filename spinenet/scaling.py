@@ -10,8 +10,10 @@ import dataclasses
 from typing import Sequence
 
 from search_spaces.block_fns import BLOCK_FNS
-from search_spaces.genome import FILTER_SIZE_MAP, Genome
+from search_spaces.families import FamilyError, get_family
+from search_spaces.genome import Genome
 
+# SpineNet's stem convolution width (kept for imports; the layer plan owns the stems).
 STEM_FILTERS = 64
 
 
@@ -21,12 +23,13 @@ class DecodeError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Scaling:
-    """How wide and deep a genome is decoded (the ``SCALING_MAP`` fields)."""
+    """How wide and deep a genome is decoded (the ``SCALING_MAP`` fields), in a block family's filter map."""
 
     filter_size_scale: float = 1.0
     resample_alpha: float = 0.5
     block_repeats: int = 1
     endpoints_num_filters: int = 256
+    family: str = "spinenet"
 
     def __post_init__(self):
         if not (isinstance(self.filter_size_scale, (int, float)) and self.filter_size_scale > 0):
@@ -37,12 +40,18 @@ class Scaling:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DecodeError(f"{name} must be a positive integer, got {value!r}")
-        if int(FILTER_SIZE_MAP[1] * self.filter_size_scale) < 1:
-            raise DecodeError(f"filter_size_scale {self.filter_size_scale} leaves level-1 blocks with no filters")
+        try:
+            filter_map = get_family(self.family).filter_size_map
+        except FamilyError as err:
+            raise DecodeError(str(err)) from None
+        narrowest = min(filter_map, key=lambda level: (filter_map[level], level))
+        if int(filter_map[narrowest] * self.filter_size_scale) < 1:
+            raise DecodeError(
+                f"filter_size_scale {self.filter_size_scale} leaves level-{narrowest} blocks with no filters")
 
     def filters(self, level: int) -> int:
         """Filters of a block at ``level`` (its output has ``filters * expansion`` channels)."""
-        return int(FILTER_SIZE_MAP[level] * self.filter_size_scale)
+        return int(get_family(self.family).filter_size_map[level] * self.filter_size_scale)
 
     def channels(self, level: int, block_fn: str) -> int:
         """Output channels of a block at ``level`` built with ``block_fn``."""

@@ -38,14 +38,66 @@ SCALING_MAP = {
 }
 
 
+# Mobile SpineNet (arXiv 2010.11426, Model Garden SpineNetMobile): 16 MBConv blocks.
+# Unlike SpineNet-49 it has a second level-2 block, so the parent indices differ.
+SPINENET_MOBILE_49 = Genome.from_block_specs(
+    [
+        (2, "mbconv", (0, 1), False),
+        (2, "mbconv", (1, 2), False),
+        (4, "mbconv", (1, 2), False),
+        (3, "mbconv", (3, 4), False),
+        (4, "mbconv", (3, 5), False),
+        (6, "mbconv", (4, 6), False),
+        (4, "mbconv", (4, 6), False),
+        (5, "mbconv", (7, 8), False),
+        (7, "mbconv", (7, 9), False),
+        (5, "mbconv", (9, 10), False),
+        (5, "mbconv", (9, 11), False),
+        (4, "mbconv", (6, 11), True),
+        (3, "mbconv", (5, 11), True),
+        (5, "mbconv", (8, 13), True),
+        (7, "mbconv", (6, 15), True),
+        (6, "mbconv", (13, 15), True),
+    ],
+    family="mobile",
+)
+
+# resample_alpha does not apply to the mobile family (its resampling has no reduction).
+MOBILE_SCALING_MAP = {
+    "49": {"endpoints_num_filters": 48, "filter_size_scale": 1.0, "block_repeats": 1},
+    "49S": {"endpoints_num_filters": 40, "filter_size_scale": 0.65, "block_repeats": 1},
+    "49XS": {"endpoints_num_filters": 24, "filter_size_scale": 0.6, "block_repeats": 1},
+}
+
+MOBILE_PREFIX = "mobile-"
+
+
+def _model_ids() -> list[str]:
+    return [*SCALING_MAP, *(MOBILE_PREFIX + key for key in MOBILE_SCALING_MAP)]
+
+
 def scaling_for(model_id: str) -> dict:
-    """The decode settings of a SpineNet model id; a clear ``ValueError`` for an unknown id."""
+    """The decode settings of a model id (``49``, ``mobile-49``, ...); a clear ``ValueError`` for an unknown id."""
     key = str(model_id).upper()
-    if key not in SCALING_MAP:
+    table = SCALING_MAP
+    if key.startswith(MOBILE_PREFIX.upper()):
+        key, table = key[len(MOBILE_PREFIX):], MOBILE_SCALING_MAP
+    if key not in table:
         raise ValueError(
-            f"unknown SpineNet model id {model_id!r}; choose one of {', '.join(SCALING_MAP)}"
+            f"unknown SpineNet model id {model_id!r}; choose one of {', '.join(_model_ids())}"
         )
-    return dict(SCALING_MAP[key])
+    return dict(table[key])
+
+
+def genome_for(model_id: str) -> Genome:
+    """The genome a model id decodes: ``SPINENET_MOBILE_49`` for ``mobile-*`` ids, else ``SPINENET_49``."""
+    scaling_for(model_id)  # refuse unknown ids
+    return SPINENET_MOBILE_49 if str(model_id).lower().startswith(MOBILE_PREFIX) else SPINENET_49
+
+
+def default_scaling(genome: Genome) -> dict:
+    """The scaling a genome is shown at when none is given: its family's 49."""
+    return scaling_for("mobile-49" if genome.family == "mobile" else "49")
 
 
 def _scale_decreased_r50() -> Genome:
@@ -67,7 +119,8 @@ def _scale_decreased_r50() -> Genome:
 SCALE_DECREASED_R50 = _scale_decreased_r50()
 
 # Genomes by name, wherever a genome may be named instead of given as a file.
-REFERENCE_GENOMES = {"spinenet-49": SPINENET_49, "r50-like": SCALE_DECREASED_R50}
+REFERENCE_GENOMES = {"spinenet-49": SPINENET_49, "r50-like": SCALE_DECREASED_R50,
+                     "spinenet-mobile-49": SPINENET_MOBILE_49}
 
 
 def resolve_genome(entry: str, base_dir: str | None = None) -> Genome:

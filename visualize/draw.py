@@ -25,7 +25,7 @@ from search_spaces.genome import Genome
 from visualize.graph import genome_graph
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
-BLOCK_COLOURS = {"bottleneck": "#4C72B0", "residual": "#DD8452"}
+BLOCK_COLOURS = {"bottleneck": "#4C72B0", "residual": "#DD8452", "mbconv": "#55A868"}
 EXTRA_COLOURS = ("#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
 EDGE_COLOURS = {"down": "#C44E52", "up": "#55A868", "same": "#7F7F7F", "merge": "#8172B3"}
 STEM_COLOUR = "#BBBBBB"
@@ -39,24 +39,27 @@ def _colour(block_fn: str, seen: list) -> str:
     return EXTRA_COLOURS[seen.index(block_fn) % len(EXTRA_COLOURS)]
 
 
-def _cost_line(genome: Genome, scaling: Optional[dict], input_size: int) -> str:
+def _cost_line(genome: Genome, scaling, input_size: int) -> str:
     from spinenet.cost import network_cost
-    from spinenet.specs import scaling_for
+    from spinenet.specs import default_scaling
 
-    settings = scaling if scaling is not None else scaling_for("49")
+    from spinenet.scaling import Scaling
+
+    settings = scaling if scaling is not None else default_scaling(genome)
     try:
-        cost = network_cost(genome, input_size, **settings)
+        cost = network_cost(genome, input_size, **({"scaling": settings} if isinstance(settings, Scaling) else settings))
     except ValueError:
         return ""
     return f"{cost.params / 1e6:.2f} M params, {cost.multiply_adds / 1e9:.2f} G multiply-adds at {input_size}px"
 
 
 def draw_genome(genome: Genome, path: Optional[str] = None, ax=None, *, title: Optional[str] = None,
-                scaling: Optional[dict] = None, input_size: int = 640, legend: bool = True):
+                scaling=None, input_size: int = 640, legend: bool = True):
     """Draw ``genome``'s permutation diagram on ``ax`` (or a new figure); save it if ``path`` is given.
 
-    The title shows params and multiply-adds from the cost model at ``scaling``
-    (default: SpineNet-49's) and ``input_size``. Returns the figure.
+    The title shows params and multiply-adds from the cost model at ``scaling`` (a
+    :class:`~spinenet.scaling.Scaling` or its keywords)
+    (default: the 49 scaling of the genome's family) and ``input_size``. Returns the figure.
     """
     if path is not None:
         _check_image_path(path)

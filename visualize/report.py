@@ -96,7 +96,7 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
     if scaling is None and "model" in experiment:
         from nas.experiment import ModelConfig
 
-        scaling = ModelConfig(**experiment["model"]).scaling_kwargs()
+        scaling = ModelConfig(**experiment["model"]).scaling
         input_size = experiment.get("task", {}).get("data", {}).get("image_size", input_size)
     best = best_trials(study)
     lacking = [t.number for t in best if "genome" not in t.user_attrs]

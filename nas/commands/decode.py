@@ -27,8 +27,10 @@ def input_size(text: str) -> tuple[int, int]:
 def add_architecture_options(parser: argparse.ArgumentParser) -> None:
     """The flags choosing a genome and its scaling."""
     source = parser.add_argument_group("architecture")
-    source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49)")
-    source.add_argument("--genome", metavar="FILE", help="decode this genome (a YAML or JSON file, spinenet-49 or r50-like) instead of SpineNet-49")
+    source.add_argument("--model-id", help="SpineNet scaling: 49S, 49, 96, 143 or 190 (default 49), "
+                                           "or Mobile SpineNet: mobile-49, mobile-49S, mobile-49XS")
+    source.add_argument("--genome", metavar="FILE", help="decode this genome (a YAML or JSON file, spinenet-49, "
+                                                         "r50-like or spinenet-mobile-49) instead of SpineNet-49")
     scaling = parser.add_argument_group("scaling (override the model id's values)")
     scaling.add_argument("--filter-size-scale", type=positive_float, metavar="X",
                          help="multiply every block's width by X (49: 1.0)")
@@ -37,27 +39,30 @@ def add_architecture_options(parser: argparse.ArgumentParser) -> None:
     scaling.add_argument("--block-repeats", type=positive_int, metavar="N", help="repeat every block N times (49: 1)")
     scaling.add_argument("--endpoints-num-filters", type=positive_int, metavar="N",
                          help="channels of every output level (49: 256)")
-    scaling.add_argument("--activation", default="relu", help="relu (default) or swish")
+    scaling.add_argument("--activation", help="relu (default) or swish (default for mobile-* ids)")
 
 
 def decode_settings(args) -> tuple[Genome, dict, str]:
     """The genome, decode keyword arguments and a display name chosen by the flags."""
-    from spinenet.specs import SPINENET_49, scaling_for
+    from spinenet.specs import genome_for, scaling_for
 
     try:
         settings = scaling_for(args.model_id or "49")
     except ValueError as err:
         raise UserError(str(err)) from None
+    mobile = (args.model_id or "").lower().startswith("mobile-")
     for key in ("filter_size_scale", "resample_alpha", "block_repeats", "endpoints_num_filters"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    settings["activation"] = args.activation
+    # Mobile SpineNet's published configs use swish.
+    settings["activation"] = args.activation or ("swish" if mobile else "relu")
     if args.genome:
         genome = genome_from_arg(args.genome)
         title = os.path.basename(args.genome)
     else:
-        genome = SPINENET_49
-        title = f"SpineNet-{(args.model_id or '49').upper()}"
+        genome = genome_for(args.model_id or "49")
+        model_id = (args.model_id or "49").upper()
+        title = f"Mobile SpineNet-{model_id[len('MOBILE-'):]}" if mobile else f"SpineNet-{model_id}"
     return genome, settings, title
 
 
@@ -117,9 +122,9 @@ def _with_retinanet(backbone, genome, settings, args, backbone_madds):
 
     if args.num_classes < 1:
         raise UserError(f"--num-classes must be positive, got {args.num_classes}")
-    scaling = {k: v for k, v in settings.items()}
-    config = load_train_config(base=scaling, task="detection", overrides=[
-        f"task.head.num_convs={args.head_num_convs}", f"task.head.num_filters={args.head_num_filters}"])
+    config = load_train_config(base=dict(settings), task="detection", overrides=[
+        f"task.head.num_convs={args.head_num_convs}", f"task.head.num_filters={args.head_num_filters}",
+        f"task.head.separable={str(args.head_separable).lower()}"])
     task = get_task("detection")
     detector = task.build_model(backbone, config, args.num_classes)
     head_cost = task.head_cost(genome, config, args.num_classes, input_size=args.input_size)
@@ -143,6 +148,8 @@ def add_parser(subparsers) -> None:
                         help="width of the head's subnets (default 256)")
     parser.add_argument("--head-num-convs", type=non_negative_int, default=4, metavar="N",
                         help="3x3 convolutions in each subnet before its prediction layer (default 4; 0 allowed)")
+    parser.add_argument("--head-separable", action="store_true",
+                        help="depthwise-separable head convolutions (as published for Mobile SpineNet)")
     parser.add_argument("--save", metavar="OUT.keras", help="write the model in the Keras format")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(handler=run)

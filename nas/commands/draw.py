@@ -10,15 +10,16 @@ from nas.commands.common import UserError, add_study_options, genome_from_arg, p
 def _genomes(args) -> list:
     """(genome, title) pairs chosen by the flags."""
     from nas.search import trial_genome
-    from spinenet.specs import SPINENET_49, scaling_for
+    from spinenet.specs import genome_for
 
     chosen = []
     if args.model_id:
         try:
-            scaling_for(args.model_id)
+            genome = genome_for(args.model_id)
         except ValueError as err:
             raise UserError(str(err)) from None
-        chosen.append((SPINENET_49, f"SpineNet-{args.model_id.upper()}"))
+        chosen.append((genome, f"{'Mobile ' if genome.family == 'mobile' else ''}SpineNet-"
+                               f"{args.model_id.upper().removeprefix('MOBILE-')}"))
     for entry in args.genome or ():
         chosen.append((genome_from_arg(entry), os.path.basename(entry)))
     if args.trial is not None:
@@ -76,9 +77,9 @@ def add_parser(subparsers) -> None:
         description="Draw one genome, or several side by side: blocks left to right in build order at the "
                     "height of their level, connections as curves.")
     add_study_options(draw, file_help="experiment file, with --trial (or give --storage and --study-name)")
-    draw.add_argument("--model-id", help="SpineNet-ID (its genome; the title costs it at that scaling)")
+    draw.add_argument("--model-id", help="SpineNet-ID or mobile-ID (its genome; the title costs it at that scaling)")
     draw.add_argument("--genome", action="append", metavar="FILE",
-                      help="a genome file, or spinenet-49 / r50-like; repeat to draw side by side")
+                      help="a genome file, or spinenet-49 / r50-like / spinenet-mobile-49; repeat to draw side by side")
     draw.add_argument("--trial", type=int, metavar="N", help="the genome of trial N of a study")
     draw.add_argument("-o", "--output", required=True, help="PNG, SVG or PDF (or the graph file with --format)")
     draw.add_argument("--format", choices=["graphml", "dot"], help="write the graph instead of a picture")

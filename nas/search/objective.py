@@ -24,7 +24,7 @@ class ModelBudget(CostBudget):
 
     def __init__(self, task, train_config, num_classes: int, *, max_params=None, max_multiply_adds=None):
         super().__init__(max_params=max_params, max_multiply_adds=max_multiply_adds,
-                         input_size=train_config.task.data.image_size, **train_config.model.scaling_kwargs())
+                         input_size=train_config.task.data.image_size, scaling=train_config.model.scaling)
         self.task, self.train_config, self.num_classes = task, train_config, num_classes
 
     def cost(self, genome):

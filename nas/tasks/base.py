@@ -90,6 +90,6 @@ def model_cost(task: Task, genome, train_config, num_classes: int):
     """Backbone plus head cost of ``genome`` at the task's image size, and the backbone's alone."""
     from spinenet.cost import Cost, network_cost
 
-    backbone = network_cost(genome, train_config.task.data.image_size, **train_config.model.scaling_kwargs())
+    backbone = network_cost(genome, train_config.task.data.image_size, scaling=train_config.model.scaling)
     head = task.head_cost(genome, train_config, num_classes)
     return Cost(backbone.params + head.params, backbone.multiply_adds + head.multiply_adds), backbone

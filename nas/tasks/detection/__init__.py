@@ -50,7 +50,8 @@ class DetectionTask(Task):
             num_classes=num_classes, input_size=input_size or train_config.task.data.image_size,
             min_level=genome.min_level,
             max_level=genome.max_level, in_channels=train_config.model.endpoints_num_filters,
-            num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors)
+            num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors,
+            separable=head.separable)
 
 
 register_task(DetectionTask())

@@ -88,6 +88,8 @@ class HeadConfig:
     num_scales: int = 3
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     anchor_size: float = 4.0
+    # Depthwise-separable 3x3 convolutions, as the published Mobile SpineNet RetinaNets use.
+    separable: bool = False
 
     def __post_init__(self):
         for name in ("num_filters", "num_scales"):

@@ -22,6 +22,11 @@ def retinanet_head(features: dict, num_classes: int, head: HeadConfig, *, activa
     A = head.num_anchors
 
     def conv(filters, name, std=0.01, bias=0.0):
+        if head.separable:  # 3x3 depthwise then 1x1 pointwise, one layer
+            return tf_keras.layers.SeparableConv2D(
+                filters, 3, padding="same", name=name,
+                pointwise_initializer=tf_keras.initializers.RandomNormal(stddev=std),
+                bias_initializer=tf_keras.initializers.Constant(bias))
         return tf_keras.layers.Conv2D(
             filters, 3, padding="same", name=name,
             kernel_initializer=tf_keras.initializers.RandomNormal(stddev=std),
