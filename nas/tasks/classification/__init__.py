@@ -1,0 +1,50 @@
+"""The classification proxy task: the decoded backbone, a pooled feature pyramid and a linear classifier.
+
+Importing this package registers the task as ``classification`` without
+importing TensorFlow; training loads it on first use. Data is an image
+folder (``root/train/<class>/*``, ``root/val/<class>/*``), by default the
+embedded generated shapes (ten classes of size x shape).
+"""
+
+from __future__ import annotations
+
+from nas.tasks import register_task
+from nas.tasks.base import DataSummary, Task
+from nas.tasks.classification.config import ClassificationConfig
+
+
+class ClassificationTask(Task):
+    """Image classification scored by validation top-1 / top-5 accuracy and cross-entropy."""
+
+    name = "classification"
+    config_class = ClassificationConfig
+    # top5 is top-min(5, classes): with five classes or fewer it is 1.0 by construction.
+    metrics = {"top1": "maximize", "top5": "maximize", "loss": "minimize"}
+    default_objective = "top1"
+
+    def prepare_data(self, config, progress=False):
+        from nas.tasks.classification.dataset import prepare_data
+
+        train, val = prepare_data(config.data, progress)
+        return DataSummary(train.num_classes, f"train {train.summary()}; val {val.summary()}")
+
+    def train_and_evaluate(self, genome, train_config, report=None, *, out_dir=None, progress=False):
+        from nas.tasks.classification.train import train_and_evaluate
+
+        return train_and_evaluate(genome, train_config, report, out_dir=out_dir, progress=progress)
+
+    def build_model(self, backbone, train_config, num_classes):
+        from nas.tasks.classification.head import build_classifier
+
+        return build_classifier(backbone, num_classes, train_config.task.head)
+
+    def head_cost(self, genome, train_config, num_classes, input_size=None):
+        from nas.tasks.classification.cost import classification_head_cost
+
+        return classification_head_cost(
+            num_classes=num_classes, input_size=input_size or train_config.task.data.image_size,
+            min_level=genome.min_level, in_channels=train_config.model.endpoints_num_filters,
+            projection_filters=train_config.task.head.projection_filters)
+
+
+register_task(ClassificationTask())

@@ -1,0 +1,180 @@
+"""Settings of the classification proxy task (the ``task`` section of a config file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Literal, Optional
+
+from nas.config import ConfigError
+
+
+# len(shapes.CLASSES), kept here so reading a config never imports the generator (a test checks they agree).
+SHAPE_CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapesConfig:
+    """Generate the embedded shapes dataset (10 classes: size x shape) when it is not there yet."""
+
+    train: int = 1000
+    val: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        # Fewer training images than classes would leave a class folder empty.
+        if self.train < SHAPE_CLASSES:
+            raise ConfigError(f"train: need at least {SHAPE_CLASSES} images (one per class), got {self.train}")
+        if self.val < 1:
+            raise ConfigError(f"val: need at least one image, got {self.val}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the image folders live and how images are prepared.
+
+    ``root`` holds ``train/<class>/*`` and ``val/<class>/*`` (JPEG, PNG, BMP or
+    GIF). With ``root`` null the generated shapes dataset lives in a folder
+    named after its settings under ``runs/data/``, so changed settings never
+    reuse a stale dataset. Images are resized so the short side is
+    ``image_size`` and cropped to a square: centred for validation, at a random
+    place and scale (a fraction ``crop_area`` of the short side's square,
+    aspect kept) for training, then flipped left-right at random if ``flip``.
+    """
+
+    root: Optional[str] = None
+    image_size: int = 128
+    generate_shapes: Optional[ShapesConfig] = ShapesConfig()
+    crop_area: tuple[float, float] = (0.75, 1.0)
+    flip: bool = True
+
+    def __post_init__(self):
+        if self.image_size < 32:
+            raise ConfigError(f"image_size: must be at least 32, got {self.image_size}")
+        low, high = self.crop_area
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"crop_area: need 0 < min <= max <= 1, got {list(self.crop_area)}")
+        if self.root is None and self.generate_shapes is None:
+            raise ConfigError("root: required when generate_shapes is null (where are your train/ and val/ folders?)")
+
+    @property
+    def resolved_root(self) -> str:
+        """``root``, or the generated dataset's folder when ``root`` is null."""
+        if self.root is not None:
+            return self.root
+        g = self.generate_shapes
+        return os.path.join("runs", "data", f"classes-shapes-{self.image_size}px-{g.train}-{g.val}-seed{g.seed}")
+
+    def split_dir(self, split: str) -> str:
+        """The image folder of ``split`` (``train`` or ``val``)."""
+        return os.path.join(self.resolved_root, split)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """Pool the feature pyramid into one vector, then a linear classifier.
+
+    ``projection_filters`` > 0 adds a 1x1 conv + batch norm + activation on the
+    averaged map before pooling (the reference code's optional embedding);
+    0 leaves it out.
+    """
+
+    dropout: float = 0.0
+    projection_filters: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+        if self.projection_filters < 0:
+            raise ConfigError(f"projection_filters: must be 0 (none) or positive, got {self.projection_filters}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Softmax cross-entropy; ``label_smoothing`` 0.1 as SpineNet's classification training used."""
+
+    label_smoothing: float = 0.1
+
+    def __post_init__(self):
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation: SGD with momentum, linear warm-up, then cosine or step decay."""
+
+    epochs: int = 8
+    batch_size: int = 16
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    warmup_steps: int = 50
+    schedule: Literal["cosine", "step"] = "cosine"
+    step_boundaries: tuple[float, ...] = (0.67, 0.89)
+    step_factor: float = 0.1
+    weight_decay: float = 4e-5
+    gradient_clip_norm: Optional[float] = 10.0
+    # Batch-norm moving-average momentum of the whole model. The decoder's 0.99 needs about 460 steps
+    # to forget its initial statistics; a proxy run has a few hundred, so evaluation would see stale ones.
+    norm_momentum: float = 0.9
+    jit_compile: bool = False
+    # "mirrored": one replica per visible GPU (tf.distribute.MirroredStrategy); on a CPU-only machine it
+    # runs one CPU replica, so the same file works everywhere.
+    strategy: Literal["default", "mirrored"] = "default"
+    seed: int = 0
+    report_every_steps: Optional[int] = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"learning_rate: must be a positive number, got {self.learning_rate}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps: must be 0 or more, got {self.warmup_steps}")
+        if not 0 <= self.norm_momentum < 1:
+            raise ConfigError(f"norm_momentum: must be in [0, 1), got {self.norm_momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay: must be 0 or more, got {self.weight_decay}")
+        if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
+            raise ConfigError(f"gradient_clip_norm: must be positive (or null for none), got {self.gradient_clip_norm}")
+        if any(not 0 < b < 1 for b in self.step_boundaries) or list(self.step_boundaries) != sorted(self.step_boundaries):
+            raise ConfigError(f"step_boundaries: need increasing fractions of training in (0, 1), "
+                              f"got {list(self.step_boundaries)}")
+        if not 0 < self.step_factor <= 1:
+            raise ConfigError(f"step_factor: must be in (0, 1], got {self.step_factor}")
+        if self.report_every_steps is not None and self.report_every_steps < 1:
+            raise ConfigError(f"report_every_steps: must be positive (or null for each epoch), "
+                              f"got {self.report_every_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """Validation: batch size, and whether to evaluate (and report) after every epoch."""
+
+    batch_size: int = 64
+    every_epoch: bool = True
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be positive, got {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationConfig:
+    """The classification proxy task: data, head, loss, training and evaluation.
+
+    The defaults are the CPU proxy: 128x128 generated shapes (10 classes),
+    8 epochs of 1,000 images (500 steps of 16), keeping the paper's label smoothing 0.1 and
+    cosine schedule for ImageNet.
+    """
+
+    name: Literal["classification"] = "classification"
+    data: DataConfig = DataConfig()
+    head: HeadConfig = HeadConfig()
+    loss: LossConfig = LossConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()

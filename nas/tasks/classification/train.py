@@ -1,0 +1,255 @@
+"""Train a decoded genome as an image classifier and score it by top-1 / top-5 accuracy.
+
+Example:
+    >>> from spinenet import SPINENET_49
+    >>> from nas.experiment import load_train_config
+    >>> config = load_train_config(task="classification")
+    >>> metrics = train_and_evaluate(SPINENET_49, config)  # doctest: +SKIP
+    >>> metrics["top1"]  # doctest: +SKIP
+    0.82
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+import yaml
+
+from nas.config import to_data
+from nas.tasks.base import Report, TrainingDiverged
+from nas.tasks.classification.config import TrainingConfig
+from nas.tasks.classification.data import ImageFolderSplit, make_dataset
+from nas.tasks.classification.dataset import prepare_data
+from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
+from search_spaces.genome import Genome
+from spinenet.decoder import decode
+
+
+class WarmupSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``base`` over ``warmup_steps``, then cosine decay to zero or step decay.
+
+    Step decay multiplies by ``factor`` at each of ``boundaries`` (fractions of ``total_steps``).
+    """
+
+    def __init__(self, base: float, total_steps: int, warmup_steps: int, schedule: str = "cosine",
+                 boundaries=(0.67, 0.89), factor: float = 0.1):
+        self.base, self.total_steps, self.warmup_steps = float(base), int(total_steps), int(warmup_steps)
+        self.schedule, self.boundaries, self.factor = schedule, tuple(boundaries), float(factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        ramp = self.base * tf.minimum(1.0, (step + 1.0) / float(max(self.warmup_steps, 1)))
+        if self.schedule == "cosine":
+            span = float(max(self.total_steps - self.warmup_steps, 1))
+            done = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+            after = 0.5 * self.base * (1.0 + tf.cos(math.pi * done))
+        else:
+            crossed = tf.add_n([tf.cast(step >= b * self.total_steps, tf.float32) for b in self.boundaries] or [0.0])
+            after = self.base * tf.pow(self.factor, crossed)
+        return tf.where(step < self.warmup_steps, ramp, after)
+
+    def get_config(self):
+        return {"base": self.base, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "schedule": self.schedule, "boundaries": self.boundaries, "factor": self.factor}
+
+
+def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, *, out_dir: Optional[str] = None,
+                       progress: bool = False,
+                       data: Optional[tuple[ImageFolderSplit, ImageFolderSplit]] = None) -> dict:
+    """Train ``genome`` on the classification task of ``config`` (a :class:`nas.experiment.TrainConfig`).
+
+    ``report(step, metrics)`` is called after every evaluation during training
+    (each epoch, or every ``report_every_steps``); it may raise (for example
+    ``optuna.TrialPruned``) to stop. Returns the final validation ``top1``,
+    ``top5`` (top-min(5, classes): 1.0 with five classes or fewer) and ``loss``
+    (validation cross-entropy without label smoothing), with ``train_loss``,
+    ``steps``, ``params``, throughput, ``timing`` and ``history``. Raises
+    :class:`TrainingDiverged` on a NaN or infinite loss.
+    """
+    started = time.perf_counter()
+    timing = {}
+    task, training = config.task, config.task.training
+    tf_keras.utils.set_random_seed(training.seed)
+    train_split, val_split = data or prepare_data(task.data, progress)
+    size = task.data.image_size
+    train_ds = make_dataset(train_split, image_size=size, batch_size=training.batch_size, training=True,
+                            crop_area=task.data.crop_area, flip=task.data.flip, seed=training.seed)
+    val_ds = make_dataset(val_split, image_size=size, batch_size=task.evaluation.batch_size, training=False)
+    timing["data"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    strategy = tf.distribute.MirroredStrategy() if training.strategy == "mirrored" else None
+
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
+        backbone = decode(genome, input_shape=(size, size, 3), norm_momentum=training.norm_momentum,
+                          **config.model.decode_kwargs())
+        model = build_classifier(backbone, train_split.num_classes, task.head)
+    steps_per_epoch = len(train_split) // training.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {training.batch_size} is larger than the {len(train_split)} training images")
+    total_steps = steps_per_epoch * training.epochs
+    schedule = WarmupSchedule(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
+                              training.schedule, training.step_boundaries, training.step_factor)
+    with scope():
+        optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum)
+    train_step = _make_train_step(model, optimizer, task.loss.label_smoothing, training, strategy)
+    if strategy is not None:
+        train_ds = strategy.experimental_distribute_dataset(train_ds)
+    eval_step = _make_eval_step(model)
+    timing["build"] = time.perf_counter() - mark
+
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
+    history, step = [], 0
+    timing.update(input=0.0, trace=0.0, train=0.0, evaluate=0.0)
+    bar = _progress_bar(total_steps, progress)
+    for epoch in range(1, training.epochs + 1):
+        losses, train_hits = [], []
+        batches = iter(train_ds)
+        while True:
+            mark = time.perf_counter()
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                break
+            timing["input"] += time.perf_counter() - mark
+            mark = time.perf_counter()
+            values = {k: float(v) for k, v in train_step(images, labels).items()}
+            train_hits.append(values["top1"])
+            timing["trace" if step == 0 else "train"] += time.perf_counter() - mark
+            step += 1
+            if not math.isfinite(values["loss"]):
+                raise TrainingDiverged(f"loss became {values['loss']} at step {step} (epoch {epoch}); "
+                                       "lower task.training.learning_rate or check the data")
+            losses.append(values["loss"])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{values['loss']:.3f}")
+            if writer is not None and step % 10 == 0:
+                with writer.as_default(step=step):
+                    for name, value in values.items():
+                        tf.summary.scalar(f"train/{name}", value)
+                    tf.summary.scalar("train/learning_rate", float(schedule(step - 1)))
+            every = training.report_every_steps
+            if every and step % every == 0 and step < total_steps:
+                metrics = _evaluate(eval_step, val_ds, timing)
+                _report(report, step, {**metrics, "epoch": epoch, "train_loss": float(np.mean(losses)),
+                                       "train_top1": float(np.mean(train_hits))}, writer, history)
+        # The last epoch's means: the weights move during an epoch, so these trail the validation scores.
+        train_scores = {"train_loss": float(np.mean(losses)), "train_top1": float(np.mean(train_hits))}
+        if not training.report_every_steps and task.evaluation.every_epoch and epoch < training.epochs:
+            metrics = _evaluate(eval_step, val_ds, timing)
+            _report(report, step, {**metrics, "epoch": epoch, **train_scores}, writer, history)
+    if bar is not None:
+        bar.close()
+    metrics = _evaluate(eval_step, val_ds, timing)
+    _report(report, step, {**metrics, "epoch": training.epochs, **train_scores}, writer, history)
+    timing["total"] = time.perf_counter() - started
+    result = {
+        **metrics,
+        **train_scores,
+        "steps": step,
+        "epochs": training.epochs,
+        "num_classes": train_split.num_classes,
+        "params": int(model.count_params()),
+        "backbone_params": int(backbone.count_params()),
+        "train_images_per_s": (step - 1) * training.batch_size / max(timing["train"], 1e-9),
+        "wall_time_s": timing["total"],
+        "timing": timing,
+        "history": history,
+    }
+    if out_dir:
+        _write_outputs(out_dir, genome, config, model, result)
+    return result
+
+
+def _make_train_step(model, optimizer, label_smoothing: float, training: TrainingConfig, strategy=None):
+    decayed = [v for v in model.trainable_variables if "kernel" in v.name]
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            class_loss = tf.reduce_mean(cross_entropy(logits, labels, label_smoothing))
+            decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
+            loss = class_loss + decay
+            # Replicas' gradients are summed when applied, so each contributes its share.
+            share = loss / replicas
+        grads = tape.gradient(share, model.trainable_variables)
+        if training.gradient_clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm / replicas)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        accuracy = tf.reduce_mean(top_k_hits(logits, labels, 1))
+        return {"loss": loss, "class_loss": class_loss, "top1": accuracy}
+
+    if strategy is None:
+        return tf.function(replica_step, jit_compile=training.jit_compile)
+
+    @tf.function(jit_compile=training.jit_compile)
+    def distributed_step(images, labels):
+        values = strategy.run(replica_step, args=(images, labels))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
+
+    return distributed_step
+
+
+def _make_eval_step(model):
+    @tf.function
+    def eval_step(images, labels):
+        logits = model(images, training=False)
+        # Plain cross-entropy, so the loss compares across label-smoothing settings.
+        return (tf.reduce_sum(cross_entropy(logits, labels)), tf.reduce_sum(top_k_hits(logits, labels, 1)),
+                tf.reduce_sum(top_k_hits(logits, labels, 5)))
+
+    return eval_step
+
+
+def _evaluate(eval_step, val_ds, timing) -> dict:
+    mark = time.perf_counter()
+    totals, count = np.zeros(3), 0
+    for images, labels in val_ds:
+        totals += [float(v) for v in eval_step(images, labels)]
+        count += int(labels.shape[0])
+    timing["evaluate"] += time.perf_counter() - mark
+    loss, top1, top5 = totals / max(count, 1)
+    return {"top1": float(top1), "top5": float(top5), "loss": float(loss)}
+
+
+def _report(report, step, metrics, writer, history) -> None:
+    history.append({"step": step, **metrics})
+    if writer is not None:
+        with writer.as_default(step=step):
+            for name, value in metrics.items():
+                if name != "epoch":
+                    tf.summary.scalar(f"val/{name}", value)
+        writer.flush()
+    if report is not None:
+        report(step, metrics)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc="train", dynamic_ncols=True)
+
+
+def _write_outputs(out_dir: str, genome: Genome, config, model, result: dict) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    genome.save(os.path.join(out_dir, "genome.yaml"))
+    with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(to_data(config), handle, sort_keys=False)
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({**result, "fingerprint": genome.fingerprint}, handle, indent=2)
+    model.save_weights(os.path.join(out_dir, "checkpoint.weights.h5"))
