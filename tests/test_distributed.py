@@ -95,7 +95,8 @@ def test_worker_cli_errors(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path}/study.db"
     open_study(load_experiment(path))
     assert main(["worker", path, "--storage", storage, "--study-name", "tyni"]) == 2
-    assert "no study 'tyni'" in capsys.readouterr().err and "studies there: tiny"
+    err = capsys.readouterr().err
+    assert "no study 'tyni'" in err and "studies there: tiny" in err
 
 
 def test_two_experiments_cannot_share_a_study(tmp_path):
@@ -113,8 +114,12 @@ def test_lost_connection_is_retried_then_reported(tmp_path, monkeypatch):
     calls = []
 
     def unreachable(*args, **kwargs):
+        # What Optuna 5 raises when the database goes away: its own error wrapping SQLAlchemy's.
         calls.append(1)
-        raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        except sqlalchemy.exc.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from err
 
     monkeypatch.setattr(nas.search.driver, "_tidy_and_count", unreachable)
     lines = []
@@ -175,6 +180,25 @@ def test_unreaped_killed_process_counts_as_dead():
     finally:
         child.kill()
         child.wait()
+
+
+def test_table_creation_race_is_retried(monkeypatch):
+    # The race below, made certain: the first attempt finds the tables being created by another worker.
+    import sqlalchemy.exc
+
+    real = optuna.storages.RDBStorage
+    attempts = []
+
+    def racing(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise sqlalchemy.exc.IntegrityError(
+                "INSERT", {}, Exception('duplicate key value violates unique constraint "alembic_version_pkc"'))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(nas.search.storage.time, "sleep", lambda seconds: None)
+    assert open_storage("sqlite:///:memory:") is not None and len(attempts) == 2
 
 
 def test_workers_opening_an_empty_database_together(tmp_path):

@@ -85,16 +85,21 @@ def enqueue_seeds(study: optuna.Study, space, genomes: list) -> int:
 def fail_orphaned_trials(study: optuna.Study, max_retries: int = 0) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker process on this host is gone (e.g. SIGKILLed).
 
-    Each is queued again with the same parameters, up to ``max_retries`` times per genome.
+    The calling process's own RUNNING trials count too: a worker runs one
+    trial at a time and calls this between trials, so such a trial was cut
+    off (its database connection dropped mid-trial). Each is queued again
+    with the same parameters, up to ``max_retries`` times per genome.
     """
     failed = []
-    host = socket.gethostname()
+    host, me = socket.gethostname(), os.getpid()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker") or {}
-        if worker.get("host") == host and worker.get("pid") and not process_alive(worker["pid"]):
+        pid = worker.get("pid")
+        if worker.get("host") == host and pid and (pid == me or not process_alive(pid)):
             try:
-                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                                   f"worker process {worker['pid']} died during the trial")
+                reason = ("the trial was cut off (its storage connection was lost)" if pid == me
+                          else f"worker process {pid} died during the trial")
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
                 study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another worker marked it first (and queued the retry)

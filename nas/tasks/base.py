@@ -26,6 +26,10 @@ Report = Callable[[int, dict], None]
 COST_METRICS = {"params": "minimize", "multiply_adds": "minimize"}
 
 
+class DataError(ValueError):
+    """A dataset that cannot be read or used; the message names the file or folder and the problem."""
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the genome or learning rate cannot be trained as set."""
 

@@ -18,11 +18,9 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
+from nas.tasks.base import DataError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-class DataError(ValueError):
-    """A dataset that cannot be read; the message names the folder and the problem."""
 
 
 @dataclasses.dataclass

@@ -24,9 +24,7 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """A dataset that cannot be read; the message names the file and the problem."""
+from nas.tasks.base import DataError
 
 
 # What ``task.data.categories`` may be: names to keep, or a mapping old name -> new name.
