@@ -36,6 +36,9 @@ def make_pruner(name: str, options: dict):
     try:
         return PRUNERS[name](**options)
     except TypeError as err:
-        raise ConfigError(f"search.pruner.options: {name} does not accept these options ({err})") from None
+        from nas.samplers import unknown_option_hint
+
+        hint = unknown_option_hint(err, PRUNERS[name] if isinstance(PRUNERS[name], type) else None)
+        raise ConfigError(f"search.pruner.options: {name} does not accept these options ({err}){hint}") from None
     except ValueError as err:
         raise ConfigError(f"search.pruner.options: {err}") from None

@@ -4,6 +4,13 @@ import os
 import random
 
 import pytest
+from hypothesis import settings
+
+# CI derandomises Hypothesis, so a run's examples are the same every time (no flaky reds);
+# locally it keeps exploring. The deadline is off: 2 shared cores make timings meaningless.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -60,6 +60,15 @@ class ThrowawayPostgres:
             time.sleep(0.2)
         raise RuntimeError(f"PostgreSQL did not start; see {self.folder}/log")
 
+    def stop(self) -> None:
+        """Stop the server (connections drop), keeping its data."""
+        self._run("pg_ctl", "-D", os.path.join(self.folder, "data"), "-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        """Start the server again on the same port and data."""
+        self._run("pg_ctl", "-D", os.path.join(self.folder, "data"), "-l", os.path.join(self.folder, "log"), "-w",
+                  "-t", "60", "start", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off")
+
     def __exit__(self, *exc):
         try:
             self._run("pg_ctl", "-D", os.path.join(self.folder, "data"), "-m", "immediate", "-w", "stop")

@@ -175,7 +175,11 @@ def test_unreaped_killed_process_counts_as_dead():
     try:
         assert _alive(child.pid)
         os.kill(child.pid, signal.SIGKILL)
-        time.sleep(0.5)  # killed, deliberately not reaped yet
+        # Killed, deliberately not reaped: wait until the kernel shows it as a zombie.
+        deadline = time.monotonic() + 30
+        while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the killed process never became a zombie"
+            time.sleep(0.01)
         assert not _alive(child.pid)
     finally:
         child.kill()

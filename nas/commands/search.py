@@ -21,6 +21,7 @@ def _experiment(args):
 
 def run_validate(args) -> int:
     """Load the experiment and build everything a search would (space, seeds, task, sampler, pruner, storage)."""
+    from nas.config import ConfigError
     from nas.pruners import make_pruner
     from nas.samplers import make_sampler
 
@@ -28,9 +29,12 @@ def run_validate(args) -> int:
     space = experiment.search_space.build()
     seeds = experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source))
     search = experiment.search
-    make_sampler(search.sampler.name, search.sampler.options, space=space, seed=experiment.seed)
-    make_pruner(search.pruner.name, search.pruner.options)
-    _check_storage_url(args.storage or experiment.storage_url)
+    try:
+        make_sampler(search.sampler.name, search.sampler.options, space=space, seed=experiment.seed)
+        make_pruner(search.pruner.name, search.pruner.options)
+        _check_storage_url(args.storage or experiment.storage_url)
+    except (ConfigError, UserError) as err:
+        raise UserError(f"{args.file}: {err}") from None
     task = experiment.task
     lines = [
         f"{args.file}: valid (experiment fingerprint {experiment.fingerprint})",

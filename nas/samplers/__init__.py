@@ -25,12 +25,33 @@ from nas.samplers.evolution import RegularizedEvolutionSampler
 # factory(options, *, space) -> optuna.samplers.BaseSampler
 SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
 SAMPLERS: dict[str, SamplerFactory] = {}
+# The class whose constructor takes a sampler's options, so a typo can be answered with the closest name.
+_OPTION_HOLDERS: dict[str, type] = {}
 
 
-def register_sampler(name: str, factory: SamplerFactory) -> SamplerFactory:
-    """Make ``factory(options, *, space)`` available as ``sampler: {name: NAME}``."""
+def register_sampler(name: str, factory: SamplerFactory, options_of: type | None = None) -> SamplerFactory:
+    """Make ``factory(options, *, space)`` available as ``sampler: {name: NAME}``.
+
+    ``options_of`` is the class whose constructor receives the options (for typo hints).
+    """
     SAMPLERS[name] = factory
+    if options_of is not None:
+        _OPTION_HOLDERS[name] = options_of
     return factory
+
+
+def unknown_option_hint(err: TypeError, holder) -> str:
+    """`` (did you mean 'x'?)`` for an unexpected keyword argument named in ``err``, given its class."""
+    import inspect
+    import re
+
+    from nas.config import closest
+
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+    if holder is None or match is None:
+        return ""
+    valid = [p for p in inspect.signature(holder).parameters if p not in ("self", "args", "kwargs")]
+    return closest(match.group(1), valid)
 
 
 def make_sampler(name: str, options: dict, *, space, seed: int):
@@ -47,7 +68,8 @@ def make_sampler(name: str, options: dict, *, space, seed: int):
     try:
         return SAMPLERS[name](options, space=space)
     except TypeError as err:
-        raise ConfigError(f"search.sampler.options: {name} does not accept these options ({err})") from None
+        hint = unknown_option_hint(err, _OPTION_HOLDERS.get(name))
+        raise ConfigError(f"search.sampler.options: {name} does not accept these options ({err}){hint}") from None
     except ValueError as err:
         raise ConfigError(f"search.sampler.options: {err}") from None
 
@@ -62,11 +84,15 @@ def _gp(options, *, space):
     return optuna.samplers.GPSampler(**options)
 
 
-register_sampler("tpe", lambda options, *, space: optuna.samplers.TPESampler(**options))
-register_sampler("random", lambda options, *, space: optuna.samplers.RandomSampler(**options))
-register_sampler("nsga2", lambda options, *, space: optuna.samplers.NSGAIISampler(**options))
-register_sampler("cmaes", lambda options, *, space: optuna.samplers.CmaEsSampler(**options))
-register_sampler("gp", _gp)
-register_sampler("evolution", lambda options, *, space: RegularizedEvolutionSampler(space, **options))
+register_sampler("tpe", lambda options, *, space: optuna.samplers.TPESampler(**options), optuna.samplers.TPESampler)
+register_sampler("random", lambda options, *, space: optuna.samplers.RandomSampler(**options),
+                 optuna.samplers.RandomSampler)
+register_sampler("nsga2", lambda options, *, space: optuna.samplers.NSGAIISampler(**options),
+                 optuna.samplers.NSGAIISampler)
+register_sampler("cmaes", lambda options, *, space: optuna.samplers.CmaEsSampler(**options),
+                 optuna.samplers.CmaEsSampler)
+register_sampler("gp", _gp, optuna.samplers.GPSampler)
+register_sampler("evolution", lambda options, *, space: RegularizedEvolutionSampler(space, **options),
+                 RegularizedEvolutionSampler)
 
-__all__ = ["SAMPLERS", "RegularizedEvolutionSampler", "make_sampler", "register_sampler"]
+__all__ = ["SAMPLERS", "RegularizedEvolutionSampler", "make_sampler", "register_sampler", "unknown_option_hint"]

@@ -1,0 +1,282 @@
+"""Failure paths as a user meets them: exit codes, a database restart, pruning through the pipe,
+two objectives end to end, foreign studies, hostile flags and files, and no stray warnings."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import optuna
+import pytest
+import yaml
+
+from nas.cli import build_parser, main
+from nas.config import ConfigError
+from nas.experiment import load_experiment
+from nas.search import SearchStopped, load_study, run_search
+from tests.postgres import ThrowawayPostgres, server_binaries
+from tests.test_search import fake_metrics, fake_training, tiny_experiment
+
+
+def _cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------ exit codes
+def test_exit_codes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path)
+    fake_training(monkeypatch, lambda *a, **k: fake_metrics(0.5))
+    assert _cli(capsys, "search", path, "--n-trials", "2")[0] == 0
+
+    def broken(*a, **k):
+        from nas.search import TrialFailed
+        raise TrialFailed("RuntimeError: broken (at train.py:1)")
+
+    fake_training(monkeypatch, broken)
+    code, out, err = _cli(capsys, "search", path, "--n-trials", "9")
+    assert code == 1 and "5 trials in a row failed" in out and "Traceback" not in out + err
+
+    code, out, err = _cli(capsys, "search", path, "--set", "search.samplr=tpe")
+    assert code == 2 and err.startswith("spinenas: error:") and "search.samplr" in err and "sampler" in err
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    fake_training(monkeypatch, interrupted)
+    code, out, _ = _cli(capsys, "search", path, "--n-trials", "9")
+    assert code == 130 and "run the same command again to resume" in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--n-trials", "0"], "--n-trials: expected a positive integer"),
+    (["--n-trials", "-1"], "--n-trials: expected a positive integer"),
+    (["--timeout", "-5"], "--timeout: expected a positive number"),
+    (["--workers", "0"], "--workers: expected a positive integer"),
+])
+def test_budget_flags_obey_the_files_rules(tmp_path, capsys, flags, message):
+    code, out, err = _cli(capsys, "search", tiny_experiment(tmp_path), *flags)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "study.db")
+
+
+def test_every_infeasible_search_says_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fake_training(monkeypatch, lambda *a, **k: pytest.fail("an infeasible genome was trained"))
+    code, out, err = _cli(capsys, "search", tiny_experiment(tmp_path), "--set", "search.constraints.max_params=1000")
+    assert code == 1
+    assert "all over the constraints" in out and "max_params=1000" in out
+    assert "no feasible trial completed yet" not in err and "Traceback" not in out + err
+
+
+# --------------------------------------------------------- the real database
+@pytest.mark.slow
+def test_database_restart_mid_search_loses_nothing(tmp_path):
+    if server_binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is missing in CI: .ci/run installs it")
+        pytest.skip("PostgreSQL server not installed")
+    with ThrowawayPostgres() as url:
+        path = tiny_experiment(tmp_path, name="restart", search={"n_trials": 3, "storage": url},
+                               task={"training": {"epochs": 2, "warmup_steps": 2}})
+        log = open(tmp_path / "search.log", "w")
+        search = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path], cwd=tmp_path,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            finished = []
+            while time.monotonic() < deadline and search.poll() is None:
+                time.sleep(0.5)
+                try:
+                    trials = load_study(url, "restart").trials
+                except Exception:
+                    continue
+                finished = [t for t in trials if t.state.name == "COMPLETE"]
+                if finished and trials[-1].state.name == "RUNNING":
+                    break
+            assert finished, open(tmp_path / "search.log").read()
+            before = {t.number: t.value for t in finished}
+            server = _server_of(url)
+            server.stop()  # mid-trial: the worker meets the outage when the trial ends
+            deadline = time.monotonic() + 200
+            while "retrying in" not in open(tmp_path / "search.log").read() and time.monotonic() < deadline:
+                assert search.poll() is None, open(tmp_path / "search.log").read()
+                time.sleep(0.2)
+            server.start()
+            assert search.wait(timeout=400) == 0, open(tmp_path / "search.log").read()
+        finally:
+            if search.poll() is None:
+                search.kill()
+        output = open(tmp_path / "search.log").read()
+        assert "unreachable" in output and "retrying in" in output, output
+        trials = load_study(url, "restart").trials
+        complete = {t.number: t.value for t in trials if t.state.name == "COMPLETE"}
+        assert len(complete) == 3 and all(complete[n] == v for n, v in before.items())
+        assert len({t.number for t in trials}) == len(trials)
+        fingerprints = [t.user_attrs["fingerprint"] for t in trials if t.state.name == "COMPLETE"
+                        and "duplicate_of" not in t.user_attrs]
+        assert len(fingerprints) == len(set(fingerprints))  # nothing trained twice
+
+
+def _server_of(url: str) -> ThrowawayPostgres:
+    # The server of ``url`` is a running ThrowawayPostgres: find its data folder from the port.
+    import glob
+    import tempfile
+
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), "spinenas-pg-*")):
+        pid_file = os.path.join(folder, "data", "postmaster.pid")
+        if os.path.exists(pid_file) and port in open(pid_file).read().split():
+            server = ThrowawayPostgres.__new__(ThrowawayPostgres)
+            server.bin, server.folder, server.port, server.user = server_binaries(), folder, int(port), "spinenas"
+            return server
+    raise AssertionError(f"no throwaway server on port {port}")
+
+
+# ------------------------------------------------------------------- pruning
+@pytest.mark.slow
+def test_median_pruner_prunes_through_the_child_process(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path, search={"pruner": {"name": "median", "options": {"n_startup_trials": 1}}},
+                           task={"training": {"epochs": 2, "warmup_steps": 2},
+                                 "evaluation": {"batch_size": 32, "every_epoch": True}})
+    experiment = load_experiment(path)
+    from nas.search import open_study
+
+    study = open_study(experiment)
+    # A finished trial that was perfect at every step: the median any real trial is judged against.
+    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={s: 1.0 for s in range(200)},
+                                              user_attrs={"fingerprint": "reference"}))
+    lines = []
+    run_search(experiment, n_trials=2, timeout=1, log=lines.append)
+    trained = load_study(experiment.storage_url, experiment.study_name).trials[1]
+    assert trained.state.name == "PRUNED", lines
+    assert trained.intermediate_values and max(trained.intermediate_values.values()) < 1.0
+    assert any("PRUNED" in line for line in lines) and any("stopping: timeout" in line for line in lines)
+
+
+# --------------------------------------------------------- two objectives
+def test_two_objective_study_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    aps = iter([0.2, 0.5, 0.4, 0.6, 0.3, 0.45])
+    fake_training(monkeypatch, lambda *a, **k: fake_metrics(next(aps)))
+    path = tiny_experiment(tmp_path, search={"sampler": {"name": "nsga2"}, "n_trials": 5,
+                                             "objectives": [{"AP": "maximize"}, {"multiply_adds": "minimize"}]})
+    assert _cli(capsys, "search", path)[0] == 0
+    code, out, _ = _cli(capsys, "results", path, "--top", "3", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 3 and set(rows[0]["values"]) == {"AP", "multiply_adds"}
+    assert [r["values"]["AP"] for r in rows] == sorted((r["values"]["AP"] for r in rows), reverse=True)
+    code, out, _ = _cli(capsys, "export", path, "--pareto", "--out", "front")
+    assert code == 0
+    study = load_study(f"sqlite:///{tmp_path}/study.db", "tiny")
+    from nas.search import best_trials
+
+    front = best_trials(study)
+    assert sorted(os.listdir("front")) == sorted(f"trial_{t.number:05d}" for t in front)
+    assert _cli(capsys, "export", path, "--best", "--out", "best")[0] == 2  # several objectives: ask for --pareto
+    assert _cli(capsys, "report", path, "--out", "report")[0] == 0
+    page = open("report/index.html").read()
+    assert "multiply-adds" in page and page.count("<th>multiply_adds</th>") == 0  # one cost column
+
+
+# --------------------------------------------------- studies spinenas did not make
+def test_foreign_study_is_refused_without_leftovers(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path}/foreign.db"
+    study = optuna.create_study(storage=storage, study_name="foreign", direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    code, _, err = _cli(capsys, "export", "--storage", storage, "--study-name", "foreign", "--best",
+                        "--out", str(tmp_path / "out"))
+    assert code == 2 and "recorded no genome" in err and not os.path.exists(tmp_path / "out")
+    code, _, err = _cli(capsys, "report", "--storage", storage, "--study-name", "foreign",
+                        "--out", str(tmp_path / "report"))
+    assert code == 2 and "recorded no genome" in err and not os.path.exists(tmp_path / "report")
+    code, out, _ = _cli(capsys, "results", "--storage", storage, "--study-name", "foreign")
+    assert code == 0 and out.count("COMPLETE") == 3
+
+
+@pytest.mark.parametrize("command", [["results"], ["export", "--best", "--out", "x"], ["report", "--out", "x"],
+                                     ["draw", "--trial", "0", "-o", "x.png"]])
+def test_read_only_commands_never_create_storage(tmp_path, capsys, command):
+    storage = f"sqlite:///{tmp_path}/missing.db"
+    code, _, err = _cli(capsys, command[0], "--storage", storage, "--study-name", "s", *command[1:])
+    assert code == 2 and "no such file" in err
+    assert not os.path.exists(tmp_path / "missing.db")
+
+
+# ------------------------------------------------------------- hostile files
+def test_yaml_with_duplicate_keys_or_alias_bombs_is_refused(tmp_path):
+    path = tiny_experiment(tmp_path)
+    text = open(path).read()
+    with open(path, "w") as handle:
+        handle.write(text + "search:\n  n_trials: 4\n")
+    with pytest.raises(ConfigError, match=r"key 'search' appears twice \(lines \d+ and \d+\)"):
+        load_experiment(path)
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefg", "bcdefgh"))
+    with open(path, "w") as handle:
+        handle.write(bomb)
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    assert "aliases expand" in str(info.value) and len(str(info.value)) < 500
+
+
+def test_long_values_are_cut_in_messages(tmp_path):
+    path = tiny_experiment(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, [f"search.n_trials={'9' * 5000}x"])
+    assert len(str(info.value)) < 400
+
+
+# --------------------------------------------------------------- validate
+@pytest.mark.parametrize("override, message", [
+    ("search.sampler={name: tpe, options: {n_startup_trial: 3}}",
+     "search.sampler.options: tpe does not accept these options (.*) \\(did you mean 'n_startup_trials'\\?\\)"),
+    ("search.pruner={name: median, options: {n_warmup: 2}}",
+     "search.pruner.options: median does not accept these options (.*) \\(did you mean 'n_warmup_steps'\\?\\)"),
+    ("search.storage=postgres://db/x", "unknown scheme 'postgres'"),
+    ("task.name=segmentation", "task.name: unknown task 'segmentation'"),
+])
+def test_validate_builds_everything_a_search_would(tmp_path, capsys, override, message):
+    path = tiny_experiment(tmp_path)
+    code, out, err = _cli(capsys, "validate", path, "--set", override)
+    assert code == 2 and __import__("re").search(message, err) and path in err, err
+    assert not os.path.exists(tmp_path / "study.db")
+
+
+# ------------------------------------------------------------------ help
+def test_every_subcommand_and_option_has_help():
+    parser = build_parser()
+    missing = []
+
+    def walk(p, prefix):
+        for action in p._actions:
+            if action.dest in ("help",):
+                continue
+            if hasattr(action, "choices") and isinstance(action.choices, dict):
+                for name, sub in action.choices.items():
+                    if not sub.description:
+                        missing.append(f"{prefix} {name}: no description")
+                    walk(sub, f"{prefix} {name}")
+            elif not action.help:
+                missing.append(f"{prefix} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(parser, "spinenas")
+    assert not missing, missing
+
+
+# --------------------------------------------------------------- warnings
+def test_no_optuna_warnings_reach_the_user(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_training(monkeypatch, lambda *a, **k: fake_metrics(0.5))
+    experiment = load_experiment(tiny_experiment(tmp_path), ["search.constraints.max_multiply_adds=1e12",
+                                                             "search.sampler.name=tpe"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_search(experiment, n_trials=2, log=lambda line: None)
+    optuna_warnings = [str(w.message) for w in caught if "optuna" in w.filename]
+    assert not optuna_warnings, optuna_warnings
