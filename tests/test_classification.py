@@ -242,3 +242,31 @@ def test_nan_loss_raises_training_diverged(shapes_root):
                                          "task.training.gradient_clip_norm": "null", "task.training.warmup_steps": 0})
     with pytest.raises(TrainingDiverged, match="loss became"):
         train_and_evaluate(small_genome(), config)
+
+
+@pytest.mark.slow
+def test_classification_search_runs_resumes_and_reports(tmp_path, monkeypatch, capsys):
+    # The search driver, results, report and export know the task only through the registry.
+    from nas.cli import main
+    from tests.test_search import tiny_experiment
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path, name="tinycls", task={
+        "name": "classification",
+        "data": {"root": str(tmp_path / "classes64"), "image_size": 64,
+                 "generate_shapes": {"train": 30, "val": 10, "seed": 0}},
+        "head": {}, "training": {"epochs": 1, "batch_size": 8, "warmup_steps": 2},
+        "evaluation": {"batch_size": 16}}, search={"n_trials": 2})
+    assert main(["search", path]) == 0
+    out = capsys.readouterr().out
+    assert "top1=" in out and "best trial" in out
+    assert main(["search", path, "--n-trials", "3"]) == 0  # resumes: one more trial, none repeated
+    capsys.readouterr()
+    assert main(["results", path, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert len(complete) == 3 and all(0.0 <= r["values"]["top1"] <= 1.0 for r in complete)
+    assert main(["export", path, "--best", "--out", "best"]) == 0
+    assert os.path.exists("best/genome.yaml")
+    assert main(["report", path, "--out", "report"]) == 0
+    assert "top1 against multiply-adds" in open("report/index.html").read()
