@@ -12,14 +12,24 @@ Example:
     >>> study = run_search(load_experiment("experiments/quickstart.yaml"))  # doctest: +SKIP
 """
 
-from nas.search.child import TrialFailed, train_in_child
-from nas.search.driver import SearchStopped, prepare, run_search
-from nas.search.objective import Objective
-from nas.search.ranking import best_trials, ranked_trials, sign
-from nas.search.storage import StorageError, open_storage
-from nas.search.study import (describe_trial, enqueue_seeds, fail_orphaned_trials, load_study, open_study,
-                              trial_genome, trial_rows)
+# Loaded on first use, so importing one module (say ``ranking`` from the report or a sampler)
+# does not import the driver.
+_LAZY = {
+    "TrialFailed": "child", "TrialProcess": "child", "train_in_child": "child",
+    "SearchStopped": "driver", "prepare": "driver", "run_search": "driver",
+    "Objective": "objective",
+    "best_trials": "ranking", "ranked_trials": "ranking", "sign": "ranking",
+    "StorageError": "storage", "open_storage": "storage",
+    "describe_trial": "study", "enqueue_seeds": "study", "fail_orphaned_trials": "study", "load_study": "study",
+    "open_study": "study", "trial_genome": "study", "trial_rows": "study",
+}
 
-__all__ = ["Objective", "SearchStopped", "StorageError", "TrialFailed", "best_trials", "describe_trial",
-           "enqueue_seeds", "fail_orphaned_trials", "load_study", "open_storage", "open_study", "prepare",
-           "ranked_trials", "run_search", "sign", "train_in_child", "trial_genome", "trial_rows"]
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"nas.search.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'nas.search' has no attribute {name!r}")
