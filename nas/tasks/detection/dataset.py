@@ -6,11 +6,10 @@ No TensorFlow here, so a search can check its data before any trial starts.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from nas.tasks.detection.data import CocoSplit, read_coco
 from nas.tasks.detection.config import DataConfig
+from nas.tasks.generated import write_once
 
 
 def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, CocoSplit]:
@@ -32,19 +31,8 @@ def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, C
 def _generate_shapes(data: DataConfig, progress: bool) -> None:
     from nas.tasks.detection.shapes import write_shapes_dataset
 
-    root = data.resolved_root
-    parent = os.path.dirname(os.path.abspath(root)) or "."
-    os.makedirs(parent, exist_ok=True)
-    # Write beside the target and rename, so concurrent workers never read a half-written dataset.
-    staging = tempfile.mkdtemp(prefix=".shapes-", dir=parent)
-    try:
-        shapes = data.generate_shapes
-        write_shapes_dataset(staging, train=shapes.train, val=shapes.val, image_size=data.image_size,
-                             seed=shapes.seed, progress=progress)
-        try:
-            os.rename(staging, root)
-        except OSError:
-            if not os.path.exists(data.path("train", "annotations")):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    shapes = data.generate_shapes
+    write_once(data.resolved_root,
+               lambda folder: write_shapes_dataset(folder, train=shapes.train, val=shapes.val,
+                                                   image_size=data.image_size, seed=shapes.seed, progress=progress),
+               ready=lambda: os.path.exists(data.path("train", "annotations")))
