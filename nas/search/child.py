@@ -177,6 +177,11 @@ class _Pruned(Exception):
 
 def _child_main(conn) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":  # "0" is what --verbose asks for
+        import logging
+
+        # A warm process builds a new model per trial; TensorFlow's retracing notices are expected noise.
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         while True:
             message = conn.recv()
