@@ -21,6 +21,7 @@ from typing import Callable
 import optuna
 
 from nas.samplers.evolution import RegularizedEvolutionSampler
+from nas.samplers.predictor import PredictorSampler
 
 # factory(options, *, space) -> optuna.samplers.BaseSampler
 SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
@@ -68,5 +69,6 @@ register_sampler("nsga2", lambda options, *, space: optuna.samplers.NSGAIISample
 register_sampler("cmaes", lambda options, *, space: optuna.samplers.CmaEsSampler(**options))
 register_sampler("gp", _gp)
 register_sampler("evolution", lambda options, *, space: RegularizedEvolutionSampler(space, **options))
+register_sampler("predictor", lambda options, *, space: PredictorSampler(space, **options))
 
-__all__ = ["SAMPLERS", "RegularizedEvolutionSampler", "make_sampler", "register_sampler"]
+__all__ = ["SAMPLERS", "PredictorSampler", "RegularizedEvolutionSampler", "make_sampler", "register_sampler"]

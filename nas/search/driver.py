@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from nas.search.child import TrialFailed
 from nas.search.objective import Objective
+from nas.search.screen import prescreen
 from nas.search.storage import redacted, with_retries
 from nas.search.study import describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
 
@@ -55,7 +56,13 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
         if queued:
             log(f"queued {queued} seed genome(s)")
     objective = Objective(experiment, space, data.num_classes, log, target=target)
+    if hasattr(study.sampler, "bind"):  # samplers that screen or cost their own candidates (evolution, predictor)
+        study.sampler.bind(screener=objective.screener, cost=objective.cost)
     try:
+        if objective.screener is not None and not hasattr(study.sampler, "bind") and enqueue:
+            queued = prescreen(study, space, objective.screener, target, experiment.seed, log)
+            if queued:
+                log(f"pre-screen queued the {queued} best-scored genome(s)")
         _loop(study, objective, experiment, target, budget, redacted(storage_url or experiment.storage_url), log)
     finally:
         objective.close()
