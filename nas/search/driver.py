@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from nas.search.child import TrialFailed
 from nas.search.objective import Objective
+from nas.screening.check import format_check, record_check
 from nas.search.screen import prescreen
 from nas.search.storage import redacted, with_retries
 from nas.search.study import describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
@@ -89,6 +90,9 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
         if last is None or last.user_attrs.get("cancelled"):
             continue
         log(describe_trial(last, study))
+        check = with_retries(lambda: record_check(study, experiment.search.check_every), url, log)
+        if check is not None:
+            log(format_check(check))
         failures = failures + 1 if last.state == TrialState.FAIL else 0
         if failures >= MAX_CONSECUTIVE_FAILURES:
             raise TrialFailed(f"{failures} trials in a row failed; the last because: "
