@@ -104,3 +104,14 @@ def test_predictor_search_runs_and_results_show_the_check(tmp_path, monkeypatch,
     assert "proxy check over 7 trials (Kendall tau with AP): params" in capsys.readouterr().out
     assert main(["results", path, "--json", "--with-check"]) == 0
     assert json.loads(capsys.readouterr().out)["proxy_check"]["trials"] == 7
+
+
+def test_score_command_prints_json(tmp_path, capsys):
+    genome = tmp_path / "g.yaml"
+    random_genome(random.Random(4), num_intermediate=4, min_level=3, max_level=5).save(genome)
+    code = main(["score", "--genome", str(genome), "--proxy", "naswot", "--proxy", "multiply_adds", "--json",
+                 "--batch-size", "4", "--set", f"task.data.root={tmp_path}/det", "--set", "task.data.image_size=64",
+                 "--set", "task.data.generate_shapes={train: 8, val: 4, seed: 0}", "--set", "model.endpoints_num_filters=16"])
+    assert code == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert set(row["scores"]) == {"naswot", "multiply_adds"} and math.isfinite(row["scores"]["naswot"])
