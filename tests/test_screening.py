@@ -115,3 +115,37 @@ def test_score_command_prints_json(tmp_path, capsys):
     assert code == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert set(row["scores"]) == {"naswot", "multiply_adds"} and math.isfinite(row["scores"]["naswot"])
+
+
+def test_benchmark_on_a_synthetic_table(tmp_path):
+    from nas.screening.benchmark import format_report, judge
+    from nas.screening.records import load_table
+    from search_spaces.space import ScalePermutedSpace
+
+    space = ScalePermutedSpace(min_level=3, max_level=5, intermediate_levels=[2, 3, 4], level_offsets=[0, 1],
+                               parent_window=3)
+    rng = random.Random(0)
+    genomes = {g.fingerprint: g for g in (space.random_genome(rng) for _ in range(60))}
+    genomes = list(genomes.values())[:40]
+    path = tmp_path / "records.jsonl"
+    with open(path, "w") as handle:
+        for g in genomes:
+            f = genome_features(g)
+            for fidelity, noise in (("short", 0.3), ("long", 0.1)):
+                for seed in (0, 1):
+                    ap = f["depth"] + noise * rng.gauss(0, 1)
+                    handle.write(json.dumps({"genome": g.to_yaml(), "fingerprint": g.fingerprint, "fidelity": fidelity,
+                                             "seed": seed, "metrics": {"AP": ap}, "params": f["cross_scale_edges"],
+                                             "multiply_adds": rng.random()}) + "\n")
+    entries = load_table(str(path))
+    assert len(entries) == 40 and entries[0].seeds == {"short": 2, "long": 2}
+    oracle = [e.objective["long"] for e in entries]
+    report = judge(entries, {"oracle": oracle}, "short", "long",
+                   features=[[genome_features(e.genome)["depth"]] for e in entries], repetitions=20, refit_every=8)
+    assert report["correlations"]["oracle"]["short"]["kendall"] > 0.5
+    assert report["correlations"]["AP@short"]["long"]["spearman"] > 0.5
+    search = report["search"]
+    assert set(search) == {"random", "proxy:params", "proxy:multiply_adds", "proxy:oracle", "predictor", "evolution"}
+    assert search["proxy:oracle"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
+    assert search["predictor"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
+    assert "to top 5%" in format_report(report)
