@@ -149,3 +149,16 @@ def test_benchmark_on_a_synthetic_table(tmp_path):
     assert search["proxy:oracle"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
     assert all(1 <= row[k]["mean"] <= 40 for row in search.values() for k in ("to_best", "to_top5"))
     assert "to top 5%" in format_report(report)
+
+
+def test_report_shows_feature_importances_and_proxy_check(tmp_path, monkeypatch):
+    from visualize.report import write_report
+
+    monkeypatch.chdir(tmp_path)
+    fake_training(monkeypatch, lambda genome, *a, **k: fake_metrics(genome_features(genome)["depth"] / 10))
+    path = tiny_experiment(tmp_path, search={"n_trials": 8})
+    study = run_search(load_experiment(path), log=lambda line: None)
+    page = open(write_report(study, str(tmp_path / "report"))).read()
+    assert "Architecture feature importances" in page and "Partial dependence" in page
+    assert "Proxies against the trained objective" in page and "multiply_adds" in page
+    assert (tmp_path / "report" / "importances.png").exists() and "Parameter importances" not in page
