@@ -156,6 +156,36 @@ class ConstraintsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScreeningConfig:
+    """Training-free screening: every trial is the best of ``candidates`` genomes by a zero-cost ``proxy``.
+
+    Evolution screens ``candidates`` mutants of each tournament winner; any
+    other sampler gets a pre-screen that scores ``candidates`` x ``prescreen``
+    random genomes and queues the best ``prescreen`` (default: half of
+    ``n_trials``). Every trial records its proxy scores (``proxy_scores``).
+    """
+
+    proxy: str = "multiply_adds"
+    candidates: int = 8
+    prescreen: Optional[int] = None
+    batch_size: int = 8
+
+    def __post_init__(self):
+        from nas.screening.registry import proxy_names
+
+        names = proxy_names()
+        if self.proxy not in names:
+            raise ConfigError(f"proxy: unknown proxy {self.proxy!r}{closest(self.proxy, names)}; "
+                              f"proxies: {', '.join(names)}")
+        if self.candidates < 1:
+            raise ConfigError(f"candidates: must be at least 1, got {self.candidates}")
+        if self.prescreen is not None and self.prescreen < 1:
+            raise ConfigError(f"prescreen: must be at least 1 (or null), got {self.prescreen}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size: must be at least 2, got {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """How Optuna searches: sampler, pruner, budget, objectives, constraints, storage."""
 
@@ -173,8 +203,14 @@ class SearchConfig:
     # after any failure, after this many trials, or when it grew by more than this much memory.
     trials_per_process: int = 8
     max_process_memory_growth_mb: float = 2048.0
+    # Optional: pick each trial among zero-cost-screened candidates (absent: off, fingerprint unchanged).
+    screening: Optional[ScreeningConfig] = None
+    # Every this many complete trials, record how well proxies and the predictor rank them (0: never).
+    check_every: int = 5
 
     def __post_init__(self):
+        if self.check_every < 0:
+            raise ConfigError(f"check_every: must be 0 or more, got {self.check_every}")
         if self.n_trials < 1:
             raise ConfigError(f"n_trials: must be positive, got {self.n_trials}")
         if self.timeout is not None and self.timeout <= 0:
@@ -197,8 +233,8 @@ class SearchConfig:
             if metric in seen:
                 raise ConfigError(f"objectives[{i}]: {metric} is listed twice")
             seen.add(metric)
-        if self.sampler.name == "evolution" and len(self.objectives) > 1:
-            raise ConfigError("sampler: evolution supports one objective; use nsga2 for several")
+        if self.sampler.name in ("evolution", "predictor") and len(self.objectives) > 1:
+            raise ConfigError(f"sampler: {self.sampler.name} supports one objective; use nsga2 for several")
         if self.pruner.name != "none" and len(self.objectives) > 1:
             raise ConfigError("pruner: Optuna prunes single-objective studies only; set pruner: none")
 
@@ -293,7 +329,7 @@ class Experiment:
 
 # Keys that say how much to run or where, not what a trial means.
 _BUDGET_KEYS = ("n_trials", "timeout", "storage", "study_name", "max_retries", "heartbeat_interval",
-                "trials_per_process", "max_process_memory_growth_mb")
+                "trials_per_process", "max_process_memory_growth_mb", "check_every")
 
 
 def _meaning(data: dict) -> dict:
@@ -301,6 +337,8 @@ def _meaning(data: dict) -> dict:
     for key in _BUDGET_KEYS:
         data.get("search", {}).pop(key, None)
     data.get("task", {}).get("training", {}).pop("strategy", None)  # where a trial trains, not what it means
+    if data.get("search", {}).get("screening", 0) is None:
+        del data["search"]["screening"]  # off: hashes as before screening existed
     return data
 
 

@@ -147,7 +147,8 @@ def test_report_writes_one_page(tmp_path, capsys):
         assert_real_image(out / name, min_side=300, min_ink=0.003)
     best = optuna.load_study(study_name="synthetic", storage=storage).best_trial.number
     assert f'src="trial_{best:05d}.png"' in page and (out / f"trial_{best:05d}.yaml").exists()
-    assert page.count("<tr") == 11  # header + top 10
+    assert page.split("<h2>Proxies")[0].count("<tr") == 11  # header + top 10
+    assert "Proxies against the trained objective" in page and "partial_dependence.png" in page
     assert "Not drawn" not in page
 
 

@@ -83,7 +83,6 @@ def _optuna_plots(study):
     target = {} if len(study.directions) == 1 else {"target": lambda t: t.values[0], "target_name": names[0]}
     return {
         "history.png": ("Optimization history", lambda: ovm.plot_optimization_history(study, **target)),
-        "importances.png": ("Parameter importances", lambda: ovm.plot_param_importances(study, **target)),
         "timeline.png": ("Timeline", lambda: ovm.plot_timeline(study)),
     }
 
@@ -108,6 +107,14 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
     metric = _quality_metric(study)
     plots = {"ap_vs_cost.png": (f"{metric} against multiply-adds",
                                 lambda: plot_ap_against_cost(study, os.path.join(out_dir, "ap_vs_cost.png")))}
+    from visualize.importance import plot_importances, plot_partial_dependence
+
+    # Importances over architecture features a reader knows, not over the encoding's Lehmer digits.
+    plots["importances.png"] = ("Architecture feature importances (surrogate permutation importance)",
+                                lambda: plot_importances(study, os.path.join(out_dir, "importances.png")))
+    plots["partial_dependence.png"] = ("Partial dependence on the most important features",
+                                       lambda: plot_partial_dependence(study, os.path.join(out_dir,
+                                                                                           "partial_dependence.png")))
     for name, (title, make) in _optuna_plots(study).items():
         plots[name] = (title, (lambda make=make, name=name: _save(make(), os.path.join(out_dir, name))))
     for name, (title, make) in plots.items():
@@ -131,6 +138,23 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(_html(study, figures, skipped, diagrams, top))
     return path
+
+
+def _proxy_check_html(study) -> str:
+    """How well the recorded proxies, the cost baselines and the predictor rank the trained trials."""
+    from nas.screening.check import CHECK_KEY, check_study
+
+    try:
+        check = check_study(study)
+    except Exception:  # a study without genomes or values: fall back to what the search recorded
+        check = study.user_attrs.get(CHECK_KEY)
+    if not check or not check.get("kendall"):
+        return ""
+    rows = "".join(f"<tr><td style='text-align:left'>{html.escape(name)}</td>"
+                   f"<td>{'-' if tau is None else f'{tau:+.3f}'}</td></tr>" for name, tau in check["kendall"].items())
+    return (f"<h2>Proxies against the trained objective</h2><p>Kendall tau with {html.escape(check['objective'])} "
+            f"over {check['trials']} trials (positive: a higher score picked better trials; params and "
+            f"multiply-adds are the baselines to beat).</p><table><tr><th>score</th><th>tau</th></tr>{rows}</table>")
 
 
 def _html(study, figures, skipped, diagrams, top: int) -> str:
@@ -157,6 +181,7 @@ def _html(study, figures, skipped, diagrams, top: int) -> str:
         f'(<a href="trial_{t.number:05d}.yaml">genome</a>)</figcaption></figure>' for n, t in diagrams)
     missing = "".join(f"<li>{html.escape(s)}</li>" for s in skipped)
     state_text = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+    check = _proxy_check_html(study)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(study.study_name)}: search report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}img{{max-width:100%}}
@@ -167,6 +192,7 @@ tr.best{{background:#fff3cd}}</style></head><body>
 <p>{len(study.trials)} trials: {html.escape(state_text)}.</p>
 <h2>Top trials</h2>
 <table><tr><th>trial</th>{head}<th>params</th><th>multiply-adds</th><th>fingerprint</th></tr>{rows}</table>
+{check}
 <h2>Best genomes</h2>{genomes or '<p>No complete, feasible trial yet.</p>'}
 <h2>Plots</h2>{images}
 {f'<h3>Not drawn</h3><ul>{missing}</ul>' if missing else ''}

@@ -156,7 +156,12 @@ def run_results(args) -> int:
     study = study_from_args(args)
     rows = trial_rows(study, ranked_trials(study)[: args.top] if args.top else None)
     if args.json:
-        print(json.dumps(rows))
+        if args.with_check:
+            from nas.screening.check import CHECK_KEY
+
+            print(json.dumps({"trials": rows, "proxy_check": study.user_attrs.get(CHECK_KEY)}))
+        else:
+            print(json.dumps(rows))
         return 0
     names = metric_names(study)
     print(f"{'#':>4}  {'state':<9} " + " ".join(f"{n:>10}" for n in names)
@@ -166,7 +171,20 @@ def run_results(args) -> int:
         params = f"{r['params'] / 1e6:8.2f}M" if r["params"] else f"{'-':>9}"
         madds = f"{r['multiply_adds'] / 1e9:8.2f}G" if r["multiply_adds"] else f"{'-':>9}"
         print(f"{r['number']:>4}  {r['state']:<9} {values} {params} {madds}  {r['fingerprint'] or '-':<16}  {r['note']}")
+    _print_check(study)
     return 0
+
+
+def _print_check(study) -> None:
+    """The study's latest self-check: how well proxies, baselines and the predictor rank its trials."""
+    from nas.screening.check import CHECK_KEY, format_check
+
+    check = study.user_attrs.get(CHECK_KEY)
+    if check:
+        print("\n" + format_check(check))
+        if len(check.get("history", [])) > 1:
+            for past in check["history"][:-1]:
+                print("  earlier: " + format_check({**past, "objective": check["objective"]}))
 
 
 def run_export(args) -> int:
@@ -284,6 +302,8 @@ def add_parser(subparsers) -> None:
     add_study_options(results)
     results.add_argument("--top", type=positive_int, metavar="K", help="only the K best feasible trials, best first")
     results.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    results.add_argument("--with-check", action="store_true",
+                         help="with --json: print {trials, proxy_check} (the proxies' Kendall tau) instead of rows")
     results.set_defaults(handler=run_results)
 
     export = subparsers.add_parser(

@@ -21,6 +21,7 @@ from typing import Callable
 import optuna
 
 from nas.samplers.evolution import RegularizedEvolutionSampler
+from nas.samplers.predictor import PredictorSampler
 
 # factory(options, *, space) -> optuna.samplers.BaseSampler
 SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
@@ -94,5 +95,7 @@ register_sampler("cmaes", lambda options, *, space: optuna.samplers.CmaEsSampler
 register_sampler("gp", _gp, optuna.samplers.GPSampler)
 register_sampler("evolution", lambda options, *, space: RegularizedEvolutionSampler(space, **options),
                  RegularizedEvolutionSampler)
+register_sampler("predictor", lambda options, *, space: PredictorSampler(space, **options), PredictorSampler)
 
-__all__ = ["SAMPLERS", "RegularizedEvolutionSampler", "make_sampler", "register_sampler", "unknown_option_hint"]
+__all__ = ["SAMPLERS", "PredictorSampler", "RegularizedEvolutionSampler", "make_sampler", "register_sampler",
+           "unknown_option_hint"]

@@ -4,7 +4,9 @@ The population is the ``population_size`` most recent complete trials, so the
 oldest member ages out as each new one finishes. A child is a one-edit
 mutation, through the search space's encoding, of the best of
 ``tournament_size`` members drawn at random. Until the population is full the
-sampler draws uniformly at random.
+sampler draws uniformly at random. With screening bound (``search.screening``,
+through :meth:`RegularizedEvolutionSampler.bind`) the child is the best-scored
+of ``candidates`` distinct mutants of the winner.
 
 Example:
     >>> import optuna
@@ -51,6 +53,11 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
         self.tournament_size = tournament_size
         self._rng = random.Random(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._screener = None
+
+    def bind(self, *, screener=None, cost=None) -> None:
+        """Screen each generation's mutants with ``screener`` (a :class:`nas.search.screen.Screener`)."""
+        self._screener = screener
 
     def reseed_rng(self) -> None:
         self._rng = random.Random()
@@ -68,8 +75,28 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
             return {}  # fill the population at random (sample_independent)
         contestants = self._rng.sample(population, self.tournament_size)
         parent = max(contestants, key=lambda t: _fitness(t, sign(study.direction)))
-        child = self.space.mutate(self.space.from_params(parent.params), self._rng)
+        genome = self.space.from_params(parent.params)
+        child = self.space.mutate(genome, self._rng)
+        if self._screener is not None and self._screener.settings.candidates > 1:
+            child = self._screened_child(genome, child)
         return self.space.encode(child)
+
+    def _screened_child(self, genome, first):
+        from nas.search.child import TrialFailed
+
+        mutants, seen = [first], {first.fingerprint}
+        for _ in range(self._screener.settings.candidates * 5):
+            if len(mutants) >= self._screener.settings.candidates:
+                break
+            mutant = self.space.mutate(genome, self._rng)
+            if mutant.fingerprint not in seen:
+                seen.add(mutant.fingerprint)
+                mutants.append(mutant)
+        try:
+            return self._screener.best(mutants)
+        except TrialFailed as err:  # scoring broke: an unscreened mutant keeps the search going
+            self._screener.log(f"screening failed, using an unscreened mutant: {err}")
+            return first
 
     def _population(self, study) -> list[FrozenTrial]:
         names = self.space.parameters.keys()

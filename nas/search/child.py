@@ -10,7 +10,9 @@ Protocol: the parent sends ``("train", genome, config, out_dir)``; the child
 reports each intermediate evaluation as ``("report", step, metrics)`` and
 waits for ``True`` (go on) or ``False`` (prune), and ends the trial with
 ``("done", metrics)``, ``("pruned", step)`` or ``("error", reason)``.
-``("stop",)`` ends the child.
+``("score", genomes, config, proxies, seed)`` scores genomes with zero-cost
+proxies (:func:`nas.screening.score_genomes`) and answers ``("scored", rows)``
+or ``("error", reason)``. ``("stop",)`` ends the child.
 """
 
 from __future__ import annotations
@@ -75,6 +77,25 @@ class TrialProcess:
         if kind == "pruned":
             raise optuna.TrialPruned(f"pruned at step {payload}")
         return payload
+
+    def score(self, genomes, config: dict, proxies, seed: int = 0) -> list[dict]:
+        """Zero-cost proxy scores of ``genomes`` (one dict per genome) under train config ``config`` (plain data).
+
+        Raises :class:`TrialFailed` when scoring raises or the child dies.
+        """
+        if self._process is None:
+            self._start()
+        try:
+            self._conn.send(("score", [g.to_dict() for g in genomes], config, list(proxies), seed))
+            outcome = self._wait(None)
+        except BaseException:
+            self.close()
+            raise
+        if outcome is None or outcome[0] == "error":
+            reason = outcome[1] if outcome else f"scoring process ended ({describe_exit(self._process.exitcode)})"
+            self.close()
+            raise TrialFailed(f"screening failed: {reason}")
+        return outcome[1]
 
     @property
     def pid(self) -> Optional[int]:
@@ -185,9 +206,12 @@ def _child_main(conn) -> None:
     try:
         while True:
             message = conn.recv()
-            if message[0] != "train":
+            if message[0] == "train":
+                conn.send(_train_one(conn, *message[1:]))
+            elif message[0] == "score":
+                conn.send(_score(*message[1:]))
+            else:
                 return
-            conn.send(_train_one(conn, *message[1:]))
     except (EOFError, OSError, KeyboardInterrupt):
         return  # the parent went away
     finally:
@@ -221,6 +245,22 @@ def _train_one(conn, genome_data: dict, config_data: dict, out_dir: str):
     except _Pruned:
         return ("pruned", step_seen[0])
     except Exception as err:  # any failure of one trial is reported, not raised into the study
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        return ("error", f"{type(err).__name__}: {err} (at {os.path.basename(last.filename)}:{last.lineno})")
+
+
+def _score(genome_data: list, config_data: dict, proxies: list, seed: int):
+    try:
+        from nas.config import from_data
+        from nas.experiment import TrainConfig
+        from nas.screening import score_genomes
+        from search_spaces.genome import Genome
+
+        _forget_previous_trial()
+        config = from_data(TrainConfig, config_data, "")
+        rows = score_genomes([Genome.from_dict(g) for g in genome_data], config, proxies, seed=seed)
+        return ("scored", json.loads(json.dumps(rows)))
+    except Exception as err:  # reported to the parent, which fails the trial
         last = traceback.extract_tb(err.__traceback__)[-1]
         return ("error", f"{type(err).__name__}: {err} (at {os.path.basename(last.filename)}:{last.lineno})")
 

@@ -13,6 +13,8 @@ from optuna.trial import TrialState
 
 from nas.search.child import TrialFailed
 from nas.search.objective import Objective
+from nas.screening.check import format_check, record_check
+from nas.search.screen import prescreen
 from nas.search.storage import redacted, with_retries
 from nas.search.study import describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
 
@@ -55,7 +57,13 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
         if queued:
             log(f"queued {queued} seed genome(s)")
     objective = Objective(experiment, space, data.num_classes, log, target=target)
+    if hasattr(study.sampler, "bind"):  # samplers that screen or cost their own candidates (evolution, predictor)
+        study.sampler.bind(screener=objective.screener, cost=objective.cost)
     try:
+        if objective.screener is not None and not hasattr(study.sampler, "bind") and enqueue:
+            queued = prescreen(study, space, objective.screener, target, experiment.seed, log)
+            if queued:
+                log(f"pre-screen queued the {queued} best-scored genome(s)")
         _loop(study, objective, experiment, target, budget, redacted(storage_url or experiment.storage_url), log)
     finally:
         objective.close()
@@ -82,6 +90,9 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
         if last is None or last.user_attrs.get("cancelled"):
             continue
         log(describe_trial(last, study))
+        check = with_retries(lambda: record_check(study, experiment.search.check_every), url, log)
+        if check is not None:
+            log(format_check(check))
         failures = failures + 1 if last.state == TrialState.FAIL else 0
         if failures >= MAX_CONSECUTIVE_FAILURES:
             raise TrialFailed(f"{failures} trials in a row failed; the last because: "

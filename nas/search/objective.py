@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from nas.config import to_data
 from nas.search.child import TrialFailed, TrialProcess
+from nas.search.screen import optional as optional_screener
 from nas.tasks.base import COST_METRICS, model_cost
 from search_spaces.space import InfeasibleGenome
 from spinenet.cost import CostBudget
@@ -66,6 +67,7 @@ class Objective:
                                       max_multiply_adds=limits.max_multiply_adds)
         self.process = TrialProcess(experiment.search.trials_per_process,
                                     experiment.search.max_process_memory_growth_mb)
+        self.screener = optional_screener(experiment, self.process, num_classes, self.budget, log)
         self.versions = package_versions()
         path = os.path.join(experiment.run_dir, "artifacts")
         os.makedirs(path, exist_ok=True)
@@ -89,6 +91,12 @@ class Objective:
             self.log(f"trial {trial.number}: genome {genome.fingerprint} is over budget; not trained")
             raise
         known, trial_dir = self._record(trial, genome)
+        if self.screener is not None:
+            try:
+                self.screener.record(trial, genome)
+            except TrialFailed as err:
+                trial.set_user_attr("fail_reason", str(err))
+                raise
         twin = self._trained_twin(trial, genome.fingerprint)
         if twin is not None:
             trial.set_user_attr("duplicate_of", twin.number)
@@ -110,6 +118,11 @@ class Objective:
         trial.set_user_attr("process_overhead_s", max(0.0, wall - metrics["timing"]["total"]))
         trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k not in ("history", "timing")})
         return self._values(known, metrics)
+
+    def cost(self, genome) -> tuple[float, float]:
+        """Params and multiply-adds of backbone plus head at the task's image size (cost model)."""
+        total, _ = model_cost(self.task, genome, self.train_config, self.num_classes)
+        return float(total.params), float(total.multiply_adds)
 
     def close(self) -> None:
         """Stop the warm training process."""

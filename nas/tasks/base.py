@@ -81,6 +81,21 @@ class Task:
         """
         raise NotImplementedError
 
+    def minibatch(self, train_config, batch_size: int, seed: int):
+        """One batch of the task's real training data, ``(images, targets)``, the same for the same ``seed``.
+
+        ``images`` is a float32 array ``[batch_size, S, S, 3]`` as training sees it (no augmentation);
+        ``targets`` is whatever :meth:`loss_fn`'s function takes. Zero-cost proxies score genomes on it.
+        """
+        raise NotImplementedError
+
+    def loss_fn(self, genome, train_config, num_classes: int):
+        """``loss(outputs, targets) -> scalar tensor``: the task's training loss (no weight decay).
+
+        ``outputs`` is what :meth:`build_model`'s model returns for a :meth:`minibatch`'s images.
+        """
+        raise NotImplementedError
+
     def add_commands(self, subparsers) -> None:
         """Register the task's own ``spinenas`` subcommands (its data tools, say); none by default."""
 

@@ -38,6 +38,30 @@ class ClassificationTask(Task):
 
         return build_classifier(backbone, num_classes, train_config.task.head)
 
+    def minibatch(self, train_config, batch_size, seed):
+        import dataclasses
+
+        import numpy as np
+
+        from nas.tasks.classification.data import make_dataset
+        from nas.tasks.classification.dataset import prepare_data
+
+        train, _ = prepare_data(train_config.task.data)
+        picked = sorted(np.random.default_rng(seed).choice(len(train), min(batch_size, len(train)), replace=False))
+        subset = dataclasses.replace(train, paths=[train.paths[i] for i in picked],
+                                     labels=[train.labels[i] for i in picked])
+        ds = make_dataset(subset, image_size=train_config.task.data.image_size, batch_size=len(picked),
+                          training=False)
+        images, labels = next(iter(ds))
+        return images.numpy(), labels.numpy()
+
+    def loss_fn(self, genome, train_config, num_classes):
+        import tensorflow as tf
+
+        from nas.tasks.classification.head import cross_entropy
+
+        return lambda logits, labels: tf.reduce_mean(cross_entropy(logits, tf.constant(labels)))
+
     def head_cost(self, genome, train_config, num_classes, input_size=None):
         from nas.tasks.classification.cost import classification_head_cost
 

@@ -42,6 +42,16 @@ class DetectionTask(Task):
 
         return build_detector(backbone, num_classes, train_config.task.head)
 
+    def minibatch(self, train_config, batch_size, seed):
+        from nas.tasks.detection.batch import minibatch
+
+        return minibatch(train_config, batch_size, seed)
+
+    def loss_fn(self, genome, train_config, num_classes):
+        from nas.tasks.detection.batch import loss_fn
+
+        return loss_fn(genome, train_config, num_classes)
+
     def head_cost(self, genome, train_config, num_classes, input_size=None):
         from nas.tasks.detection.cost import retinanet_head_cost
 

@@ -1,0 +1,74 @@
+"""Judge proxies and search strategies on a recorded table (what ``bench/screening.py`` prints).
+
+Example:
+    >>> from nas.screening.records import Entry
+    >>> entries = [Entry(str(i), None, 10.0 * i, 5.0 * i, {"short": i / 10}, {"short": 1}) for i in range(10)]
+    >>> report = judge(entries, {}, "short", features=[[i] for i in range(10)], repetitions=2)
+    >>> report["correlations"]["multiply_adds"]["short"]["kendall"]
+    1.0
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from nas.screening.pool import compare
+from nas.screening.ranks import kendall, rank_ensemble, spearman
+from nas.screening.registry import ENSEMBLE, ENSEMBLE_MEMBERS
+
+
+def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: str,
+          long_fidelity: Optional[str] = None, features=None, repetitions: int = 20, seed: int = 0,
+          refit_every: int = 1) -> dict:
+    """Correlations of every proxy (plus params, multiply-adds, ensemble) with the objective, and the pool comparison.
+
+    ``scores``: proxy name -> one score per entry. ``features``: one feature row per
+    entry for the predictor and evolution (default: params and multiply-adds).
+    Entries without ``fidelity`` are left out.
+    """
+    kept = [i for i, e in enumerate(entries) if fidelity in e.objective]
+    columns = {"params": [entries[i].params for i in kept], "multiply_adds": [entries[i].multiply_adds for i in kept]}
+    columns.update({name: [values[i] for i in kept] for name, values in scores.items()})
+    if all(m in columns for m in ENSEMBLE_MEMBERS):
+        columns[ENSEMBLE] = rank_ensemble({m: columns[m] for m in ENSEMBLE_MEMBERS})
+    y = np.array([entries[i].objective[fidelity] for i in kept], float)
+    correlations = {}
+    for name, values in columns.items():
+        row = {fidelity: {"spearman": spearman(values, y), "kendall": kendall(values, y)}}
+        if long_fidelity:
+            pairs = [(v, entries[i].objective[long_fidelity]) for v, i in zip(values, kept)
+                     if long_fidelity in entries[i].objective]
+            row[long_fidelity] = {"spearman": spearman(*zip(*pairs)) if pairs else None,
+                                  "kendall": kendall(*zip(*pairs)) if pairs else None}
+        correlations[name] = row
+    if long_fidelity:  # how far the short fidelity itself ranks like the long one
+        pairs = [(e.objective[fidelity], e.objective[long_fidelity]) for e in entries
+                 if fidelity in e.objective and long_fidelity in e.objective]
+        correlations[f"AP@{fidelity}"] = {long_fidelity: {"spearman": spearman(*zip(*pairs)) if pairs else None,
+                                                          "kendall": kendall(*zip(*pairs)) if pairs else None}}
+    X = np.array([features[i] for i in kept], float) if features is not None else \
+        np.array([[entries[i].params, entries[i].multiply_adds] for i in kept], float)
+    search = compare(X, y, {f"proxy:{name}": values for name, values in columns.items()},
+                     repetitions=repetitions, seed=seed, refit_every=refit_every)
+    return {"genomes": len(kept), "fidelity": fidelity, "correlations": correlations, "search": search}
+
+
+def format_report(report: dict) -> str:
+    """The report as two plain-text tables."""
+    lines = [f"{report['genomes']} genomes, objective at fidelity {report['fidelity']!r}", "",
+             f"{'proxy':<16} " + "  ".join(f"{f + ' spearman':>18} {f + ' kendall':>16}"
+                                           for f in next(iter(report["correlations"].values())))]
+    for name, row in report["correlations"].items():
+        cells = "  ".join(f"{_num(v['spearman']):>18} {_num(v['kendall']):>16}" for v in row.values())
+        lines.append(f"{name:<16} {cells}")
+    lines += ["", f"{'strategy':<24} {'to best (mean ± sd)':>22} {'to top 5% (mean ± sd)':>24}"]
+    for name, row in report["search"].items():
+        best, top = row["to_best"], row["to_top5"]
+        lines.append(f"{name:<24} {best['mean']:>14.1f} ± {best['std']:<5.1f} {top['mean']:>16.1f} ± {top['std']:<5.1f}")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:+.3f}"

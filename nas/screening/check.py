@@ -1,0 +1,82 @@
+"""The search checks itself: how well each recorded proxy, the baselines and the predictor rank trained trials.
+
+Every ``search.check_every`` complete trials the driver records, as the
+study's ``proxy_check`` user attribute, Kendall's tau between the trained
+objective (sign-adjusted: positive tau means "higher score, better trial")
+and: ``params``, ``multiply_adds``, every proxy in the trials'
+``proxy_scores``, their ``ensemble`` when all members were recorded, and
+``predictor`` (out-of-fold predictions of the surrogate on the interpretable
+features, from 6 trials on).
+
+Example:
+    >>> check = {"trials": 10, "objective": "AP", "kendall": {"multiply_adds": 0.2, "naswot": None}}
+    >>> format_check(check)
+    'proxy check over 10 trials (Kendall tau with AP): multiply_adds +0.20, naswot -'
+"""
+
+from __future__ import annotations
+
+import math
+
+from nas.screening.ranks import kendall, rank_ensemble
+from nas.screening.registry import ENSEMBLE, ENSEMBLE_MEMBERS
+
+CHECK_KEY = "proxy_check"
+MIN_PREDICTOR_TRIALS = 6
+
+
+def proxy_columns(trials) -> dict[str, list]:
+    """Name -> one value per trial: the cost baselines, every recorded proxy, and the ensemble when complete."""
+    columns = {"params": [t.user_attrs.get("params") for t in trials],
+               "multiply_adds": [t.user_attrs.get("multiply_adds") for t in trials]}
+    recorded = sorted({name for t in trials for name in (t.user_attrs.get("proxy_scores") or {})} - set(columns))
+    for name in recorded:
+        columns[name] = [(t.user_attrs.get("proxy_scores") or {}).get(name) for t in trials]
+    if all(m in columns and None not in columns[m] for m in ENSEMBLE_MEMBERS):
+        columns[ENSEMBLE] = rank_ensemble({m: columns[m] for m in ENSEMBLE_MEMBERS})
+    return columns
+
+
+def check_study(study) -> dict:
+    """Kendall tau of every column of :func:`proxy_columns` (and the predictor) with the first objective."""
+    from nas.search.ranking import feasible_trials, sign
+    from nas.search.study import metric_names
+
+    trials = [t for t in feasible_trials(study) if t.values and math.isfinite(t.values[0])]
+    direction = sign(study.directions[0])
+    y = [direction * t.values[0] for t in trials]
+    taus = {name: kendall(values, y) for name, values in proxy_columns(trials).items()}
+    if len(trials) >= MIN_PREDICTOR_TRIALS:
+        taus["predictor"] = kendall(list(_out_of_fold(trials, y)), y)
+    return {"trials": len(trials), "objective": metric_names(study)[0], "kendall": taus}
+
+
+def _out_of_fold(trials, y):
+    from nas.samplers.surrogate import design_matrix, out_of_fold
+    from nas.search.study import trial_genome
+
+    genomes = [trial_genome(t) for t in trials]
+    costs = [(t.user_attrs.get("params", 0.0), t.user_attrs.get("multiply_adds", 0.0)) for t in trials]
+    X, _ = design_matrix(genomes, costs)
+    return out_of_fold(X, y)
+
+
+def record_check(study, every: int) -> dict | None:
+    """Run :func:`check_study` when the complete-trial count reaches a multiple of ``every``; store it on the study."""
+    from nas.search.ranking import feasible_trials
+
+    n = len(feasible_trials(study))
+    stored = study.user_attrs.get(CHECK_KEY) or {}
+    if not every or n == 0 or n % every or stored.get("trials") == n:
+        return None
+    check = check_study(study)
+    history = [*stored.get("history", []), {"trials": check["trials"], "kendall": check["kendall"]}]
+    study.set_user_attr(CHECK_KEY, {**check, "history": history})
+    return check
+
+
+def format_check(check: dict) -> str:
+    """One line: each column's tau."""
+    parts = ", ".join(f"{name} {tau:+.2f}" if tau is not None else f"{name} -"
+                      for name, tau in check["kendall"].items())
+    return f"proxy check over {check['trials']} trials (Kendall tau with {check['objective']}): {parts}"

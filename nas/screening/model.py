@@ -1,0 +1,41 @@
+"""What proxies share: the backbone inside a task model, its kernels, gradients of the task loss.
+
+Example:
+    >>> from nas.screening.model import safe_log
+    >>> safe_log(0.0) < -600
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def backbone_of(model):
+    """The decoded backbone nested in a task model (a layer with a ``genome``), or ``model`` itself."""
+    if hasattr(model, "genome"):
+        return model
+    for layer in model.layers:
+        if hasattr(layer, "genome"):
+            return layer
+    return model
+
+
+def kernels(model) -> list:
+    """Trainable convolution and dense kernels (what pruning-based proxies weigh)."""
+    return [v for v in model.trainable_variables if "kernel" in v.name]
+
+
+def loss_gradients(model, batch, loss_fn, variables):
+    """Gradients of the task loss on ``batch`` (batch norm in training mode) for ``variables``."""
+    import tensorflow as tf
+
+    images, targets = batch
+    with tf.GradientTape() as tape:
+        loss = loss_fn(model(tf.constant(images), training=True), targets)
+    return tape.gradient(loss, variables)
+
+
+def safe_log(value: float) -> float:
+    """``log(value)`` with 0 mapped to a very low finite number (ranks stay defined)."""
+    return math.log(value) if value > 0 else -745.0

@@ -1,0 +1,164 @@
+"""Zero-cost proxies, screened and predictor-guided searches, the self-check and the benchmark's logic."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from nas.cli import main
+from nas.experiment import load_experiment, load_train_config
+from nas.screening import ENSEMBLE_MEMBERS, PROXIES, kendall, rank_ensemble, score_genomes
+from nas.search import run_search
+from search_spaces.features import genome_features
+from spinenet import SPINENET_49
+from tests.conftest import TINY, random_genome
+from tests.test_search import fake_metrics, fake_training, tiny_experiment
+
+
+def tiny_train_config(tmp_path, task):
+    if task == "detection":
+        data = f"{{root: {tmp_path}/det64, image_size: 64, generate_shapes: {{train: 16, val: 8, seed: 0}}}}"
+        extra = ["task.head.num_filters=16", "task.head.num_convs=1"]
+    else:
+        data = f"{{root: {tmp_path}/cls64, image_size: 64, generate_shapes: {{train: 20, val: 10, seed: 0}}}}"
+        extra = []
+    return load_train_config(task=task, overrides=[f"task.data={data}", *extra,
+                                                   *(f"model.{k}={v}" for k, v in TINY.items())])
+
+
+@pytest.mark.parametrize("task", ["detection", "classification"])
+def test_every_proxy_is_finite_and_deterministic_for_a_seed(tmp_path, task):
+    config = tiny_train_config(tmp_path, task)
+    genomes = [random_genome(random.Random(s), num_intermediate=4, min_level=3, max_level=5) for s in (1, 2)]
+    names = [*PROXIES, "params", "multiply_adds", "ensemble"]
+    first = score_genomes(genomes, config, names, seed=3, batch_size=4)
+    again = score_genomes(genomes[:1], config, list(PROXIES), seed=3, batch_size=4)
+    for row in first:
+        assert set(row) == set(names)
+        assert all(math.isfinite(v) for v in row.values()), row
+    for name in PROXIES:
+        assert again[0][name] == pytest.approx(first[0][name], rel=1e-9, abs=1e-9), name
+    assert all(0.0 <= r["ensemble"] <= 1.0 for r in first)
+
+
+def test_rank_ensemble_ranks_by_mean_member_rank():
+    scores = {"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, 3.0, 2.0, 4.0], "c": [4.0, 1.0, 2.0, 3.0]}
+    ensemble = rank_ensemble(scores)
+    assert ensemble[3] == max(ensemble) and ensemble[0] == min(ensemble)
+    assert kendall([1, 2, 3], [3, 2, 1]) == -1.0 and kendall([1, 1, 1], [1, 2, 3]) is None
+    assert set(ENSEMBLE_MEMBERS) <= set(PROXIES)
+
+
+def test_features_of_spinenet49_are_exact():
+    f = genome_features(SPINENET_49, params=1.0, multiply_adds=2.0)
+    assert [f[f"blocks_l{level}"] for level in range(2, 8)] == [1, 2, 4, 4, 2, 2]
+    assert f["residual_share"] == pytest.approx(4 / 15, abs=1e-4)
+    assert (f["cross_scale_edges"], f["up_resamplings"], f["down_resamplings"]) == (21, 5, 16)
+    assert f["depth"] == 10 and f["params"] == 1.0 and f["multiply_adds"] == 2.0
+
+
+def test_screened_search_scores_candidates_in_a_child(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path, search={"n_trials": 1, "check_every": 1,
+                                             "screening": {"proxy": "naswot", "candidates": 2, "prescreen": 1,
+                                                           "batch_size": 4}})
+    experiment = load_experiment(path)
+    lines = []
+    study = run_search(experiment, log=lines.append)
+    assert study.user_attrs["prescreened"] is True
+    assert any("pre-screen: scoring 2 random genomes with naswot" in line for line in lines)
+    trial = [t for t in study.trials if t.state.name == "COMPLETE"][0]
+    assert trial.user_attrs["proxy"] == "naswot" and math.isfinite(trial.user_attrs["proxy_scores"]["naswot"])
+    queued = [t for t in study.trials if "prescreen_rank" in t.user_attrs]
+    assert len(queued) == 1
+
+
+def test_screening_absent_keeps_the_fingerprint(tmp_path):
+    plain = load_experiment(tiny_experiment(tmp_path))
+    screened = load_experiment(tiny_experiment(tmp_path, name="s", search={"screening": {"proxy": "synflow"}}))
+    assert plain.to_data()["search"]["screening"] is None
+    assert plain.matches(plain.fingerprint, plain.to_data())
+    assert screened.fingerprint != load_experiment(tiny_experiment(tmp_path, name="s")).fingerprint
+    budget = load_experiment(tiny_experiment(tmp_path, name="s", search={"check_every": 3}))
+    assert budget.fingerprint == load_experiment(tiny_experiment(tmp_path, name="s")).fingerprint
+
+
+def test_predictor_search_runs_and_results_show_the_check(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    def train(genome, config, out_dir, report=None):  # deeper is better: something the surrogate can learn
+        return fake_metrics(genome_features(genome)["depth"] / 10)
+
+    fake_training(monkeypatch, train)
+    path = tiny_experiment(tmp_path, search={"n_trials": 7, "check_every": 1,
+                                             "sampler": {"name": "predictor",
+                                                         "options": {"n_startup_trials": 2, "n_candidates": 8}}})
+    study = run_search(load_experiment(path), log=lambda line: None)
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 7
+    check = study.user_attrs["proxy_check"]
+    assert check["trials"] == 7 and {"params", "multiply_adds", "predictor"} <= set(check["kendall"])
+    assert len(check["history"]) == 7
+    assert main(["results", path]) == 0
+    assert "proxy check over 7 trials (Kendall tau with AP): params" in capsys.readouterr().out
+    assert main(["results", path, "--json", "--with-check"]) == 0
+    assert json.loads(capsys.readouterr().out)["proxy_check"]["trials"] == 7
+
+
+def test_score_command_prints_json(tmp_path, capsys):
+    genome = tmp_path / "g.yaml"
+    random_genome(random.Random(4), num_intermediate=4, min_level=3, max_level=5).save(genome)
+    code = main(["score", "--genome", str(genome), "--proxy", "naswot", "--proxy", "multiply_adds", "--json",
+                 "--batch-size", "4", "--set", f"task.data.root={tmp_path}/det", "--set", "task.data.image_size=64",
+                 "--set", "task.data.generate_shapes={train: 8, val: 4, seed: 0}", "--set", "model.endpoints_num_filters=16"])
+    assert code == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert set(row["scores"]) == {"naswot", "multiply_adds"} and math.isfinite(row["scores"]["naswot"])
+
+
+def test_benchmark_on_a_synthetic_table(tmp_path):
+    from nas.screening.benchmark import format_report, judge
+    from nas.screening.records import load_table
+    from search_spaces.space import ScalePermutedSpace
+
+    space = ScalePermutedSpace(min_level=3, max_level=5, intermediate_levels=[2, 3, 4], level_offsets=[0, 1],
+                               parent_window=3)
+    rng = random.Random(0)
+    genomes = {g.fingerprint: g for g in (space.random_genome(rng) for _ in range(60))}
+    genomes = list(genomes.values())[:40]
+    path = tmp_path / "records.jsonl"
+    with open(path, "w") as handle:
+        for g in genomes:
+            f = genome_features(g)
+            for fidelity, noise in (("short", 0.3), ("long", 0.1)):
+                for seed in (0, 1):
+                    ap = f["depth"] + noise * rng.gauss(0, 1)
+                    handle.write(json.dumps({"genome": g.to_yaml(), "fingerprint": g.fingerprint, "fidelity": fidelity,
+                                             "seed": seed, "metrics": {"AP": ap}, "params": f["cross_scale_edges"],
+                                             "multiply_adds": rng.random()}) + "\n")
+    entries = load_table(str(path))
+    assert len(entries) == 40 and entries[0].seeds == {"short": 2, "long": 2}
+    oracle = [e.objective["long"] for e in entries]
+    report = judge(entries, {"oracle": oracle}, "short", "long",
+                   features=[[genome_features(e.genome)["depth"]] for e in entries], repetitions=20, refit_every=8)
+    assert report["correlations"]["oracle"]["short"]["kendall"] > 0.5
+    assert report["correlations"]["AP@short"]["long"]["spearman"] > 0.5
+    search = report["search"]
+    assert set(search) == {"random", "proxy:params", "proxy:multiply_adds", "proxy:oracle", "predictor", "evolution"}
+    assert search["proxy:oracle"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
+    assert all(1 <= row[k]["mean"] <= 40 for row in search.values() for k in ("to_best", "to_top5"))
+    assert "to top 5%" in format_report(report)
+
+
+def test_report_shows_feature_importances_and_proxy_check(tmp_path, monkeypatch):
+    from visualize.report import write_report
+
+    monkeypatch.chdir(tmp_path)
+    fake_training(monkeypatch, lambda genome, *a, **k: fake_metrics(genome_features(genome)["depth"] / 10))
+    path = tiny_experiment(tmp_path, search={"n_trials": 8})
+    study = run_search(load_experiment(path), log=lambda line: None)
+    page = open(write_report(study, str(tmp_path / "report"))).read()
+    assert "Architecture feature importances" in page and "Partial dependence" in page
+    assert "Proxies against the trained objective" in page and "multiply_adds" in page
+    assert (tmp_path / "report" / "importances.png").exists() and "Parameter importances" not in page
