@@ -12,11 +12,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from nas.commands import decode, draw, search, train
+from nas.commands import decode, draw, fidelity, search, train
 from nas.commands.common import UserError, hide_tensorflow_logs, quiet_python, quiet_tensorflow
 
 EXIT_USAGE = 2
-COMMANDS = (search, decode, train, draw)
+COMMANDS = (search, decode, train, draw, fidelity)
 
 
 class ArgumentParser(argparse.ArgumentParser):
