@@ -30,8 +30,9 @@ def run_fidelity_command(args) -> int:
               + ", ".join(configs) + f" (reference {experiment.reference_fidelity})")
         try:
             study, _ = run_fidelity(experiment, args.genomes, repeats=args.repeats, repeats_all=args.repeats_all,
-                                    workers=args.workers, storage_url=args.storage, study_name=args.study_name,
-                                    experiment_path=args.file, overrides=overrides, train=not args.no_train)
+                                    workers=args.workers, only=args.fidelity or (), storage_url=args.storage,
+                                    study_name=args.study_name, experiment_path=args.file, overrides=overrides,
+                                    train=not args.no_train)
         except KeyboardInterrupt:
             print("interrupted: finished runs are stored; run the same command again to resume")
             return 130
@@ -100,6 +101,9 @@ def add_parser(subparsers) -> None:
                         help="extra training seeds of every genome at every fidelity (default 0)")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="worker processes on this machine sharing the study (default 1)")
+    parser.add_argument("--fidelity", action="append", metavar="NAME",
+                        help="train only this fidelity now, e.g. the cheapest for every genome first (repeatable; "
+                             "the report covers all)")
     parser.add_argument("--storage", help="Optuna storage URL (default: the experiment's)")
     parser.add_argument("--study-name", help="study name (default: <the experiment's study name>-fidelity)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",

@@ -239,17 +239,23 @@ class Worker:
 
 
 def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int = 0, workers: int = 1,
-                 storage_url: Optional[str] = None, study_name: Optional[str] = None,
+                 only: Sequence[str] = (), storage_url: Optional[str] = None, study_name: Optional[str] = None,
                  experiment_path: Optional[str] = None, overrides: Sequence[str] = (),
                  log: Callable[[str], None] = print, train: bool = True) -> tuple[optuna.Study, Plan]:
     """Plan the measurement, queue what is missing, and train it with ``workers`` processes.
 
-    With ``train=False`` only plan and open the study (for reading what is recorded).
-    Several workers need ``experiment_path`` (each worker process loads the file with ``overrides``).
+    ``only`` names the fidelities to train now (default all; e.g. the cheap
+    one first for every genome). With ``train=False`` only plan and open the
+    study (for reading what is recorded). Several workers need
+    ``experiment_path`` (each worker process loads the file with ``overrides``).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
+    unknown = [name for name in only if name not in experiment.fidelity_configs()]
+    if unknown:
+        raise ConfigError(f"no fidelity {unknown[0]!r} in the experiment; fidelities are "
+                          f"{', '.join(experiment.fidelity_configs())}")
     classes = prepare_fidelities(experiment, log) if train else None
-    plan = make_plan(experiment, genomes, repeats, repeats_all, classes)
+    plan = _plan(experiment, genomes, repeats, repeats_all, only, classes)
     for note in plan.notes:
         log(note)
     study = open_fidelity_study(experiment, storage_url, study_name, create=train)
@@ -272,12 +278,18 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
         if experiment_path is None:
             raise ValueError("several workers need the experiment file's path")
         _run_processes(workers, experiment_path, list(overrides), storage_url, study_name,
-                       genomes, repeats, repeats_all, log)
+                       (genomes, repeats, repeats_all, list(only)), log)
     return study, plan
 
 
-def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name,
-                 genomes: int, repeats: int, repeats_all: int) -> None:
+def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequence[str], classes) -> Plan:
+    plan = make_plan(experiment, genomes, repeats, repeats_all, classes)
+    if only:
+        plan.items = [item for item in plan.items if item.fidelity in only]
+    return plan
+
+
+def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple) -> None:
     from nas.experiment import load_experiment
 
     def log(line: str) -> None:
@@ -285,20 +297,19 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
 
     experiment = load_experiment(experiment_path, overrides)
     # The same plan as the parent's (seeded), so this worker claims exactly the planned items.
-    plan = make_plan(experiment, genomes, repeats, repeats_all, prepare_fidelities(experiment, lambda line: None))
+    plan = _plan(experiment, *sample, prepare_fidelities(experiment, lambda line: None))
     study = open_fidelity_study(experiment, storage_url, study_name, create=False)
     with Worker(experiment, study, plan.keys, log) as worker:
         worker.run()
 
 
-def _run_processes(workers: int, experiment_path: str, overrides: list, storage_url, study_name,
-                   genomes: int, repeats: int, repeats_all: int, log) -> None:
+def _run_processes(workers: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,
+                   log) -> None:
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):
         process = context.Process(target=_worker_main, name=f"spinenas-fidelity-{index}",
-                                  args=(index, experiment_path, overrides, storage_url, study_name,
-                                        genomes, repeats, repeats_all))
+                                  args=(index, experiment_path, overrides, storage_url, study_name, sample))
         process.start()
         processes.append(process)
         log(f"worker {index} started (pid {process.pid})")
