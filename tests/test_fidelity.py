@@ -235,6 +235,33 @@ def test_training_failures_are_retried_then_given_up(tmp_path, monkeypatch):
     assert report["pairs"][0]["n"] == 0
 
 
+def test_one_fidelity_at_a_time_and_reports_from_the_study(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    epochs = []
+
+    def fake_train(genome, config, out_dir, report=None):
+        epochs.append(config["task"]["training"]["epochs"])
+        return fake_metrics(0.1 * len(epochs))
+
+    fake_training(monkeypatch, fake_train)
+    path = fidelity_experiment(tmp_path)
+    assert main(["fidelity", path, "--genomes", "3", "--fidelity", "quick"]) == 0
+    assert epochs == [1, 1, 1]
+    out = capsys.readouterr().out
+    assert "3 run(s) planned (3 genomes at quick" in out and "r50-like left out" in out
+    assert main(["fidelity", path, "--genomes", "3", "--no-train", "--out", str(tmp_path / "r")]) == 0
+    assert epochs == [1, 1, 1]
+    report = json.loads((tmp_path / "r" / "fidelity.json").read_text())
+    assert report["counts"]["quick"]["genomes"] == 3 and report["counts"]["long"]["genomes"] == 0
+    assert report["pairs"][0]["n"] == 0 and "0 genome(s)" in report["pairs"][0]["note"]
+    assert main(["fidelity", path, "--genomes", "3"]) == 0
+    assert epochs == [1, 1, 1, 2, 2, 2]
+    assert main(["fidelity", path, "--fidelity", "slow"]) == 2
+    assert "no fidelity 'slow'" in capsys.readouterr().err
+    assert main(["fidelity", path, "--no-train", "--study-name", "nope"]) == 2
+    assert "no fidelity study 'nope'" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- end to end
 
 

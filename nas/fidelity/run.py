@@ -265,8 +265,8 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     if orphans:
         log(f"marked trial(s) {orphans} failed: their process died")
     counts = enqueue_missing(study, plan, experiment.search.max_retries)
-    log(f"{len(plan.items)} item(s) planned ({len(plan.genomes)} genomes x {len(plan.fidelities)} fidelities"
-        f" + repeats): {counts['complete']} complete, {counts['pending']} already queued or running, "
+    log(f"{len(plan.items)} run(s) planned ({len(plan.genomes)} genomes at {', '.join(only or plan.fidelities)}"
+        f", repeats included): {counts['complete']} complete, {counts['pending']} already queued or running, "
         f"{counts['queued']} queued now")
     if counts["given_up"]:
         log(f"{len(counts['given_up'])} item(s) failed more than search.max_retries="
