@@ -256,6 +256,13 @@ def test_one_fidelity_at_a_time_and_reports_from_the_study(tmp_path, monkeypatch
     assert report["pairs"][0]["n"] == 0 and "0 genome(s)" in report["pairs"][0]["note"]
     assert main(["fidelity", path, "--genomes", "3"]) == 0
     assert epochs == [1, 1, 1, 2, 2, 2]
+    capsys.readouterr()
+    assert main(["fidelity", path, "--genomes", "3", "--no-train", "--out", str(tmp_path / "p"),
+                 "--scatter-x", "params"]) == 0
+    assert "(long against params)" in capsys.readouterr().out
+    assert (tmp_path / "p" / "scatter.png").stat().st_size > 0
+    assert main(["fidelity", path, "--no-train", "--out", str(tmp_path / "p"), "--scatter-y", "params"]) == 2
+    assert "--scatter-y params: choose one of quick, long" in capsys.readouterr().err
     assert main(["fidelity", path, "--fidelity", "slow"]) == 2
     assert "no fidelity 'slow'" in capsys.readouterr().err
     assert main(["fidelity", path, "--no-train", "--study-name", "nope"]) == 2

@@ -121,5 +121,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--scatter-x", metavar="NAME",
                         help="x axis of scatter.png: a fidelity, params or multiply_adds (default: the cheapest "
                              "fidelity other than the reference)")
-    parser.add_argument("--scatter-y", metavar="NAME", help="y axis of scatter.png: a fidelity (default: the reference)")
+    parser.add_argument("--scatter-y", metavar="NAME",
+                        help="y axis of scatter.png: a fidelity (default: the reference)")
     parser.set_defaults(handler=run_fidelity_command)

@@ -188,7 +188,8 @@ class Worker:
 
         genome = Genome.from_yaml(attrs["genome"])
         out_dir = os.path.join(self.experiment.run_dir, "fidelity", f"{trial.number:05d}")
-        label = f"trial {trial.number}: {attrs['fingerprint']} ({attrs['role']}) at {attrs['fidelity']} seed {attrs['seed']}"
+        label = (f"trial {trial.number}: {attrs['fingerprint']} ({attrs['role']}) at {attrs['fidelity']} "
+                 f"seed {attrs['seed']}")
         started = time.perf_counter()
         try:
             metrics = self.process.run(genome, attrs["settings"], out_dir)
