@@ -155,6 +155,9 @@ def test_report_leaves_failures_out_of_pairs_and_measures_seed_noise():
     assert report["counts"]["long"] == {"genomes": 3, "complete": 3, "failed": 1, "median_wall_s": 1.0}
     assert report["failures"] == [{"fingerprint": "c", "fidelity": "long", "seed": 0, "reason": None}]
     json.dumps(report)  # what fidelity.json holds
+    # Without a seed genome, the genome with the most runs (the one --repeats went to) stands in.
+    unseeded = [{**r, "role": "sample"} for r in records]
+    assert fidelity_report(unseeded, ["quick", "long"])["seed_genome"] == "s"
 
 
 # ------------------------------------------------------- resume and table

@@ -137,8 +137,11 @@ def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None,
                 against.append(rank_pair(by_fidelity[name], ref_scores, name, reference, top_k=top_k,
                                          sign_x=sign, sign_y=sign))
     seed = next((r["fingerprint"] for r in records if r.get("role") == "seed"), None)
-    if seed is None and records:
-        seed = records[0]["fingerprint"]
+    if seed is None and records:  # no seed genome in the space: --repeats went to the first genome planned
+        runs_of: dict = {}
+        for r in records:
+            runs_of[r["fingerprint"]] = runs_of.get(r["fingerprint"], 0) + 1
+        seed = max(runs_of, key=lambda g: (runs_of[g], g == records[0]["fingerprint"]))
     noise = {}
     for name in fidelities:
         runs = [float(r["value"]) for r in records if r["fingerprint"] == seed and r["fidelity"] == name
