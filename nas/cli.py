@@ -12,11 +12,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from nas.commands import decode, draw, score, search, train
+from nas.commands import decode, draw, fidelity, score, search, train
 from nas.commands.common import UserError, hide_tensorflow_logs, quiet_python, quiet_tensorflow
 
 EXIT_USAGE = 2
-COMMANDS = (search, decode, train, draw, score)
+COMMANDS = (search, decode, train, draw, score, fidelity)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -259,6 +259,10 @@ class Experiment:
     model: ModelConfig = ModelConfig()
     task: TaskSection = dataclasses.field(default_factory=_default_task)
     search: SearchConfig = SearchConfig()
+    # Named training settings for ``spinenas fidelity``: ``{name: {dotted.key: value}}`` overrides of the
+    # model and task sections, cheapest first, plus ``reference: NAME`` (default: the last, most expensive).
+    # Out of the fingerprint: a search trial means the same whatever fidelities the file lists.
+    fidelities: dict = dataclasses.field(default_factory=dict)
     source: Optional[str] = dataclasses.field(default=None, compare=False, metadata={"internal": True})
 
     def __post_init__(self):
@@ -273,6 +277,51 @@ class Experiment:
             if metric not in known:
                 raise ConfigError(f"search.objectives[{i}]: unknown metric {metric!r}{closest(metric, known)}; "
                                   f"the {task.name} task reports {', '.join(known)}")
+        if self.fidelities:
+            self.fidelity_configs()  # every override checked when the file loads, not when a trial starts
+
+    def fidelity_configs(self) -> dict:
+        """Each fidelity's :class:`TrainConfig` (the model and task sections with its overrides), in file order.
+
+        An experiment without a ``fidelities`` section has one fidelity, ``proxy``: its own settings.
+        """
+        entries = {k: v for k, v in self.fidelities.items() if k != FIDELITY_REFERENCE_KEY}
+        if not entries:
+            if self.fidelities:
+                raise ConfigError("fidelities: lists no fidelity, only the reference")
+            entries = {"proxy": {}}
+        base = {"model": to_data(self.model), "task": to_data(self.task)}
+        configs = {}
+        for name, overrides in entries.items():
+            where = f"fidelities.{name}"
+            if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ConfigError(f"fidelities: name {name!r}: use letters, digits, '-' or '_'")
+            if overrides is None:
+                overrides = {}
+            if not isinstance(overrides, dict):
+                raise ConfigError(f"{where}: expected a mapping of overrides such as "
+                                  f"{{task.training.epochs: 3}}, got {overrides!r}")
+            overrides = _flatten(overrides)
+            for key in overrides:
+                if not isinstance(key, str) or key.split(".", 1)[0] not in ("model", "task") or "." not in key:
+                    raise ConfigError(f"{where}.{key}: a fidelity overrides model.* or task.* keys only "
+                                      "(the space, search and seed are the experiment's)")
+            # JSON is YAML, so every value goes through the same checked path as --set.
+            data = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+            try:
+                configs[name] = from_data(TrainConfig, data, "")
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {err}") from None
+        reference = self.fidelities.get(FIDELITY_REFERENCE_KEY)
+        if reference is not None and reference not in configs:
+            raise ConfigError(f"fidelities.{FIDELITY_REFERENCE_KEY}: {reference!r} is not a fidelity"
+                              f"{closest(str(reference), configs)}; fidelities are {', '.join(configs)}")
+        return configs
+
+    @property
+    def reference_fidelity(self) -> str:
+        """The most expensive fidelity, the one others are ranked against: ``fidelities.reference`` or the last."""
+        return self.fidelities.get(FIDELITY_REFERENCE_KEY) or list(self.fidelity_configs())[-1]
 
     @property
     def task_plugin(self):
@@ -332,8 +381,25 @@ _BUDGET_KEYS = ("n_trials", "timeout", "storage", "study_name", "max_retries", "
                 "trials_per_process", "max_process_memory_growth_mb", "check_every")
 
 
+def _flatten(overrides: dict, prefix: str = "") -> dict:
+    """``{task: {training: {epochs: 3}}}`` as ``{"task.training.epochs": 3}`` (what ``--set`` nesting makes)."""
+    flat = {}
+    for key, value in overrides.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+# Names inside the ``fidelities`` section that are settings, not fidelities.
+FIDELITY_REFERENCE_KEY = "reference"
+
+
 def _meaning(data: dict) -> dict:
     data = json.loads(json.dumps(data))
+    data.pop("fidelities", None)  # how spinenas fidelity measures, not what a search trial means
     for key in _BUDGET_KEYS:
         data.get("search", {}).pop(key, None)
     data.get("task", {}).get("training", {}).pop("strategy", None)  # where a trial trains, not what it means
@@ -387,7 +453,7 @@ def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
     return experiment
 
 
-SECTIONS = ("name", "seed", "search_space", "model", "task", "search")
+SECTIONS = ("name", "seed", "search_space", "model", "task", "search", "fidelities")
 
 
 def load_train_config(path: str | None = None, overrides: Sequence[str] = (), base: dict | None = None,

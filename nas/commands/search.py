@@ -48,6 +48,9 @@ def run_validate(args) -> int:
         f"max_multiply_adds={search.constraints.max_multiply_adds} (backbone plus head)",
         f"  storage: {args.storage or experiment.storage_url} (study {experiment.study_name!r})",
     ]
+    if experiment.fidelities:  # checked on load; listed so a typo in a name shows
+        lines.append(f"  fidelities (spinenas fidelity): {', '.join(experiment.fidelity_configs())}; "
+                     f"reference {experiment.reference_fidelity}")
     for genome in seeds:
         if not space.contains(genome):
             lines.append(f"  warning: seed genome {genome.fingerprint} is not inside the search space")

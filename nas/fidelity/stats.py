@@ -1,0 +1,207 @@
+"""How well cheap fidelities rank architectures like the expensive one: rank correlations, top-k, seed noise.
+
+Each genome's score at a fidelity is the mean of its complete runs there (over
+training seeds). A pair of rankings uses only the genomes measured in both, and
+says how many that was; fewer than two genomes, or one ranking that is all
+ties, gives no statistic and a note instead of a number.
+
+Example:
+    >>> pair = rank_pair({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 0.1, "b": 0.3, "c": 0.2}, "x", "y", top_k=1)
+    >>> pair["n"], round(pair["kendall_tau"], 3), round(pair["spearman_rho"], 3), pair["top_k"]["overlap"]
+    (3, 0.333, 0.5, 0)
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from typing import Optional
+
+COST_KEYS = ("params", "multiply_adds")
+
+
+def scores(records: list[dict], fidelity: str) -> dict[str, float]:
+    """Genome fingerprint -> mean value of its complete runs at ``fidelity``."""
+    values: dict = {}
+    for record in records:
+        if record["fidelity"] == fidelity and record["state"] == "COMPLETE" and _finite(record.get("value")):
+            values.setdefault(record["fingerprint"], []).append(float(record["value"]))
+    return {fingerprint: statistics.fmean(v) for fingerprint, v in values.items()}
+
+
+def costs(records: list[dict], fidelity: str, key: str) -> dict[str, float]:
+    """Genome fingerprint -> its ``params`` or ``multiply_adds`` at ``fidelity`` (known before training)."""
+    return {r["fingerprint"]: float(r[key]) for r in records if r["fidelity"] == fidelity and _finite(r.get(key))}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _ties(values: list[float]) -> int:
+    """How many values share their value with another one."""
+    counts: dict = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return sum(c for c in counts.values() if c > 1)
+
+
+def top_k_overlap(x: dict, y: dict, k: int, sign_x: float = 1.0, sign_y: float = 1.0) -> dict:
+    """Of the ``k`` best genomes by ``y``, how many are among the ``k`` best by ``x`` (common genomes only).
+
+    ``sign`` is +1 when larger is better. Ties are broken by fingerprint, so the answer is deterministic.
+    """
+    common = sorted(set(x) & set(y))
+    k = min(k, len(common))
+    if k < 1:
+        return {"k": 0, "overlap": None, "fraction": None}
+    best_x = set(sorted(common, key=lambda g: (-sign_x * x[g], g))[:k])
+    best_y = set(sorted(common, key=lambda g: (-sign_y * y[g], g))[:k])
+    overlap = len(best_x & best_y)
+    return {"k": k, "overlap": overlap, "fraction": overlap / k}
+
+
+def rank_pair(x: dict, y: dict, x_name: str, y_name: str, *, top_k: int = 5, sign_x: float = 1.0,
+              sign_y: float = 1.0) -> dict:
+    """Kendall tau-b and Spearman rho (with p-values) and top-k overlap of two genome -> value maps.
+
+    Signs (+1: larger is better) turn values into "goodness" before ranking, so
+    a positive correlation always means the two agree on which genomes are better.
+    """
+    from scipy import stats
+
+    common = sorted(set(x) & set(y))
+    a = [sign_x * x[g] for g in common]
+    b = [sign_y * y[g] for g in common]
+    result = {"x": x_name, "y": y_name, "n": len(common), "only_x": len(set(x) - set(y)),
+              "only_y": len(set(y) - set(x)), "ties_x": _ties(a), "ties_y": _ties(b),
+              "kendall_tau": None, "kendall_p": None, "spearman_rho": None, "spearman_p": None, "note": None,
+              "top_k": top_k_overlap(x, y, top_k, sign_x, sign_y)}
+    if len(common) < 2:
+        result["note"] = f"{len(common)} genome(s) measured at both: no ranking to compare"
+        return result
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        result["note"] = f"all {x_name if len(set(a)) < 2 else y_name} values tie: rank correlation undefined"
+        return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small-sample and tie warnings: the counts above say the same
+        tau = stats.kendalltau(a, b)  # tau-b: corrects for ties in either ranking
+        rho = stats.spearmanr(a, b)  # ties get their average rank
+    result.update(kendall_tau=_number(tau.statistic), kendall_p=_number(tau.pvalue),
+                  spearman_rho=_number(rho.statistic), spearman_p=_number(rho.pvalue))
+    if result["ties_x"] or result["ties_y"]:
+        result["note"] = "ties: tau-b and average ranks"
+    return result
+
+
+def _number(value) -> Optional[float]:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def spread(values: list[float]) -> dict:
+    """n, min, max, mean and sample standard deviation (None below two values) of ``values``."""
+    if not values:
+        return {"n": 0, "min": None, "max": None, "mean": None, "std": None}
+    return {"n": len(values), "min": min(values), "max": max(values), "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None, reference: Optional[str] = None,
+                    *, direction: str = "maximize", top_k: int = 5) -> dict:
+    """Everything ``spinenas fidelity`` prints and writes as ``fidelity.json``, from table records.
+
+    ``fidelities`` (cheapest first) and ``reference`` default to the order the
+    records name them in and the last of them.
+    """
+    if fidelities is None:
+        fidelities = list(dict.fromkeys(r["fidelity"] for r in records))
+    reference = reference or (fidelities[-1] if fidelities else None)
+    sign = 1.0 if direction == "maximize" else -1.0
+    metric = next((r.get("metric") for r in records if r.get("metric")), "value")
+    by_fidelity = {name: scores(records, name) for name in fidelities}
+    pairs = []
+    for i, first in enumerate(fidelities):
+        for second in fidelities[i + 1:]:
+            pairs.append(rank_pair(by_fidelity[first], by_fidelity[second], first, second, top_k=top_k,
+                                   sign_x=sign, sign_y=sign))
+    against = []
+    if reference is not None:
+        ref_scores = by_fidelity.get(reference, {})
+        for key in COST_KEYS:  # larger models taken as better: the baseline any proxy must beat
+            against.append(rank_pair(costs(records, reference, key), ref_scores, key, reference, top_k=top_k,
+                                     sign_y=sign))
+        for name in fidelities:
+            if name != reference:
+                against.append(rank_pair(by_fidelity[name], ref_scores, name, reference, top_k=top_k,
+                                         sign_x=sign, sign_y=sign))
+    seed = next((r["fingerprint"] for r in records if r.get("role") == "seed"), None)
+    if seed is None and records:  # no seed genome in the space: --repeats went to the first genome planned
+        runs_of: dict = {}
+        for r in records:
+            runs_of[r["fingerprint"]] = runs_of.get(r["fingerprint"], 0) + 1
+        seed = max(runs_of, key=lambda g: (runs_of[g], g == records[0]["fingerprint"]))
+    noise = {}
+    for name in fidelities:
+        runs = [float(r["value"]) for r in records if r["fingerprint"] == seed and r["fidelity"] == name
+                and r["state"] == "COMPLETE" and _finite(r.get("value"))]
+        across = list(by_fidelity[name].values())
+        noise[name] = {**spread(runs), "genomes_std": statistics.stdev(across) if len(across) > 1 else None}
+    counts = {}
+    for name in fidelities:
+        mine = [r for r in records if r["fidelity"] == name]
+        walls = [r["wall_time_s"] for r in mine if r["state"] == "COMPLETE" and _finite(r.get("wall_time_s"))]
+        counts[name] = {"genomes": len(by_fidelity[name]), "complete": sum(r["state"] == "COMPLETE" for r in mine),
+                        "failed": sum(r["state"] != "COMPLETE" for r in mine),
+                        "median_wall_s": statistics.median(walls) if walls else None}
+    genomes = {}
+    for record in records:
+        entry = genomes.setdefault(record["fingerprint"], {"fingerprint": record["fingerprint"],
+                                                           "role": record.get("role"), "scores": {}})
+        if record["fidelity"] == reference or "params" not in entry:
+            entry["params"], entry["multiply_adds"] = record.get("params"), record.get("multiply_adds")
+    for name, values in by_fidelity.items():
+        for fingerprint, value in values.items():
+            genomes[fingerprint]["scores"][name] = value
+    failures = [{"fingerprint": r["fingerprint"], "fidelity": r["fidelity"], "seed": r["seed"],
+                 "reason": r.get("fail_reason")} for r in records if r["state"] != "COMPLETE"]
+    return {"metric": metric, "direction": direction, "fidelities": fidelities, "reference": reference,
+            "top_k": top_k, "counts": counts, "pairs": pairs, "against_reference": against,
+            "seed_genome": seed, "seed_spread": noise, "genomes": list(genomes.values()), "failures": failures}
+
+
+def format_report(report: dict) -> str:
+    """The report as the lines ``spinenas fidelity`` prints."""
+    lines = [f"{report['metric']} ({report['direction']}) by fidelity; reference: {report['reference']}",
+             f"  {'fidelity':<14} {'genomes':>7} {'complete':>8} {'failed':>6} {'median s':>9}"]
+    for name, c in report["counts"].items():
+        wall = f"{c['median_wall_s']:9.1f}" if c["median_wall_s"] is not None else f"{'-':>9}"
+        lines.append(f"  {name:<14} {c['genomes']:>7} {c['complete']:>8} {c['failed']:>6} {wall}")
+    k = report["top_k"]
+    lines.append(f"rank agreement (n: genomes measured at both; top-{k}: best {k} of y found in the best {k} of x)")
+    lines.append(f"  {'x':<14} {'y':<14} {'n':>4} {'tau':>7} {'p':>7} {'rho':>7} {'p':>7} {'top-k':>6}  note")
+    seen = set()
+    for pair in report["against_reference"] + report["pairs"]:
+        if (pair["x"], pair["y"]) in seen:
+            continue
+        seen.add((pair["x"], pair["y"]))
+        top = pair["top_k"]
+        overlap = f"{top['overlap']}/{top['k']}" if top["overlap"] is not None else "-"
+        lines.append(f"  {pair['x']:<14} {pair['y']:<14} {pair['n']:>4} {_fmt(pair['kendall_tau'])} "
+                     f"{_fmt(pair['kendall_p'])} {_fmt(pair['spearman_rho'])} {_fmt(pair['spearman_p'])} "
+                     f"{overlap:>6}  {pair['note'] or ''}")
+    lines.append(f"seed genome {report['seed_genome']} over training seeds (genomes std: spread of all genomes)")
+    lines.append(f"  {'fidelity':<14} {'runs':>4} {'min':>7} {'max':>7} {'std':>7} {'genomes std':>11}")
+    for name, s in report["seed_spread"].items():
+        lines.append(f"  {name:<14} {s['n']:>4} {_fmt(s['min'])} {_fmt(s['max'])} {_fmt(s['std'])} "
+                     f"{_fmt(s['genomes_std']):>11}")
+    if report["failures"]:
+        lines.append(f"{len(report['failures'])} failed run(s) left out:")
+        lines.extend(f"  {f['fingerprint']} at {f['fidelity']} seed {f['seed']}: {f['reason']}"
+                     for f in report["failures"][:10])
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return f"{value:7.3f}" if value is not None else f"{'-':>7}"

@@ -1,0 +1,87 @@
+"""The benchmark table: one record per trained (genome, fidelity, seed), from a study or a JSON-lines file.
+
+A record is plain data (JSON round-trips it unchanged)::
+
+    {"item", "state" (COMPLETE or FAIL), "genome" (YAML; Genome.from_yaml reads it), "fingerprint", "role",
+     "fidelity", "fidelity_fingerprint", "seed", "repeat", "metric", "value", "metrics", "params",
+     "multiply_adds", "settings" (the train config), "timing", "wall_time_s", "versions", "machine",
+     "fail_reason", "trial", "experiment", "experiment_fingerprint"}
+
+Example:
+    >>> from nas.fidelity import load_table
+    >>> records = load_table("bench/results/fidelity_fidelity_shapes.jsonl")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable
+
+from optuna.trial import TrialState
+
+from nas.search.study import EXPERIMENT_KEY
+
+_FROM_TRIAL = ("item", "genome", "fingerprint", "role", "fidelity", "fidelity_fingerprint", "seed", "repeat",
+               "params", "multiply_adds", "settings", "metrics", "timing", "wall_time_s", "versions", "machine",
+               "fail_reason")
+
+
+def records_from_study(study) -> list[dict]:
+    """The study's finished items (complete, or failed in training), one record per item, sorted."""
+    metric = study.user_attrs.get("metric")
+    experiment = (study.user_attrs.get("experiment") or {}).get("name")
+    fingerprint = study.user_attrs.get(EXPERIMENT_KEY)
+    records = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        attrs = trial.user_attrs
+        if "item" not in attrs or (trial.state == TrialState.FAIL and not attrs.get("training_failed")):
+            continue  # an interrupted or orphaned run says nothing about the genome
+        record = {key: attrs.get(key) for key in _FROM_TRIAL}
+        record.update(state=trial.state.name, trial=trial.number, metric=metric,
+                      value=trial.value if trial.state == TrialState.COMPLETE else None,
+                      experiment=experiment, experiment_fingerprint=fingerprint)
+        records.append(record)
+    return _one_per_item(records)
+
+
+def _one_per_item(records: Iterable[dict]) -> list[dict]:
+    # A complete result beats failures of the same item; among equals the first trial wins.
+    best: dict = {}
+    for record in records:
+        kept = best.get(record["item"])
+        if kept is None or (kept["state"] != "COMPLETE" and record["state"] == "COMPLETE"):
+            best[record["item"]] = record
+    return sorted(best.values(), key=lambda r: (r["fingerprint"], r["fidelity"], r["seed"]))
+
+
+def load_table(source) -> list[dict]:
+    """Records from a JSON-lines file (``--export``'s output) or an Optuna study, one per item, sorted."""
+    if hasattr(source, "get_trials"):
+        return records_from_study(source)
+    path = os.fspath(source)
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not a JSON record ({err.msg})") from None
+    missing = [n for n, r in enumerate(records, start=1) if not {"item", "fingerprint", "fidelity"} <= set(r)]
+    if missing:
+        raise ValueError(f"{path}: record(s) {missing[:5]} lack item, fingerprint or fidelity: not a fidelity table")
+    return _one_per_item(records)
+
+
+def export_jsonl(records: list[dict], path: str) -> int:
+    """Write ``records`` as JSON lines (sorted keys, stable order, so the file diffs well); returns the count."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        for record in _one_per_item(records):
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+    os.replace(temporary, path)  # a reader never sees half a table
+    return len(records)
