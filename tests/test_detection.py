@@ -118,7 +118,8 @@ def test_training_lowers_loss_and_raises_ap(tmp_path, capsys):
     TINY_GENOME.save(genome_file)
     out = tmp_path / "run"
     args = ["train", "--genome", str(genome_file), "--out", str(out), "--quiet"]
-    for item in tiny_settings(tmp_path):
+    # every_epoch: true, since auto evaluates every epoch only for a listener (a pruner).
+    for item in tiny_settings(tmp_path, "task.evaluation.every_epoch=true"):
         args += ["--set", item]
     assert main(args) == 0
     trained = json.loads((out / "metrics.json").read_text())
