@@ -97,12 +97,18 @@ def wrap_optimizer(optimizer, precision: str):
     return tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
 
 
-def scaled_gradients(tape, loss, variables, optimizer):
-    """Gradients of ``loss``, through the loss scale when ``optimizer`` has one."""
+def scale_loss(loss, optimizer):
+    """``loss`` times the loss scale when ``optimizer`` has one; call it inside the gradient tape."""
     if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-        grads = tape.gradient(optimizer.get_scaled_loss(loss), variables)
+        return optimizer.get_scaled_loss(loss)
+    return loss
+
+
+def unscale_gradients(grads, optimizer):
+    """Gradients of a :func:`scale_loss` loss back at their true size."""
+    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
         return optimizer.get_unscaled_gradients(grads)
-    return tape.gradient(loss, variables)
+    return grads
 
 
 class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):

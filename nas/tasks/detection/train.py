@@ -30,7 +30,7 @@ from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.training import WarmupDecay, precision_policy, resolve_precision, scaled_gradients, wrap_optimizer
+from nas.tasks.training import WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients, wrap_optimizer
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -176,8 +176,8 @@ def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig, 
             decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
             loss = class_loss + task.loss.box_loss_weight * box_loss + decay
             # Replicas' gradients are summed when applied, so each contributes its share.
-            share = loss / replicas
-        grads = scaled_gradients(tape, share, model.trainable_variables, optimizer)
+            share = scale_loss(loss / replicas, optimizer)
+        grads = unscale_gradients(tape.gradient(share, model.trainable_variables), optimizer)
         if training.gradient_clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm / replicas)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
