@@ -301,6 +301,11 @@ def _meaning(data: dict) -> dict:
     for key in _BUDGET_KEYS:
         data.get("search", {}).pop(key, None)
     data.get("task", {}).get("training", {}).pop("strategy", None)  # where a trial trains, not what it means
+    evaluation = data.get("task", {}).get("evaluation", {})
+    if evaluation.get("every_epoch") == "auto":
+        # auto scores a trial exactly as true did (the final evaluation is the result); only whether
+        # intermediate evaluations run differs, so studies made with the old default still open.
+        evaluation["every_epoch"] = True
     return data
 
 
