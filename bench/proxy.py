@@ -1,47 +1,214 @@
-"""Benchmark one proxy trial: where its wall time goes, and training throughput.
+"""Benchmark the default proxy trial as a search runs it, optionally against another git revision.
 
-Run by hand: ``python bench/proxy.py [--set task.training.epochs=2 ...]``.
-Target: at least 70% of a trial's wall time in training and evaluation steps.
+Run from the repository root: ``python bench/proxy.py [--baseline 1e9f694] [--repeat 2] [--set k=v ...]``.
+
+Each measurement is a subprocess whose working directory (and first import
+path) is the tree being measured, so old code is measured with old code. It
+prepares the data outside the clock (once per study in a search), then trains
+SpineNet-49 in a spawned trial process (``TrialProcess``; ``train_in_child`` on
+older trees), spawn and TensorFlow import included. A 2048x2048 float32 matmul
+is timed before and after each trial, so throughput is a fraction of what the
+machine delivers at that moment. With ``--baseline`` the trees alternate and
+the speed-up is a same-run ratio.
+
+Targets (issue 12): 2x trials per hour against 1e9f694 with AP within its
+seed-to-seed spread (AP 0.405-0.436, AP50 0.526-0.556); training at 0.8 or more
+of the matmul rate; overhead (spawn, import, tracing, evaluation) under 10% of
+the trial.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
-started = time.perf_counter()
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MATMUL = """
+import os, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
+a = tf.random.uniform([2048, 2048]); b = tf.random.uniform([2048, 2048])
+tf.matmul(a, b).numpy()
+best = 0.0
+for _ in range(3):
+    start = time.perf_counter()
+    for _ in range(10):
+        c = tf.matmul(a, b)
+    c.numpy()
+    best = max(best, 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+print(best)
+"""
 
-from nas.experiment import load_train_config  # noqa: E402
-from nas.tasks.detection.dataset import prepare_data  # noqa: E402
-from nas.tasks.detection.train import train_and_evaluate  # noqa: E402
-from spinenet import SPINENET_49  # noqa: E402
 
-imported = time.perf_counter() - started
+def load() -> str:
+    """The 1, 5 and 15-minute load averages."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def matmul_gflops() -> float:
+    """Best of three 10-matmul runs of 2048x2048 float32 (TensorFlow, all cores), in GFLOP/s."""
+    out = subprocess.run([sys.executable, "-c", _MATMUL], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- one trial in the measured tree
+def measure(config_path: str, overrides: list[str]) -> dict:
+    """One proxy trial in the current tree (the working directory), as the search runs it."""
+    sys.path.insert(0, os.getcwd())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from nas.config import to_data
+    from nas.experiment import load_train_config
+    from spinenet import SPINENET_49
+
+    config = load_train_config(config_path, overrides)
+    started = time.perf_counter()
+    try:  # the task seam (after 1e9f694): its prepare_data also builds the image cache
+        from nas.tasks import get_task
+
+        get_task(config.task.name).prepare_data(config.task)
+    except ImportError:
+        from nas.tasks.detection.dataset import prepare_data
+
+        prepare_data(config.task.data)
+    prepared = time.perf_counter() - started
+    data = to_data(config)
+    out_dir = tempfile.mkdtemp(prefix="proxy-bench-")
+    try:
+        try:
+            from nas.search.child import TrialProcess
+        except ImportError:  # 1e9f694: one fresh process per trial
+            from nas.search import train_in_child
+
+            def run():
+                return train_in_child(SPINENET_49, data, out_dir)
+        else:
+            def run():
+                with TrialProcess() as process:
+                    return process.run(SPINENET_49, data, out_dir)
+        start = time.perf_counter()
+        metrics = run()
+        wall = time.perf_counter() - start
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    timing = dict(metrics["timing"])
+    timing["spawn"] = wall - timing.pop("total")
+    return {"wall": wall, "prepare": prepared, "timing": timing, "AP": metrics["AP"], "AP50": metrics["AP50"],
+            "images_per_s": metrics["train_images_per_s"], "steps": metrics["steps"],
+            "batch_size": config.task.training.batch_size, "precision": metrics.get("precision", "float32"),
+            "load": load()}
+
+
+# ---------------------------------------------------------------- the driver (this tree's code)
+def run_tree(tree: str, config_path: str, overrides: list[str]) -> dict:
+    """:func:`measure` in a subprocess with ``tree`` as working directory and first on the import path."""
+    env = dict(os.environ, PYTHONPATH=tree + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, os.path.abspath(__file__), "--measure", "--config", config_path]
+    for item in overrides:
+        command += ["--set", item]
+    out = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"measuring {tree} failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    before = result["load"]
+    result["matmul_gflops"] = matmul_gflops()
+    result["load_after"] = load()
+    result["load"] = before
+    return result
+
+
+def training_gflop_per_image(config_path: str, overrides: list[str]) -> float:
+    """Analytic training FLOPs per image: (backbone + head multiply-adds) x 2 FLOPs x 3 (forward, backward)."""
+    sys.path.insert(0, HERE)
+    from nas.experiment import load_train_config
+    from nas.tasks import get_task
+    from nas.tasks.base import model_cost
+    from spinenet import SPINENET_49
+
+    config = load_train_config(config_path, overrides)
+    task = get_task(config.task.name)
+    num_classes = task.prepare_data(config.task).num_classes
+    total, _ = model_cost(task, SPINENET_49, config, num_classes)
+    return total.multiply_adds * 2 * 3 / 1e9
+
+
+def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
+    """Print one tree's runs; return its medians."""
+    print(f"\n== {name}")
+    summary = {}
+    for i, r in enumerate(runs, 1):
+        t = r["timing"]
+        gflops = r["images_per_s"] * flop_per_image
+        overhead = t["spawn"] + t.get("trace", 0) + t.get("evaluate", 0) + t.get("data", 0) + t.get("build", 0)
+        r.update(gflops=gflops, matmul_fraction=gflops / r["matmul_gflops"], overhead=overhead / r["wall"],
+                 trials_per_hour=3600 / r["wall"])
+        print(f"run {i} (load {r['load']} -> {r['load_after']}): wall {r['wall']:.1f} s, "
+              f"{r['trials_per_hour']:.1f} trials/h, AP {r['AP']:.3f} AP50 {r['AP50']:.3f}, "
+              f"{r['precision']}, batch {r['batch_size']}, {r['steps']} steps")
+        print(f"  data preparation outside the trial (once per study): {r['prepare']:.1f} s")
+        parts = {"spawn+import": t["spawn"], **{k: v for k, v in t.items() if k != "spawn"}}
+        print("  " + ", ".join(f"{k} {v:.1f} s ({v / r['wall']:.0%})" for k, v in parts.items()))
+        print(f"  training {r['images_per_s']:.1f} images/s = {gflops:.1f} GFLOP/s = "
+              f"{r['matmul_fraction']:.2f} of the matmul rate ({r['matmul_gflops']:.1f} GFLOP/s); "
+              f"input wait {t['input'] / max(t['train'], 1e-9):.1%} of training; "
+              f"overhead (spawn, import, data, build, tracing, evaluation) {r['overhead']:.1%} of the trial")
+    for key in ("wall", "trials_per_hour", "AP", "AP50", "images_per_s", "gflops", "matmul_fraction", "overhead"):
+        summary[key] = statistics.median(r[key] for r in runs)
+    return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/proxy_shapes.yaml")
-    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--config", default="experiments/proxy_shapes.yaml",
+                        help="relative to each tree (the baseline reads its own copy)")
+    parser.add_argument("--set", action="append", default=[], help="override for this tree's config")
+    parser.add_argument("--baseline", metavar="REF", help="git revision to measure in the same run")
+    parser.add_argument("--baseline-set", action="append", default=[], help="override for the baseline's config")
+    parser.add_argument("--repeat", type=int, default=1, help="trials per tree (alternating)")
+    parser.add_argument("--json", metavar="FILE", help="also write every run here")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    config = load_train_config(args.config, args.set)
-    prepare_data(config.task.data)  # generate the dataset outside the timed trial
-    trial_start = time.perf_counter()
-    metrics = train_and_evaluate(SPINENET_49, config)
-    wall = time.perf_counter() - trial_start + imported
-    timing = {"import": imported, **metrics["timing"]}
-    timing.pop("total")
-    print(f"SpineNet-49 proxy trial: AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  "
-          f"({metrics['params']:,} params, {metrics['steps']} steps)")
-    print(f"wall time {wall:.1f} s (import included)")
-    for name, seconds in timing.items():
-        print(f"  {name:<9} {seconds:7.1f} s  {seconds / wall:6.1%}")
-    useful = (timing["train"] + timing["evaluate"]) / wall
-    print(f"training + evaluation steps: {useful:.1%} of wall time (target 70%)")
-    print(f"training throughput: {metrics['train_images_per_s']:.1f} images/s at "
-          f"{config.task.data.image_size}x{config.task.data.image_size}, batch {config.task.training.batch_size}")
+    if args.measure:
+        print(json.dumps(measure(args.config, args.set)))
+        return
+
+    flop_per_image = training_gflop_per_image(args.config, args.set)
+    print(f"load {load()}; {os.cpu_count()} cores; SpineNet-49 proxy trial, "
+          f"{flop_per_image:.3f} GFLOP per training image (analytic, forward + backward)")
+    baseline_tree = None
+    if args.baseline:
+        baseline_tree = tempfile.mkdtemp(prefix="spinenas-baseline-")
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", baseline_tree, args.baseline],
+                       cwd=HERE, check=True, capture_output=True)
+    runs: dict[str, list] = {"this tree": [], f"baseline {args.baseline}": []}
+    try:
+        for _ in range(args.repeat):
+            if baseline_tree:
+                runs[f"baseline {args.baseline}"].append(run_tree(baseline_tree, args.config, args.baseline_set))
+            runs["this tree"].append(run_tree(HERE, args.config, args.set))
+    finally:
+        if baseline_tree:
+            subprocess.run(["git", "worktree", "remove", "--force", baseline_tree], cwd=HERE, capture_output=True)
+            shutil.rmtree(baseline_tree, ignore_errors=True)
+    summaries = {name: describe(name, r, flop_per_image) for name, r in runs.items() if r}
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(runs, handle, indent=2)
+    new = summaries["this tree"]
+    print(f"\nthis tree: {new['trials_per_hour']:.1f} trials/h (target: 2x the baseline), training at "
+          f"{new['matmul_fraction']:.2f} of the matmul rate (target 0.8), overhead {new['overhead']:.1%} "
+          "(target under 10%)")
+    if baseline_tree:
+        old = summaries[f"baseline {args.baseline}"]
+        print(f"same-run ratios against {args.baseline} (medians): trials/h x{new['trials_per_hour'] / old['trials_per_hour']:.2f}, "
+              f"training images/s x{new['images_per_s'] / old['images_per_s']:.2f}; "
+              f"AP {old['AP']:.3f} -> {new['AP']:.3f}, AP50 {old['AP50']:.3f} -> {new['AP50']:.3f}")
 
 
 if __name__ == "__main__":

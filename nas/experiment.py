@@ -405,6 +405,11 @@ def _meaning(data: dict) -> dict:
     data.get("task", {}).get("training", {}).pop("strategy", None)  # where a trial trains, not what it means
     if data.get("search", {}).get("screening", 0) is None:
         del data["search"]["screening"]  # off: hashes as before screening existed
+    evaluation = data.get("task", {}).get("evaluation", {})
+    if evaluation.get("every_epoch") == "auto":
+        # auto scores a trial exactly as true did (the final evaluation is the result); only whether
+        # intermediate evaluations run differs, so studies made with the old default still open.
+        evaluation["every_epoch"] = True
     return data
 
 

@@ -1,6 +1,7 @@
 """RetinaNet proxy task: anchors, matching, losses, head cost parity, and real training."""
 
 import json
+import os
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -118,7 +119,8 @@ def test_training_lowers_loss_and_raises_ap(tmp_path, capsys):
     TINY_GENOME.save(genome_file)
     out = tmp_path / "run"
     args = ["train", "--genome", str(genome_file), "--out", str(out), "--quiet"]
-    for item in tiny_settings(tmp_path):
+    # every_epoch: true, since auto evaluates every epoch only for a listener (a pruner).
+    for item in tiny_settings(tmp_path, "task.evaluation.every_epoch=true"):
         args += ["--set", item]
     assert main(args) == 0
     trained = json.loads((out / "metrics.json").read_text())
@@ -175,3 +177,55 @@ def test_null_switches_off_an_optional_section(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(f"task:\n  data:\n    root: {tmp_path}\n    generate_shapes: null\n")
     assert load_train_config(str(path)).task.data.generate_shapes is None
+
+
+def test_precision_resolves_from_the_hardware():
+    from nas.tasks.training import cpu_has_bf16, resolve_precision
+
+    assert cpu_has_bf16({"avx2", "avx512_bf16"}) and cpu_has_bf16(["amx_bf16"]) and not cpu_has_bf16({"avx2"})
+    assert resolve_precision("mixed_float16") == "mixed_float16"
+    assert resolve_precision("auto") == ("mixed_bfloat16" if cpu_has_bf16() else "float32")  # no GPU in tests
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("float64")
+
+
+def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind(tmp_path):
+    import tf_keras
+
+    from nas.tasks.training import precision_policy
+
+    with precision_policy("mixed_bfloat16"):
+        detector = build_detector(decode(TINY_GENOME, input_shape=(64, 64, 3), **TINY), 3, HeadConfig(num_filters=8))
+    assert tf_keras.mixed_precision.global_policy().name == "float32"
+    outputs = detector(tf.zeros([1, 64, 64, 3]))
+    assert outputs["classes"].dtype == tf.float32 and outputs["boxes"].dtype == tf.float32
+    assert detector.get_layer("head_class_logits").compute_dtype == "float32"
+    assert any(layer.compute_dtype == "bfloat16" for layer in detector.layers[1].layers)
+
+    for precision in ("mixed_bfloat16", "mixed_float16"):  # float16 trains through a loss scale
+        config = load_train_config(None, tiny_settings(tmp_path, f"task.training.precision={precision}",
+                                                       "task.training.epochs=1", f"task.data.root={tmp_path}/s",
+                                                       "task.data.generate_shapes={train: 32, val: 8, seed: 0}"))
+        metrics = train_and_evaluate(TINY_GENOME, config)
+        assert metrics["precision"] == precision and np.isfinite(metrics["loss"])
+        assert tf_keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_disk_cache_gives_the_same_pixels_once_per_dataset(tmp_path):
+    from nas.tasks.detection.data import build_image_cache, image_cache_path, make_dataset, read_coco
+    from nas.tasks.detection.shapes import write_shapes_dataset
+
+    write_shapes_dataset(str(tmp_path / "d"), train=8, val=4, image_size=64, seed=0)
+    split = read_coco(str(tmp_path / "d" / "instances_val.json"), str(tmp_path / "d" / "val"))
+    decoded = [b for b in make_dataset(split, image_size=48, batch_size=4, training=False)]
+    path = build_image_cache(split, 48)
+    assert path == image_cache_path(split, 48) and os.path.dirname(path).endswith(".spinenas-cache")
+    stamp = os.stat(path).st_mtime_ns
+    cached = [b for b in make_dataset(split, image_size=48, batch_size=4, training=False, disk_cache=True)]
+    assert os.stat(path).st_mtime_ns == stamp  # read, not rebuilt
+    for (a, ta), (b, tb) in zip(decoded, cached):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(ta["boxes"].numpy(), tb["boxes"].numpy())
+    assert image_cache_path(split, 64) != path  # another size, another file
+    images, targets = next(iter(make_dataset(split, image_size=48, batch_size=4, training=True, disk_cache=True)))
+    assert images.shape == (4, 48, 48, 3) and targets["boxes"].shape == (4, 32, 4)

@@ -315,3 +315,39 @@ def test_settings_added_later_keep_old_studies_open(tmp_path):
     changed = load_experiment(tiny_experiment(tmp_path), ["task.training.jit_compile=true"])
     assert not changed.matches(old_fingerprint, old)
     assert not load_experiment(tiny_experiment(tmp_path), ["task.training.epochs=2"]).matches(old_fingerprint, old)
+
+
+@pytest.mark.slow
+def test_warm_process_memory_is_flat_and_a_killed_child_fails_only_its_trial(tmp_path):
+    from nas.config import to_data
+    from nas.experiment import load_train_config
+    from nas.search.child import TrialProcess, resident_mb
+
+    # Smallest useful trial: 64x64, 16 images, one epoch of one step, 8-wide head.
+    config = to_data(load_train_config(None, [
+        "task.data.image_size=64", f"task.data.root={tmp_path}/shapes64",
+        "task.data.generate_shapes={train: 16, val: 8, seed: 0}", "task.training.epochs=1",
+        "task.training.batch_size=16", "task.head.num_filters=8", "task.head.num_convs=1",
+        "model.endpoints_num_filters=8", "task.evaluation.batch_size=8"]))
+    with TrialProcess(trials_per_process=100) as process:
+        resident = {}
+        for trial in range(1, 21):
+            metrics = process.run(TINY_GENOME, config, str(tmp_path / f"t{trial}"))
+            assert "AP" in metrics
+            if trial in (2, 20):
+                resident[trial] = resident_mb(process.pid)
+        assert process.started == 1  # one warm child trained all 20
+        # Each trial builds, traces and frees one model: 18 more must not add up to a leak.
+        assert resident[20] - resident[2] < max(64.0, 0.1 * resident[2]), resident
+
+        def kill_child(step, metrics):
+            os.kill(process.pid, signal.SIGKILL)
+            return True
+
+        two_epochs = {**config, "task": {**config["task"], "training": {**config["task"]["training"], "epochs": 2}}}
+        two_epochs["task"]["evaluation"] = {**config["task"]["evaluation"], "every_epoch": True}
+        with pytest.raises(TrialFailed, match="killed by SIGKILL"):
+            process.run(TINY_GENOME, two_epochs, str(tmp_path / "killed"), report=kill_child)
+        assert process.pid is None
+        assert "AP" in process.run(TINY_GENOME, config, str(tmp_path / "after"))  # in a new child
+        assert process.started == 2

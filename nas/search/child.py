@@ -6,9 +6,10 @@ replaces it after any failure, after ``trials_per_process`` trials, or when
 its resident memory has grown by more than ``max_memory_growth_mb`` since its
 first trial; a child that dies (killed, out of memory) fails its trial alone.
 
-Protocol: the parent sends ``("train", genome, config, out_dir)``; the child
-reports each intermediate evaluation as ``("report", step, metrics)`` and
-waits for ``True`` (go on) or ``False`` (prune), and ends the trial with
+Protocol: the parent sends ``("train", genome, config, out_dir, reports)``; when
+``reports`` the child reports each intermediate evaluation as ``("report", step,
+metrics)`` and waits for ``True`` (go on) or ``False`` (prune) (without, the
+task gets no report callback and may skip intermediate evaluations), and ends the trial with
 ``("done", metrics)``, ``("pruned", step)`` or ``("error", reason)``.
 ``("score", genomes, config, proxies, seed)`` scores genomes with zero-cost
 proxies (:func:`nas.screening.score_genomes`) and answers ``("scored", rows)``
@@ -58,7 +59,7 @@ class TrialProcess:
         if self._process is None:
             self._start()
         try:
-            self._conn.send(("train", genome.to_dict(), config, out_dir))
+            self._conn.send(("train", genome.to_dict(), config, out_dir, report is not None))
             outcome = self._wait(report)
         except BaseException:
             self.close()  # interrupted mid-trial: the child's state is unknown
@@ -218,7 +219,7 @@ def _child_main(conn) -> None:
         conn.close()
 
 
-def _train_one(conn, genome_data: dict, config_data: dict, out_dir: str):
+def _train_one(conn, genome_data: dict, config_data: dict, out_dir: str, reports: bool = True):
     step_seen = [0]
     try:
         from nas.config import from_data
@@ -238,7 +239,7 @@ def _train_one(conn, genome_data: dict, config_data: dict, out_dir: str):
         config = from_data(TrainConfig, config_data, "")
         try:
             metrics = get_task(config.task.name).train_and_evaluate(
-                Genome.from_dict(genome_data), config, report, out_dir=out_dir)
+                Genome.from_dict(genome_data), config, report if reports else None, out_dir=out_dir)
         except TrainingDiverged as err:
             return ("error", f"diverged: {err}")
         return ("done", json.loads(json.dumps(metrics)))

@@ -106,7 +106,10 @@ class Objective:
 
         config = to_data(self.train_config)
         config["task"]["training"]["seed"] = trial.user_attrs["seed"]
-        report = self._reporter(trial) if len(self.experiment.search.objectives) == 1 else None
+        # Intermediate values cost an evaluation each; only a pruner reads them (a task whose
+        # evaluation.every_epoch is "auto" then evaluates only at the end).
+        pruning = self.experiment.search.pruner.name != "none" and len(self.experiment.search.objectives) == 1
+        report = self._reporter(trial) if pruning else None
         started = time.perf_counter()
         try:
             metrics = self.process.run(genome, config, trial_dir, report)

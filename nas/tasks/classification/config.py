@@ -119,6 +119,8 @@ class TrainingConfig:
     # to forget its initial statistics; a proxy run has a few hundred, so evaluation would see stale ones.
     norm_momentum: float = 0.9
     jit_compile: bool = False
+    # auto: mixed_bfloat16 on CPUs with avx512_bf16/AMX, mixed_float16 on tensor-core GPUs, else float32.
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     # "mirrored": one replica per visible GPU (tf.distribute.MirroredStrategy); on a CPU-only machine it
     # runs one CPU replica, so the same file works everywhere.
     strategy: Literal["default", "mirrored"] = "default"

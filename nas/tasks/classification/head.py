@@ -38,7 +38,8 @@ def classification_head(features: dict, num_classes: int, head: HeadConfig, *, a
     x = tf_keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     if head.dropout:
         x = tf_keras.layers.Dropout(head.dropout, name="head_dropout")(x)
-    return tf_keras.layers.Dense(num_classes, name="head_logits",
+    # float32 under a mixed-precision policy: the softmax loss needs the logits' full precision.
+    return tf_keras.layers.Dense(num_classes, name="head_logits", dtype="float32",
                                  kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.01))(x)
 
 

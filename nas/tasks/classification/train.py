@@ -29,6 +29,7 @@ from nas.tasks.classification.config import TrainingConfig
 from nas.tasks.classification.data import ImageFolderSplit, make_dataset
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
+from nas.tasks.training import precision_policy, resolve_precision, scale_loss, unscale_gradients, wrap_optimizer
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -64,6 +65,16 @@ class WarmupSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
 def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, *, out_dir: Optional[str] = None,
                        progress: bool = False,
                        data: Optional[tuple[ImageFolderSplit, ImageFolderSplit]] = None) -> dict:
+    """:func:`_train_and_evaluate` under ``task.training.precision``'s dtype policy (reset afterwards)."""
+    precision = resolve_precision(config.task.training.precision)
+    with precision_policy(precision):
+        result = _train_and_evaluate(genome, config, report, out_dir=out_dir, progress=progress, data=data)
+    return {**result, "precision": precision}
+
+
+def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, *, out_dir: Optional[str] = None,
+                        progress: bool = False,
+                        data: Optional[tuple[ImageFolderSplit, ImageFolderSplit]] = None) -> dict:
     """Train ``genome`` on the classification task of ``config`` (a :class:`nas.experiment.TrainConfig`).
 
     ``report(step, metrics)`` is called after every evaluation during training
@@ -102,7 +113,8 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
     schedule = WarmupSchedule(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
                               training.schedule, training.step_boundaries, training.step_factor)
     with scope():
-        optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum)
+        optimizer = wrap_optimizer(tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum),
+                                   tf_keras.mixed_precision.global_policy().name)
     train_step = _make_train_step(model, optimizer, task.loss.label_smoothing, training, strategy)
     if strategy is not None:
         train_ds = strategy.experimental_distribute_dataset(train_ds)
@@ -184,8 +196,8 @@ def _make_train_step(model, optimizer, label_smoothing: float, training: Trainin
             decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
             loss = class_loss + decay
             # Replicas' gradients are summed when applied, so each contributes its share.
-            share = loss / replicas
-        grads = tape.gradient(share, model.trainable_variables)
+            share = scale_loss(loss / replicas, optimizer)
+        grads = unscale_gradients(tape.gradient(share, model.trainable_variables), optimizer)
         if training.gradient_clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm / replicas)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))

@@ -24,6 +24,12 @@ class DetectionTask(Task):
         from nas.tasks.detection.dataset import prepare_data
 
         train, val = prepare_data(config.data, progress)
+        if config.data.cache:
+            from nas.tasks.detection.data import build_image_cache
+
+            # Once per study, before any trial: trials then read pixels instead of decoding them.
+            for split in (train, val):
+                build_image_cache(split, config.data.image_size, progress)
         return DataSummary(train.num_classes, f"train {train.summary()}; val {val.summary()}")
 
     def train_and_evaluate(self, genome, train_config, report=None, *, out_dir=None, progress=False):

@@ -45,6 +45,9 @@ class DataConfig:
     flip: bool = True
     categories: Union[tuple[str, ...], dict, None] = None
     keep_empty_categories: bool = False
+    # Decode and resize each image once per dataset and size into a uint8 file beside the annotations
+    # (.spinenas-cache/), instead of once per trial; augmentation still runs on the fly.
+    cache: bool = True
 
     def __post_init__(self):
         if isinstance(self.categories, dict):
@@ -143,6 +146,9 @@ class TrainingConfig:
     weight_decay: float = 4e-5
     gradient_clip_norm: Optional[float] = 10.0
     jit_compile: bool = False
+    # auto: mixed_bfloat16 on CPUs with native bfloat16 (avx512_bf16, AMX), mixed_float16 on GPUs with
+    # tensor cores, else float32. Losses, batch-norm statistics and box decoding stay in float32.
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     # "mirrored": one replica per visible GPU (tf.distribute.MirroredStrategy); on a CPU-only machine it
     # runs one CPU replica, so the same file works everywhere.
     strategy: Literal["default", "mirrored"] = "default"
@@ -166,7 +172,10 @@ class EvaluationConfig:
     pre_nms_top_k: int = 1000
     max_detections: int = 100
     batch_size: int = 32
-    every_epoch: bool = True
+    # Evaluate after every epoch too (for a pruner's intermediate values), or only at the end. auto:
+    # every epoch only when someone listens (a search with a pruner); the final evaluation is always
+    # on the whole validation split.
+    every_epoch: Union[bool, Literal["auto"]] = "auto"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -295,24 +295,128 @@ def _padded(split: CocoSplit, max_instances: int):
     return boxes, labels
 
 
+# Bump when the cached pixels would change (resizing, padding, decoding), so old caches are never read.
+CACHE_VERSION = 1
+CACHE_DIR = ".spinenas-cache"
+# Cached images up to this size enter tf.data as one in-memory tensor; larger ones are read per image.
+_IN_GRAPH_BYTES = 1 << 30
+
+
+def _resized_sizes(split: CocoSplit, image_size: int):
+    sizes = np.array(split.image_sizes, np.float32).reshape(-1, 2)
+    scales = image_size / sizes.max(axis=1)
+    return scales, np.maximum(np.round(sizes * scales[:, None]), 1).astype(np.int32)
+
+
+def image_cache_path(split: CocoSplit, image_size: int) -> str:
+    """Where :func:`build_image_cache` keeps ``split``'s images at ``image_size``: beside its annotations.
+
+    The name hashes the cache version, the image size and every image's path,
+    size on disk and modification time, so a changed image list or file never
+    reads a stale cache.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {image_size}px\n".encode())
+    for path in split.image_paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    folder = os.path.join(os.path.dirname(os.path.abspath(split.annotations_path)), CACHE_DIR)
+    return os.path.join(folder, f"images-{image_size}px-{len(split)}-{digest.hexdigest()[:16]}.npy")
+
+
+def build_image_cache(split: CocoSplit, image_size: int, progress: bool = False):
+    """Decode and resize ``split``'s images once into a ``uint8 [N, S, S, 3]`` file; its path, or None.
+
+    Each image is resized (long side ``image_size``) and padded to a square
+    exactly as :func:`make_dataset` does without a cache. The file is written
+    under a temporary name and renamed, so concurrent workers never read half
+    of one. None when the folder is not writable (the caller decodes instead).
+    """
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = image_cache_path(split, image_size)
+    if os.path.exists(path):
+        return path
+    _, targets = _resized_sizes(split, image_size)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=".images-", suffix=".npy", dir=os.path.dirname(path))
+        os.close(handle)
+    except OSError:
+        return None
+    try:
+        images = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8, shape=(len(split), image_size,
+                                                                                      image_size, 3))
+
+        def fill(index):
+            image = _load_resized(split.image_paths[index], targets[index])
+            images[index, :image.shape[0], :image.shape[1]] = image[:image_size, :image_size]
+
+        # PIL releases the GIL while decoding and resizing, so threads use every core.
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+            list(pool.map(fill, range(len(split))))
+        images.flush()
+        del images
+        os.replace(staging, path)
+    except OSError:
+        return None
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)
+    if progress:
+        print(f"cached {len(split)} images at {image_size}x{image_size} in {path}", flush=True)
+    return path
+
+
 def make_dataset(split: CocoSplit, *, image_size: int, batch_size: int, training: bool,
                  max_instances: int = 32, scale_jitter: Sequence[float] = (0.8, 1.2), flip: bool = True,
-                 seed: int = 0, cache: bool = True):
+                 seed: int = 0, cache: bool = True, disk_cache: bool = False):
     """Batches of ``(images [B, S, S, 3] in [-1, 1], targets)`` for training or evaluation.
 
     ``targets`` holds ``boxes`` [B, M, 4], ``classes`` [B, M] (-1 for padding),
     ``image_id`` [B] and ``scale`` [B] (resized / original size, to map
-    detections back to the original image).
+    detections back to the original image). With ``disk_cache`` the resized
+    images come from :func:`build_image_cache` (decoded once per dataset and
+    size, not once per trial); the pixels and the augmentation are the same.
     """
     import tensorflow as tf
 
     boxes, labels = _padded(split, max_instances)
-    sizes = np.array(split.image_sizes, np.float32)
-    scales = image_size / sizes.max(axis=1)
-    targets = np.maximum(np.round(sizes * scales[:, None]), 1).astype(np.int32)
+    scales, targets = _resized_sizes(split, image_size)
+    cached = build_image_cache(split, image_size) if disk_cache else None
+    columns = {
+        "boxes": boxes * scales[:, None, None], "classes": labels,
+        "image_id": np.array(split.image_ids, np.int64), "scale": scales.astype(np.float32),
+    }
+    if cached is not None:
+        images = np.load(cached, mmap_mode="r")
+        if images.nbytes <= _IN_GRAPH_BYTES:
+            # Small enough to enter the pipeline as one tensor: no Python call per image.
+            ds = tf.data.Dataset.from_tensor_slices({**columns, "image": np.asarray(images)})
+        else:
+            # Too big for memory: read each image from the memory-mapped file.
+            def read(item):
+                image = tf.numpy_function(lambda i: np.asarray(images[i]), [item["index"]], tf.uint8, stateful=False)
+                item = dict(item, image=tf.ensure_shape(image, [image_size, image_size, 3]))
+                del item["index"]
+                return item
+
+            ds = tf.data.Dataset.from_tensor_slices({**columns, "index": np.arange(len(split))})
+            ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if training:
+            ds = ds.shuffle(min(len(split), 4096), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.map(lambda item: _augment(item, image_size, scale_jitter, flip),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(_finish, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=training)
+        return ds.prefetch(tf.data.AUTOTUNE)
     ds = tf.data.Dataset.from_tensor_slices({
-        "path": np.array(split.image_paths), "boxes": boxes * scales[:, None, None], "classes": labels,
-        "image_id": np.array(split.image_ids, np.int64), "scale": scales.astype(np.float32), "size": targets,
+        "path": np.array(split.image_paths), **columns, "size": targets,
     })
 
     def load(item):

@@ -38,19 +38,24 @@ def make_postprocess(model, anchors: np.ndarray, evaluation: EvaluationConfig):
 def detect(postprocess, dataset, split: CocoSplit) -> list[dict]:
     """COCO-format detections (original image coordinates) for every image of ``dataset``."""
     sizes = dict(zip(split.image_ids, split.image_sizes))
+    category_ids = np.asarray(split.category_ids)
     results = []
     for images, targets in dataset:
         boxes, scores, classes, counts = (t.numpy() for t in postprocess(images))
-        for i, image_id in enumerate(targets["image_id"].numpy()):
-            height, width = sizes[int(image_id)]
-            scale = float(targets["scale"][i])
-            for box, score, label in zip(boxes[i, :counts[i]], scores[i, :counts[i]], classes[i, :counts[i]]):
-                y0, x0, y1, x1 = np.clip(box / scale, 0, [height, width, height, width])
-                if x1 - x0 <= 0 or y1 - y0 <= 0:
-                    continue
-                results.append({"image_id": int(image_id), "category_id": split.category_ids[int(label)],
-                                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                                "score": float(score)})
+        image_ids = targets["image_id"].numpy()
+        scales = targets["scale"].numpy()
+        # Whole batch at once: keep each image's first counts[i] detections, map to original pixels.
+        valid = np.arange(boxes.shape[1])[None, :] < counts[:, None]
+        rows, cols = np.nonzero(valid)
+        limits = np.array([sizes[int(i)] for i in image_ids], np.float32).reshape(-1, 2)  # (height, width)
+        upper = np.concatenate([limits, limits], axis=1)[rows]
+        box = np.clip(boxes[rows, cols] / scales[rows, None], 0, upper)
+        y0, x0, y1, x1 = box.T
+        keep = (x1 - x0 > 0) & (y1 - y0 > 0)
+        for r, c, left, top, right, bottom in zip(rows[keep], cols[keep], x0[keep], y0[keep], x1[keep], y1[keep]):
+            results.append({"image_id": int(image_ids[r]), "category_id": int(category_ids[int(classes[r, c])]),
+                            "bbox": [float(left), float(top), float(right - left), float(bottom - top)],
+                            "score": float(scores[r, c])})
     return results
 
 

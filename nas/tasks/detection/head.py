@@ -18,26 +18,29 @@ def retinanet_head(features: dict, num_classes: int, head: HeadConfig, *, activa
     """Class logits [B, N, num_classes] and box deltas [B, N, 4] over every level of ``features``.
 
     Convolutions are shared across levels; each level has its own batch norm.
+    Under a mixed-precision policy the two final convolutions still run in
+    float32: logits feed the focal loss and deltas the box decoding, where
+    bfloat16's 8-bit mantissa would cost accuracy.
     """
     A = head.num_anchors
 
-    def conv(filters, name, std=0.01, bias=0.0):
+    def conv(filters, name, std=0.01, bias=0.0, dtype=None):
         if head.separable:  # 3x3 depthwise then 1x1 pointwise, one layer
             return tf_keras.layers.SeparableConv2D(
-                filters, 3, padding="same", name=name,
+                filters, 3, padding="same", name=name, dtype=dtype,
                 pointwise_initializer=tf_keras.initializers.RandomNormal(stddev=std),
                 bias_initializer=tf_keras.initializers.Constant(bias))
         return tf_keras.layers.Conv2D(
-            filters, 3, padding="same", name=name,
+            filters, 3, padding="same", name=name, dtype=dtype,
             kernel_initializer=tf_keras.initializers.RandomNormal(stddev=std),
             bias_initializer=tf_keras.initializers.Constant(bias))
 
     subnets = {
         "class": ([conv(head.num_filters, f"head_class_conv{i}") for i in range(head.num_convs)],
-                  conv(A * num_classes, "head_class_logits",
+                  conv(A * num_classes, "head_class_logits", dtype="float32",
                        bias=-math.log((1 - _PRIOR_PROBABILITY) / _PRIOR_PROBABILITY)), num_classes),
         "box": ([conv(head.num_filters, f"head_box_conv{i}") for i in range(head.num_convs)],
-                conv(A * 4, "head_box_deltas", std=1e-5), 4),
+                conv(A * 4, "head_box_deltas", std=1e-5, dtype="float32"), 4),
     }
     outputs = {"class": [], "box": []}
     for level in sorted(features, key=int):
@@ -49,9 +52,10 @@ def retinanet_head(features: dict, num_classes: int, head: HeadConfig, *, activa
                                                        name=f"head_{kind}_bn{i}_l{level}")(x)
                 x = tf_keras.layers.Activation(activation, name=f"head_{kind}_act{i}_l{level}")(x)
             x = final(x)
-            outputs[kind].append(tf_keras.layers.Reshape((-1, width), name=f"head_{kind}_flat_l{level}")(x))
-    classes = tf_keras.layers.Concatenate(axis=1, name="classes")(outputs["class"])
-    boxes = tf_keras.layers.Concatenate(axis=1, name="boxes")(outputs["box"])
+            outputs[kind].append(tf_keras.layers.Reshape((-1, width), name=f"head_{kind}_flat_l{level}",
+                                                         dtype="float32")(x))
+    classes = tf_keras.layers.Concatenate(axis=1, name="classes", dtype="float32")(outputs["class"])
+    boxes = tf_keras.layers.Concatenate(axis=1, name="boxes", dtype="float32")(outputs["box"])
     return classes, boxes
 
 

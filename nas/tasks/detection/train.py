@@ -30,34 +30,9 @@ from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
+from nas.tasks.training import WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients, wrap_optimizer
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
-
-class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``base``, then cosine decay to zero or step decay at fractions of training."""
-
-    def __init__(self, base: float, total_steps: int, warmup_steps: int, schedule: str = "cosine",
-                 boundaries=(0.67, 0.89), factor: float = 0.1):
-        self.base, self.total_steps, self.warmup_steps = float(base), int(total_steps), int(warmup_steps)
-        self.schedule, self.boundaries, self.factor = schedule, tuple(boundaries), float(factor)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warmup = float(max(self.warmup_steps, 1))
-        warm = self.base * tf.minimum(1.0, (step + 1.0) / warmup)
-        if self.schedule == "cosine":
-            span = float(max(self.total_steps - self.warmup_steps, 1))
-            progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-            decayed = 0.5 * self.base * (1.0 + tf.cos(math.pi * progress))
-        else:
-            passed = tf.add_n([tf.cast(step >= b * self.total_steps, tf.float32) for b in self.boundaries] or [0.0])
-            decayed = self.base * tf.pow(self.factor, passed)
-        return tf.where(step < self.warmup_steps, warm, decayed)
-
-    def get_config(self):
-        return {"base": self.base, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "schedule": self.schedule, "boundaries": self.boundaries, "factor": self.factor}
-
 
 def _decay_variables(model) -> list:
     return [v for v in model.trainable_variables if "kernel" in v.name]
@@ -73,6 +48,20 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
     validation split with ``loss``, ``steps``, ``params``, throughput and a
     ``timing`` breakdown. Raises :class:`TrainingDiverged` on a NaN loss.
     """
+    precision = resolve_precision(config.task.training.precision)
+    # The policy decides each layer's dtype when the model is built; reset afterwards so a warm
+    # process's next trial (or the caller) never inherits it.
+    with precision_policy(precision):
+        result = _train_and_evaluate(genome, config, report, out_dir, progress, data)
+    result["precision"] = precision
+    if out_dir:
+        _write_outputs(out_dir, genome, config, result.pop("_model"), result)
+    else:
+        result.pop("_model")
+    return result
+
+
+def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict:
     started = time.perf_counter()
     timing = {}
     task, training = config.task, config.task.training
@@ -81,9 +70,9 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
     size = task.data.image_size
     train_ds = make_dataset(train_split, image_size=size, batch_size=training.batch_size, training=True,
                             max_instances=task.data.max_instances, scale_jitter=task.data.scale_jitter,
-                            flip=task.data.flip, seed=training.seed)
+                            flip=task.data.flip, seed=training.seed, disk_cache=task.data.cache)
     val_ds = make_dataset(val_split, image_size=size, batch_size=task.evaluation.batch_size, training=False,
-                          max_instances=task.data.max_instances)
+                          max_instances=task.data.max_instances, disk_cache=task.data.cache)
     timing["data"] = time.perf_counter() - started
 
     mark = time.perf_counter()
@@ -103,7 +92,11 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
     schedule = WarmupDecay(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
                            training.schedule, training.step_boundaries, training.step_factor)
     with scope():
-        optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum)
+        # The legacy SGD applies momentum with one fused kernel per variable (ResourceApplyKerasMomentum,
+        # the same update rule); the new one emits ~11 ops per variable, a third of the train step's
+        # graph, which costs tracing time and per-step executor overhead.
+        optimizer = wrap_optimizer(tf_keras.optimizers.legacy.SGD(learning_rate=schedule, momentum=training.momentum),
+                                   tf_keras.mixed_precision.global_policy().name)
     train_step = _make_train_step(model, optimizer, tf.constant(anchors), task, training, strategy)
     if strategy is not None:
         train_ds = strategy.experimental_distribute_dataset(train_ds)
@@ -112,6 +105,9 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
 
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
     history, step, metrics = [], 0, {}
+    every_epoch = task.evaluation.every_epoch
+    if every_epoch == "auto":
+        every_epoch = report is not None  # nobody reads intermediate values otherwise
     timing.update(input=0.0, trace=0.0, train=0.0, evaluate=0.0)
     bar = _progress_bar(total_steps, progress)
     for epoch in range(1, training.epochs + 1):
@@ -144,7 +140,7 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
                 metrics = _evaluate(postprocess, val_ds, val_split, timing)
                 _report(report, step, {**metrics, "epoch": epoch, "loss": float(np.mean(losses))}, writer, history)
         epoch_loss = float(np.mean(losses))
-        if not training.report_every_steps and task.evaluation.every_epoch and epoch < training.epochs:
+        if not training.report_every_steps and every_epoch and epoch < training.epochs:
             metrics = _evaluate(postprocess, val_ds, val_split, timing)
             _report(report, step, {**metrics, "epoch": epoch, "loss": epoch_loss}, writer, history)
     if bar is not None:
@@ -163,9 +159,8 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
         "wall_time_s": timing["total"],
         "timing": timing,
         "history": history,
+        "_model": model,
     }
-    if out_dir:
-        _write_outputs(out_dir, genome, config, model, result)
     return result
 
 
@@ -181,15 +176,15 @@ def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig, 
             decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
             loss = class_loss + task.loss.box_loss_weight * box_loss + decay
             # Replicas' gradients are summed when applied, so each contributes its share.
-            share = loss / replicas
-        grads = tape.gradient(share, model.trainable_variables)
+            share = scale_loss(loss / replicas, optimizer)
+        grads = unscale_gradients(tape.gradient(share, model.trainable_variables), optimizer)
         if training.gradient_clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm / replicas)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return {"loss": loss, "class_loss": class_loss, "box_loss": box_loss}
 
     if strategy is None:
-        return tf.function(replica_step, jit_compile=training.jit_compile)
+        return tf.function(replica_step, jit_compile=training.jit_compile, autograph=False)
 
     @tf.function(jit_compile=training.jit_compile)
     def distributed_step(images, boxes, classes):

@@ -1,0 +1,137 @@
+"""Training helpers every task shares: the learning-rate schedule and mixed precision.
+
+Nothing here knows a task; each task's training loop imports it (tasks never import each other).
+
+Example:
+    >>> resolve_precision("float32")
+    'float32'
+    >>> resolve_precision("auto") in PRECISIONS
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from typing import Iterator
+
+import tensorflow as tf
+import tf_keras
+
+# The settings ``task.training.precision`` accepts besides ``auto``.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU feature flags the kernel reports (empty where ``/proc/cpuinfo`` is unreadable)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16(flags=None) -> bool:
+    """True when the CPU does bfloat16 arithmetic natively (AVX-512 BF16 or AMX)."""
+    flags = cpu_flags() if flags is None else flags
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+@functools.lru_cache(maxsize=None)
+def _gpus_with_tensor_cores() -> tuple[bool, bool]:
+    """(any GPU visible, every visible GPU has compute capability 7.0 or more)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return False, False
+    capable = []
+    for gpu in gpus:
+        try:
+            capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        except (ValueError, RuntimeError):
+            capability = None
+        capable.append(bool(capability) and tuple(capability) >= (7, 0))
+    return True, all(capable)
+
+
+def resolve_precision(setting: str = "auto") -> str:
+    """The Keras mixed-precision policy name ``setting`` means on this machine.
+
+    ``auto``: ``mixed_float16`` on GPUs with tensor cores (compute capability
+    7.0+), ``float32`` on other GPUs, ``mixed_bfloat16`` on CPUs with native
+    bfloat16 (``avx512_bf16`` or AMX), else ``float32``. Any other setting is
+    returned as is.
+    """
+    if setting != "auto":
+        if setting not in PRECISIONS:
+            raise ValueError(f"precision: expected auto or one of {', '.join(PRECISIONS)}, got {setting!r}")
+        return setting
+    any_gpu, tensor_cores = _gpus_with_tensor_cores()
+    if any_gpu:
+        return "mixed_float16" if tensor_cores else "float32"
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+@contextlib.contextmanager
+def precision_policy(name: str) -> Iterator[str]:
+    """Set Keras' global dtype policy to ``name`` while models are built and trained, then restore it.
+
+    The policy is global state; a warm process trains several trials, so it
+    must never leak from one trial into the next.
+    """
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
+
+
+def wrap_optimizer(optimizer, precision: str):
+    """``optimizer`` with dynamic loss scaling where float16 needs it (bfloat16 has float32's range)."""
+    if precision != "mixed_float16":
+        return optimizer
+    return tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+
+
+def scale_loss(loss, optimizer):
+    """``loss`` times the loss scale when ``optimizer`` has one; call it inside the gradient tape."""
+    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_scaled_loss(loss)
+    return loss
+
+
+def unscale_gradients(grads, optimizer):
+    """Gradients of a :func:`scale_loss` loss back at their true size."""
+    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_unscaled_gradients(grads)
+    return grads
+
+
+class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``base``, then cosine decay to zero or step decay at fractions of training."""
+
+    def __init__(self, base: float, total_steps: int, warmup_steps: int, schedule: str = "cosine",
+                 boundaries=(0.67, 0.89), factor: float = 0.1):
+        self.base, self.total_steps, self.warmup_steps = float(base), int(total_steps), int(warmup_steps)
+        self.schedule, self.boundaries, self.factor = schedule, tuple(boundaries), float(factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = float(max(self.warmup_steps, 1))
+        warm = self.base * tf.minimum(1.0, (step + 1.0) / warmup)
+        if self.schedule == "cosine":
+            span = float(max(self.total_steps - self.warmup_steps, 1))
+            progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+            decayed = 0.5 * self.base * (1.0 + tf.cos(math.pi * progress))
+        else:
+            passed = tf.add_n([tf.cast(step >= b * self.total_steps, tf.float32) for b in self.boundaries] or [0.0])
+            decayed = self.base * tf.pow(self.factor, passed)
+        return tf.where(step < self.warmup_steps, warm, decayed)
+
+    def get_config(self):
+        return {"base": self.base, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "schedule": self.schedule, "boundaries": self.boundaries, "factor": self.factor}
