@@ -147,6 +147,8 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
         bar.close()
     metrics = _evaluate(postprocess, val_ds, val_split, timing)
     _report(report, step, {**metrics, "epoch": training.epochs, "loss": epoch_loss}, writer, history)
+    if writer is not None:
+        writer.close()  # its event file and buffers would otherwise live as long as a warm process
     timing["total"] = time.perf_counter() - started
     result = {
         **metrics,
