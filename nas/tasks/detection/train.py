@@ -30,7 +30,8 @@ from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.training import WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients, wrap_optimizer
+from nas.tasks.training import (WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients,
+                                wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
