@@ -206,7 +206,8 @@ def main() -> None:
           "(target under 10%)")
     if baseline_tree:
         old = summaries[f"baseline {args.baseline}"]
-        print(f"same-run ratios against {args.baseline} (medians): trials/h x{new['trials_per_hour'] / old['trials_per_hour']:.2f}, "
+        speedup = new["trials_per_hour"] / old["trials_per_hour"]
+        print(f"same-run ratios against {args.baseline} (medians): trials/h x{speedup:.2f}, "
               f"training images/s x{new['images_per_s'] / old['images_per_s']:.2f}; "
               f"AP {old['AP']:.3f} -> {new['AP']:.3f}, AP50 {old['AP50']:.3f} -> {new['AP50']:.3f}")
 

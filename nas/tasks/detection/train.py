@@ -30,7 +30,8 @@ from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.training import WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients, wrap_optimizer
+from nas.tasks.training import (WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients,
+                                wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -147,6 +148,8 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
         bar.close()
     metrics = _evaluate(postprocess, val_ds, val_split, timing)
     _report(report, step, {**metrics, "epoch": training.epochs, "loss": epoch_loss}, writer, history)
+    if writer is not None:
+        writer.close()  # its event file and buffers would otherwise live as long as a warm process
     timing["total"] = time.perf_counter() - started
     result = {
         **metrics,
