@@ -372,8 +372,19 @@ class Experiment:
         if not isinstance(stored, dict):
             return False
         defaults = _meaning(Experiment(name=self.name, task=type(self.task)()).to_data())
+        for path, value in LEGACY_VALUES.items():  # what the code did before the setting existed
+            node = defaults
+            for key in path[:-1]:
+                node = node.get(key, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict) and path[-1] in node:
+                node[path[-1]] = value
         restricted = _restrict(_meaning(self.to_data()), _meaning(stored), defaults)
         return restricted is not None and _hash(restricted) == fingerprint
+
+
+# Settings whose default changed what a trial computes when they were added: a study made before
+# them matches only the old behaviour (resume an old study with --set task.training.precision=float32).
+LEGACY_VALUES = {("task", "training", "precision"): "float32"}
 
 
 # Keys that say how much to run or where, not what a trial means.

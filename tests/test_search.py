@@ -286,7 +286,10 @@ def test_a_study_from_before_the_task_seam_opens_and_resumes(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path / "old")
     aps = iter([0.6, 0.7, 0.8, 0.9])
     fake_training(monkeypatch, lambda *a, **k: fake_metrics(next(aps)))
-    experiment = load_experiment("experiment.yaml")
+    # Made before mixed precision existed: it resumes as it was made (float32), and only so.
+    with pytest.raises(ConfigError, match="to resume it as it was made: --set task.training.precision=float32"):
+        run_search(load_experiment("experiment.yaml"), storage_url="sqlite:///study.db", log=lambda line: None)
+    experiment = load_experiment("experiment.yaml", ["task.training.precision=float32"])
     study = run_search(experiment, n_trials=5, storage_url="sqlite:///study.db", log=lambda line: None)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert [t.value for t in complete[:3]] == [0.31, 0.42, 0.27] and len(complete) == 5

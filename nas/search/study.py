@@ -49,8 +49,22 @@ def open_study(experiment, storage_url: Optional[str] = None, study_name: Option
     elif not experiment.matches(stored, study.user_attrs.get("experiment")):
         raise ConfigError(
             f"study {name!r} in {redacted(url)} was made by a different experiment (fingerprint {stored}, "
-            f"this file {experiment.fingerprint}); pick another --study-name or storage")
+            f"this file {experiment.fingerprint}); pick another --study-name or storage"
+            + _legacy_hint(study.user_attrs.get("experiment")))
     return study
+
+
+def _legacy_hint(stored) -> str:
+    from nas.experiment import LEGACY_VALUES
+
+    missing = []
+    for path, value in LEGACY_VALUES.items():
+        node = stored
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None and isinstance(stored, dict):
+            missing.append(f"--set {'.'.join(path)}={value}")
+    return f" (the study predates a setting; to resume it as it was made: {' '.join(missing)})" if missing else ""
 
 
 def load_study(storage_url: str, study_name: str) -> optuna.Study:
