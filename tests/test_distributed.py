@@ -30,8 +30,15 @@ def postgres_url():
         yield url
 
 
+_STORAGES = {}
+
+
 def _trials(url, name):
-    return optuna.load_study(study_name=name, storage=open_storage(url)).trials
+    # One storage per URL: a new one per poll would leave a pool of connections open each time,
+    # until the database refuses more clients and every poll fails.
+    if url not in _STORAGES:
+        _STORAGES[url] = open_storage(url)
+    return optuna.load_study(study_name=name, storage=_STORAGES[url]).trials
 
 
 @pytest.mark.slow
