@@ -20,7 +20,8 @@ from nas.tasks.classification.data import DataError, make_dataset, read_image_fo
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
 from nas.tasks.classification.shapes import CLASSES, write_shapes_dataset
-from nas.tasks.classification.train import WarmupSchedule, train_and_evaluate
+from nas.tasks.classification.train import train_and_evaluate
+from nas.tasks.training import WarmupDecay as WarmupSchedule
 from spinenet import decode
 from tests.conftest import TINY, random_genome
 

@@ -29,37 +29,10 @@ from nas.tasks.classification.config import TrainingConfig
 from nas.tasks.classification.data import ImageFolderSplit, make_dataset
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
-from nas.tasks.training import precision_policy, resolve_precision, scale_loss, unscale_gradients, wrap_optimizer
+from nas.tasks.training import (WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients,
+                                wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
-
-
-class WarmupSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``base`` over ``warmup_steps``, then cosine decay to zero or step decay.
-
-    Step decay multiplies by ``factor`` at each of ``boundaries`` (fractions of ``total_steps``).
-    """
-
-    def __init__(self, base: float, total_steps: int, warmup_steps: int, schedule: str = "cosine",
-                 boundaries=(0.67, 0.89), factor: float = 0.1):
-        self.base, self.total_steps, self.warmup_steps = float(base), int(total_steps), int(warmup_steps)
-        self.schedule, self.boundaries, self.factor = schedule, tuple(boundaries), float(factor)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        ramp = self.base * tf.minimum(1.0, (step + 1.0) / float(max(self.warmup_steps, 1)))
-        if self.schedule == "cosine":
-            span = float(max(self.total_steps - self.warmup_steps, 1))
-            done = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-            after = 0.5 * self.base * (1.0 + tf.cos(math.pi * done))
-        else:
-            crossed = tf.add_n([tf.cast(step >= b * self.total_steps, tf.float32) for b in self.boundaries] or [0.0])
-            after = self.base * tf.pow(self.factor, crossed)
-        return tf.where(step < self.warmup_steps, ramp, after)
-
-    def get_config(self):
-        return {"base": self.base, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "schedule": self.schedule, "boundaries": self.boundaries, "factor": self.factor}
 
 
 def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, *, out_dir: Optional[str] = None,
@@ -110,7 +83,7 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {training.batch_size} is larger than the {len(train_split)} training images")
     total_steps = steps_per_epoch * training.epochs
-    schedule = WarmupSchedule(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
+    schedule = WarmupDecay(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
                               training.schedule, training.step_boundaries, training.step_factor)
     with scope():
         optimizer = wrap_optimizer(tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum),
