@@ -55,6 +55,24 @@ def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], sto
         sys.exit(3)
 
 
+def wait_for_workers(processes) -> None:
+    """Wait for every worker process, reaping each as it ends (a killed one never lingers as a zombie).
+
+    Ctrl-C terminates them all and re-raises.
+    """
+    try:
+        waiting = list(processes)
+        while waiting:
+            for ended in multiprocessing.connection.wait([p.sentinel for p in waiting]):
+                process = next(p for p in waiting if p.sentinel == ended)
+                process.join()
+                waiting.remove(process)
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+        raise
+
+
 def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *, storage_url: Optional[str] = None,
                 study_name: Optional[str] = None, n_trials: Optional[int] = None, timeout: Optional[float] = None,
                 gpus_per_worker: Optional[int] = None, log=print) -> list[int]:
@@ -84,18 +102,7 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
         processes.append(process)
         log(f"worker {index} started (pid {process.pid}"
             + (f", CUDA_VISIBLE_DEVICES={devices[index]})" if devices[index] is not None else ")"))
-    try:
-        # Reap each worker as soon as it ends, so a killed one never lingers as a zombie.
-        waiting = list(processes)
-        while waiting:
-            for ended in multiprocessing.connection.wait([p.sentinel for p in waiting]):
-                process = next(p for p in waiting if p.sentinel == ended)
-                process.join()
-                waiting.remove(process)
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
-        raise
+    wait_for_workers(processes)
     codes = [p.exitcode for p in processes]
     for index, code in enumerate(codes):
         if code:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import multiprocessing.connection
 import os
 import platform
 import socket
@@ -314,17 +313,9 @@ def _run_processes(workers: int, experiment_path: str, overrides: list, storage_
         process.start()
         processes.append(process)
         log(f"worker {index} started (pid {process.pid})")
-    try:
-        waiting = list(processes)
-        while waiting:  # reap each worker as it ends, so a killed one never lingers as a zombie
-            for ended in multiprocessing.connection.wait([p.sentinel for p in waiting]):
-                process = next(p for p in waiting if p.sentinel == ended)
-                process.join()
-                waiting.remove(process)
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
-        raise
+    from nas.workers import wait_for_workers
+
+    wait_for_workers(processes)
     for index, process in enumerate(processes):
         if process.exitcode:
             log(f"worker {index} ended with status {process.exitcode}")
