@@ -95,6 +95,34 @@ def test_plan_is_seeded_extends_and_says_what_is_left_out(tmp_path):
     assert make_plan(changed, 3).keys != make_plan(experiment, 3).keys
 
 
+def test_caps_per_fidelity_and_repeats_spread_among_the_genomes(tmp_path):
+    experiment = load_experiment(fidelity_experiment(tmp_path))
+    plan = make_plan(experiment, 6, repeats=2, genomes_at={"long": 2})
+    order = [(item.genome.fingerprint, item.fidelity, item.repeat) for item in plan.items]
+    genome = [g.fingerprint for _, g in plan.genomes]
+    # Every genome at quick, only the first two at long; the seed's k-th repeat follows genome 2k.
+    assert order == [
+        (genome[0], "quick", 0), (genome[0], "long", 0), (genome[1], "quick", 0), (genome[1], "long", 0),
+        (genome[0], "quick", 1), (genome[0], "long", 1), (genome[2], "quick", 0), (genome[3], "quick", 0),
+        (genome[0], "quick", 2), (genome[0], "long", 2), (genome[4], "quick", 0), (genome[5], "quick", 0)]
+    # Fewer genomes than the repeats need: the rest follow the last genome; the same work as without caps.
+    assert make_plan(experiment, 2, repeats=3).keys == {
+        *make_plan(experiment, 2).keys, *(i.key for i in make_plan(experiment, 2, repeats_all=3).items
+                                           if i.genome.fingerprint == genome[0])}
+    with pytest.raises(ValueError, match="'proxi', not a fidelity"):
+        make_plan(experiment, 2, genomes_at={"proxi": 1})
+
+
+def test_genomes_at_is_checked_on_the_command_line(tmp_path, capsys):
+    from nas.cli import main
+
+    path = fidelity_experiment(tmp_path)
+    assert main(["fidelity", path, "--genomes-at", "long"]) == 2
+    assert "expected NAME=N" in capsys.readouterr().err
+    assert main(["fidelity", path, "--genomes-at", "lng=2", "--no-train"]) != 0
+    assert "no fidelity 'lng'" in capsys.readouterr().err
+
+
 def test_r50_like_is_measured_in_the_papers_space():
     plan = make_plan(load_experiment("experiments/fidelity_shapes.yaml"), 3)
     assert [role for role, _ in plan.genomes] == ["seed", "reference", "sample"]

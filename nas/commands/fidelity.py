@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -32,7 +33,7 @@ def run_fidelity_command(args) -> int:
             study, _ = run_fidelity(experiment, args.genomes, repeats=args.repeats, repeats_all=args.repeats_all,
                                     workers=args.workers, only=args.fidelity or (), storage_url=args.storage,
                                     study_name=args.study_name, experiment_path=args.file, overrides=overrides,
-                                    train=not args.no_train)
+                                    train=not args.no_train, genomes_at=dict(args.genomes_at or ()))
         except KeyboardInterrupt:
             print("interrupted: finished runs are stored; run the same command again to resume")
             return 130
@@ -82,6 +83,14 @@ def _write_outputs(args, records: list[dict], report: dict, names: list[str]) ->
           f"({y} against {x})")
 
 
+def _fidelity_count(text: str) -> tuple[str, int]:
+    """``NAME=N`` of ``--genomes-at`` as ``(NAME, N)``."""
+    name, sep, count = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=N, e.g. long=20")
+    return name, positive_int(count)
+
+
 def add_parser(subparsers) -> None:
     """Register ``spinenas fidelity``."""
     parser = subparsers.add_parser(
@@ -95,6 +104,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--genomes", type=positive_int, default=10, metavar="N",
                         help="architectures to measure, seed genomes and r50-like included (default 10); a larger "
                              "N later extends the same sample")
+    parser.add_argument("--genomes-at", type=_fidelity_count, action="append", metavar="NAME=N",
+                        help="measure only the first N genomes at fidelity NAME, e.g. long=20 (repeatable; a costly "
+                             "fidelity needs fewer points than a cheap one)")
     parser.add_argument("--repeats", type=non_negative_int, default=0, metavar="R",
                         help="extra training seeds of the seed genome at every fidelity, for noise (default 0)")
     parser.add_argument("--repeats-all", type=non_negative_int, default=0, metavar="R",

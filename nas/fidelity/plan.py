@@ -120,19 +120,30 @@ def choose_genomes(experiment, count: int, constraint: Optional[Callable] = None
 
 
 def make_plan(experiment, genomes: int, repeats: int = 0, repeats_all: int = 0,
-              num_classes: Optional[dict] = None) -> Plan:
-    """Every (genome, fidelity, seed) to train, base seeds genome by genome, then the repeats.
+              num_classes: Optional[dict] = None, genomes_at: Optional[dict] = None) -> Plan:
+    """Every (genome, fidelity, seed) to train, genome by genome, with the seed genome's repeats spread among them.
 
     ``repeats`` extra seeds of the seed genome (the first seed genome, else the
-    first genome) and ``repeats_all`` of every genome, at every fidelity.
-    ``num_classes`` maps fidelity names to their data's class count (for the
-    head's cost); a search's ``constraints`` are applied at the reference fidelity.
+    first genome) and ``repeats_all`` of every genome, at every fidelity the
+    genome is measured at. ``genomes_at`` caps how many of the genomes (the
+    first ones, in order) a fidelity measures, e.g. ``{"long": 20}``: a costly
+    fidelity needs fewer points than a cheap one. ``num_classes`` maps fidelity
+    names to their data's class count (for the head's cost); a search's
+    ``constraints`` are applied at the reference fidelity.
+
+    The seed genome's k-th repeat follows the 2k-th genome, so a measurement
+    stopped early already knows its noise; repeats of every genome come last.
     """
     from nas.search.objective import ModelBudget
     from nas.tasks.base import model_cost
 
     configs = experiment.fidelity_configs()
     reference = experiment.reference_fidelity
+    limits_at = dict(genomes_at or {})
+    unknown = [name for name in limits_at if name not in configs]
+    if unknown:
+        raise ValueError(f"genomes_at names {unknown[0]!r}, not a fidelity of the experiment "
+                         f"({', '.join(configs)})")
     task = experiment.task_plugin
     classes = num_classes or {}
     limits = experiment.search.constraints
@@ -155,11 +166,19 @@ def make_plan(experiment, genomes: int, repeats: int = 0, repeats_all: int = 0,
         params, madds = costs[genome.fingerprint, name]
         return Item(genome, role, name, fingerprints[name], seed, repeat, params, madds, settings)
 
-    items = [item(role, genome, name, 0) for role, genome in chosen for name in configs]
-    repeated = chosen if repeats_all else chosen[:1]
-    extra = max(repeats, repeats_all)
-    for repeat in range(1, extra + 1):
-        for index, (role, genome) in enumerate(repeated):
-            if index == 0 or repeat <= repeats_all:
-                items.extend(item(role, genome, name, repeat) for name in configs)
+    def runs(index, repeat):
+        role, genome = chosen[index]
+        return [item(role, genome, name, repeat) for name in configs if index < limits_at.get(name, len(chosen))]
+
+    items, pending = [], list(range(1, repeats + 1)) if chosen else []
+    for index in range(len(chosen)):
+        items.extend(runs(index, 0))
+        if pending and index + 1 >= 2 * pending[0]:
+            items.extend(runs(0, pending.pop(0)))
+    for repeat in pending:
+        items.extend(runs(0, repeat))
+    for repeat in range(1, repeats_all + 1):
+        for index in range(len(chosen)):
+            if not (index == 0 and repeat <= repeats):
+                items.extend(runs(index, repeat))
     return Plan(chosen, configs, reference, items, notes)

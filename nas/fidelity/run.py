@@ -241,21 +241,24 @@ class Worker:
 def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int = 0, workers: int = 1,
                  only: Sequence[str] = (), storage_url: Optional[str] = None, study_name: Optional[str] = None,
                  experiment_path: Optional[str] = None, overrides: Sequence[str] = (),
-                 log: Callable[[str], None] = print, train: bool = True) -> tuple[optuna.Study, Plan]:
+                 log: Callable[[str], None] = print, train: bool = True,
+                 genomes_at: Optional[dict] = None) -> tuple[optuna.Study, Plan]:
     """Plan the measurement, queue what is missing, and train it with ``workers`` processes.
 
     ``only`` names the fidelities to train now (default all; e.g. the cheap
     one first for every genome). With ``train=False`` only plan and open the
     study (for reading what is recorded). Several workers need
     ``experiment_path`` (each worker process loads the file with ``overrides``).
+    ``genomes_at`` caps the genomes of named fidelities (see ``make_plan``).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
-    unknown = [name for name in only if name not in experiment.fidelity_configs()]
+    genomes_at = dict(genomes_at or {})
+    unknown = [name for name in [*only, *genomes_at] if name not in experiment.fidelity_configs()]
     if unknown:
         raise ConfigError(f"no fidelity {unknown[0]!r} in the experiment; fidelities are "
                           f"{', '.join(experiment.fidelity_configs())}")
     classes = prepare_fidelities(experiment, log) if train else None
-    plan = _plan(experiment, genomes, repeats, repeats_all, only, classes)
+    plan = _plan(experiment, genomes, repeats, repeats_all, only, genomes_at, classes)
     for note in plan.notes:
         log(note)
     study = open_fidelity_study(experiment, storage_url, study_name, create=train)
@@ -265,8 +268,9 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     if orphans:
         log(f"marked trial(s) {orphans} failed: their process died")
     counts = enqueue_missing(study, plan, experiment.search.max_retries)
+    capped = "".join(f", {name} the first {count}" for name, count in genomes_at.items())
     log(f"{len(plan.items)} run(s) planned ({len(plan.genomes)} genomes at {', '.join(only or plan.fidelities)}"
-        f", repeats included): {counts['complete']} complete, {counts['pending']} already queued or running, "
+        f"{capped}, repeats included): {counts['complete']} complete, {counts['pending']} already queued or running, "
         f"{counts['queued']} queued now")
     if counts["given_up"]:
         log(f"{len(counts['given_up'])} item(s) failed more than search.max_retries="
@@ -278,12 +282,13 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
         if experiment_path is None:
             raise ValueError("several workers need the experiment file's path")
         _run_processes(workers, experiment_path, list(overrides), storage_url, study_name,
-                       (genomes, repeats, repeats_all, list(only)), log)
+                       (genomes, repeats, repeats_all, list(only), genomes_at), log)
     return study, plan
 
 
-def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequence[str], classes) -> Plan:
-    plan = make_plan(experiment, genomes, repeats, repeats_all, classes)
+def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequence[str], genomes_at: dict,
+          classes) -> Plan:
+    plan = make_plan(experiment, genomes, repeats, repeats_all, classes, genomes_at)
     if only:
         plan.items = [item for item in plan.items if item.fidelity in only]
     return plan
