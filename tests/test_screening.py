@@ -43,6 +43,41 @@ def test_every_proxy_is_finite_and_deterministic_for_a_seed(tmp_path, task):
     assert all(0.0 <= r["ensemble"] <= 1.0 for r in first)
 
 
+def test_rescaled_float32_synflow_equals_float64_on_the_same_weights(tmp_path, monkeypatch):
+    """The float32 score at a scale of 2**-64 is the float64 score of the same network (ReLU, zero biases)."""
+    import tf_keras
+
+    from nas.screening import synflow
+    from nas.tasks import get_task
+    from spinenet.decoder import decode
+
+    config = tiny_train_config(tmp_path, "detection")
+    genome = random_genome(random.Random(1), num_intermediate=4, min_level=3, max_level=5)
+    task = get_task("detection")
+    batch = (np.zeros((1, 64, 64, 3), np.float32), None)
+
+    def build():
+        tf_keras.utils.set_random_seed(0)
+        backbone = decode(genome, input_shape=(64, 64, 3), **config.model.decode_kwargs())
+        return task.build_model(backbone, config, 3)
+
+    model = build()
+    weights = model.get_weights()
+    plain = synflow.score(model, batch, None, 0)
+    monkeypatch.setattr(synflow, "SCALE_EXPONENTS", (-64,))
+    model.set_weights(weights)
+    rescaled = synflow.score(model, batch, None, 0)
+    tf_keras.backend.set_floatx("float64")
+    try:
+        wide = build()
+        wide.set_weights([w.astype(np.float64) for w in weights])
+        reference = synflow.score(wide, batch, None, 0)
+    finally:
+        tf_keras.backend.set_floatx("float32")
+    assert rescaled == pytest.approx(reference, abs=1e-4)
+    assert plain == pytest.approx(reference, abs=1e-4)
+
+
 def test_rank_ensemble_ranks_by_mean_member_rank():
     scores = {"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, 3.0, 2.0, 4.0], "c": [4.0, 1.0, 2.0, 3.0]}
     ensemble = rank_ensemble(scores)

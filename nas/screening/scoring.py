@@ -69,14 +69,8 @@ def _score_model(task, genome, train_config, num_classes, batch, functions, seed
     gc.collect()
     tf_keras.utils.set_random_seed(seed)
     size = train_config.task.data.image_size
-    # float64: synflow's positive-weight flow through a deep network overflows float32 (e**90 and more).
-    floatx = tf_keras.backend.floatx()
-    tf_keras.backend.set_floatx("float64")
-    try:
-        backbone = decode(genome, input_shape=(size, size, 3), **train_config.model.decode_kwargs())
-        model = task.build_model(backbone, train_config, num_classes)
-    finally:
-        tf_keras.backend.set_floatx(floatx)
+    backbone = decode(genome, input_shape=(size, size, 3), **train_config.model.decode_kwargs())
+    model = task.build_model(backbone, train_config, num_classes)
     task_loss = task.loss_fn(genome, train_config, num_classes)
 
     def loss_fn(outputs, targets):

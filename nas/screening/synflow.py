@@ -2,8 +2,15 @@
 
 Batch norm runs in inference mode with its initial statistics (mean 0,
 variance 1), so it is a positive linear map. The flow of SpineNet-sized
-networks passes e**90, beyond float32: the runner builds models in float64,
-and the score is a log.
+networks passes e**130, beyond float32's largest number (about e**88).
+At initialisation every bias before the last layer is zero, so a ReLU
+network is linear in its input: an input of ``c`` instead of ones, and ``s``
+times the outputs' sum as ``R``, scale the forward values by ``c``, the
+backward ones by ``s`` and the flow by exactly ``c * s``. The score is
+computed in float32 at the mildest scale ``c = s = 2**k`` whose flow is
+finite and reported as ``log(flow) - 2 k log 2``: the float64 value without a
+float64 model. (Networks with swish or squeeze-excitation are not linear in
+their input; for them a rescaled score is an approximation.)
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import numpy as np
 
 from nas.screening.model import kernels, safe_log
 
+# Input scales tried in turn (powers of two, so the rescaling itself is exact).
+SCALE_EXPONENTS = (0, -32, -64, -96)
 
 
 def score(model, batch, loss_fn, seed: int) -> float:
@@ -24,11 +33,21 @@ def score(model, batch, loss_fn, seed: int) -> float:
         variable.assign(tf.abs(variable))
     weights = kernels(model)
     shape = (1, *np.asarray(batch[0]).shape[1:])
-    image = tf.ones(shape, weights[0].dtype if weights else tf.float32)
+    dtype = weights[0].dtype if weights else tf.float32
+    for exponent in SCALE_EXPONENTS:
+        scale = 2.0 ** exponent
+        flow = _flow(model, weights, tf.fill(shape, tf.constant(scale, dtype)), scale)
+        if math.isfinite(flow) and flow > 0:
+            return safe_log(flow) - 2 * exponent * math.log(2.0)
+    return 745.0  # beyond every scale: more flow than anything finite
+
+
+def _flow(model, weights, image, scale: float) -> float:
+    import tensorflow as tf
+
     with tf.GradientTape() as tape:
         outputs = model(image, training=False)
-        total = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(outputs)])
+        total = scale * tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in tf.nest.flatten(outputs)])
     grads = tape.gradient(total, weights)
-    flow = sum(float(np.sum(g.numpy().astype(np.float64) * w.numpy()))
+    return sum(float(np.sum(g.numpy().astype(np.float64) * w.numpy().astype(np.float64)))
                for g, w in zip(grads, weights) if g is not None)
-    return safe_log(flow) if math.isfinite(flow) else 745.0  # beyond float64: more flow than anything finite
