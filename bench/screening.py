@@ -6,7 +6,7 @@ Run by hand:
     python bench/screening.py --table runs/fidelity/records.jsonl --fidelity short --long-fidelity long
 
 The table is ``spinenas fidelity``'s JSON lines (one record per genome,
-fidelity and seed; see :mod:`nas.screening.records`). Proxy scores of its
+fidelity and seed; read with :func:`nas.fidelity.load_genomes`). Proxy scores of its
 genomes are computed once with the experiment's model and task settings and
 cached beside it (``<table>.proxies.json``).
 """
@@ -51,10 +51,10 @@ def table(path: str, experiment: str, metric: str, fidelity: str, long_fidelity,
     from nas.experiment import load_train_config
     from nas.screening import PROXIES, score_genomes
     from nas.screening.benchmark import format_report, judge
-    from nas.screening.records import load_table
+    from nas.fidelity import load_genomes
     from search_spaces.features import feature_names, genome_features
 
-    entries = load_table(path, metric)
+    entries = load_genomes(path, metric)
     cache = f"{path}.proxies.json"
     scores = json.load(open(cache)) if os.path.exists(cache) else {}
     missing = [e for e in entries if e.fingerprint not in scores]

@@ -14,8 +14,8 @@ import yaml
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
-from nas.fidelity import (export_jsonl, fidelity_report, load_table, make_plan, open_fidelity_study, rank_pair,
-                          records_from_study, run_fidelity)
+from nas.fidelity import (export_jsonl, fidelity_report, load_genomes, load_table, make_plan, open_fidelity_study,
+                          rank_pair, records_from_study, run_fidelity)
 from nas.fidelity.run import claim
 from tests.test_detection import TINY_GENOME
 from tests.test_search import fake_metrics, fake_training, tiny_experiment
@@ -240,6 +240,15 @@ def test_resume_repeats_nothing_and_redoes_an_orphan(tmp_path, monkeypatch):
     path = tmp_path / "bench" / "fidelity_tiny.jsonl"
     export_jsonl(records, str(path))
     assert load_table(path) == records == load_table(study)
+    # One row per genome, each fidelity's metric the mean over its seeds.
+    rows = load_genomes(path)
+    assert [row.fingerprint for row in rows] == sorted({r["fingerprint"] for r in records}, key=[
+        r["fingerprint"] for r in records].index)
+    seed_row = next(row for row in rows if row.role == "seed")
+    assert seed_row.genome.fingerprint == seed_row.fingerprint and seed_row.seeds == {"quick": 2, "long": 2}
+    runs = [r["metrics"]["AP"] for r in records if r["fingerprint"] == seed_row.fingerprint and r["fidelity"] == "long"]
+    assert seed_row.objective["long"] == pytest.approx(sum(runs) / 2)
+    assert all(row.seeds == {"quick": 1, "long": 1} for row in rows if row is not seed_row)
 
 
 def test_training_failures_are_retried_then_given_up(tmp_path, monkeypatch):

@@ -154,7 +154,7 @@ def test_score_command_prints_json(tmp_path, capsys):
 
 def test_benchmark_on_a_synthetic_table(tmp_path):
     from nas.screening.benchmark import format_report, judge
-    from nas.screening.records import load_table
+    from nas.fidelity import load_genomes
     from search_spaces.space import ScalePermutedSpace
 
     space = ScalePermutedSpace(min_level=3, max_level=5, intermediate_levels=[2, 3, 4], level_offsets=[0, 1],
@@ -169,10 +169,11 @@ def test_benchmark_on_a_synthetic_table(tmp_path):
             for fidelity, noise in (("short", 0.3), ("long", 0.1)):
                 for seed in (0, 1):
                     ap = f["depth"] + noise * rng.gauss(0, 1)
-                    handle.write(json.dumps({"genome": g.to_yaml(), "fingerprint": g.fingerprint, "fidelity": fidelity,
+                    handle.write(json.dumps({"item": f"{g.fingerprint}/{fidelity}@x/{seed}", "state": "COMPLETE",
+                                             "genome": g.to_yaml(), "fingerprint": g.fingerprint, "fidelity": fidelity,
                                              "seed": seed, "metrics": {"AP": ap}, "params": f["cross_scale_edges"],
                                              "multiply_adds": rng.random()}) + "\n")
-    entries = load_table(str(path))
+    entries = load_genomes(str(path), "AP")
     assert len(entries) == 40 and entries[0].seeds == {"short": 2, "long": 2}
     oracle = [e.objective["long"] for e in entries]
     report = judge(entries, {"oracle": oracle}, "short", "long",

@@ -12,7 +12,7 @@ study and its workers), :mod:`~nas.fidelity.table` (records, JSON lines),
 from nas.fidelity.plan import Item, Plan, make_plan
 from nas.fidelity.run import open_fidelity_study, run_fidelity
 from nas.fidelity.stats import fidelity_report, format_report, rank_pair
-from nas.fidelity.table import export_jsonl, load_table, records_from_study
+from nas.fidelity.table import GenomeRow, export_jsonl, load_genomes, load_table, records_from_study
 
-__all__ = ["Item", "Plan", "export_jsonl", "fidelity_report", "format_report", "load_table", "make_plan",
+__all__ = ["GenomeRow", "Item", "Plan", "export_jsonl", "fidelity_report", "format_report", "load_genomes", "load_table", "make_plan",
            "open_fidelity_study", "rank_pair", "records_from_study", "run_fidelity"]

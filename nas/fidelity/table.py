@@ -7,16 +7,24 @@ A record is plain data (JSON round-trips it unchanged)::
      "multiply_adds", "settings" (the train config), "timing", "wall_time_s", "versions", "machine",
      "fail_reason", "trial", "experiment", "experiment_fingerprint"}
 
+:func:`load_genomes` reads the same table one genome at a time, its metric
+averaged over training seeds at every fidelity: what benchmarks and
+predictors need.
+
 Example:
-    >>> from nas.fidelity import load_table
+    >>> from nas.fidelity import load_genomes, load_table
     >>> records = load_table("bench/results/fidelity_fidelity_shapes.jsonl")  # doctest: +SKIP
+    >>> rows = load_genomes("bench/results/fidelity_fidelity_shapes.jsonl")  # doctest: +SKIP
+    >>> rows[0].genome, rows[0].objective["proxy"], rows[0].seeds["proxy"]  # doctest: +SKIP
+    (Genome(...), 0.41, 6)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Iterable
+from typing import Iterable, Optional
 
 from optuna.trial import TrialState
 
@@ -85,3 +93,42 @@ def export_jsonl(records: list[dict], path: str) -> int:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
     os.replace(temporary, path)  # a reader never sees half a table
     return len(records)
+
+
+@dataclasses.dataclass
+class GenomeRow:
+    """One genome of a table: its costs and, per fidelity, its metric's mean over seeds and the seed count."""
+
+    fingerprint: str
+    genome: object  # a search_spaces Genome
+    role: str  # seed, reference or sample
+    params: float
+    multiply_adds: float
+    objective: dict  # fidelity -> mean metric over its complete runs
+    seeds: dict  # fidelity -> number of complete runs
+
+
+def load_genomes(source, metric: Optional[str] = None) -> list[GenomeRow]:
+    """The table's genomes (``load_table``'s source), first-seen in the table's order, with mean metrics per fidelity.
+
+    ``metric`` defaults to each record's own (the study's objective, e.g.
+    ``AP``); failed runs are left out, and genomes without a complete run.
+    """
+    from search_spaces.genome import Genome
+
+    rows: dict[str, GenomeRow] = {}
+    values: dict = {}
+    for record in load_table(source):
+        value = (record.get("metrics") or {}).get(metric or record.get("metric"))
+        if record.get("state", "COMPLETE") != "COMPLETE" or value is None:
+            continue
+        key = record["fingerprint"]
+        if key not in rows:
+            rows[key] = GenomeRow(key, Genome.from_yaml(record["genome"]), record.get("role") or "sample",
+                                  float(record.get("params") or 0), float(record.get("multiply_adds") or 0), {}, {})
+        values.setdefault(key, {}).setdefault(record["fidelity"], []).append(float(value))
+    for key, row in rows.items():
+        for fidelity, runs in values[key].items():
+            row.objective[fidelity] = sum(runs) / len(runs)
+            row.seeds[fidelity] = len(runs)
+    return list(rows.values())

@@ -1,8 +1,9 @@
 """Judge proxies and search strategies on a recorded table (what ``bench/screening.py`` prints).
 
 Example:
-    >>> from nas.screening.records import Entry
-    >>> entries = [Entry(str(i), None, 10.0 * i, 5.0 * i, {"short": i / 10}, {"short": 1}) for i in range(10)]
+    >>> from nas.fidelity import GenomeRow
+    >>> entries = [GenomeRow(str(i), None, "sample", 10.0 * i, 5.0 * i, {"short": i / 10}, {"short": 1})
+    ...            for i in range(10)]
     >>> report = judge(entries, {}, "short", features=[[i] for i in range(10)], repetitions=2)
     >>> report["correlations"]["multiply_adds"]["short"]["kendall"]
     1.0
