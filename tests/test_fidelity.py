@@ -251,6 +251,21 @@ def test_resume_repeats_nothing_and_redoes_an_orphan(tmp_path, monkeypatch):
     assert all(row.seeds == {"quick": 1, "long": 1} for row in rows if row is not seed_row)
 
 
+def test_a_fidelity_without_its_data_is_named_and_can_be_left_out(tmp_path, monkeypatch, capsys):
+    from nas.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    fake_training(monkeypatch, lambda genome, config, out_dir, report=None: fake_metrics(0.2))
+    photos = {"task.data": {"root": str(tmp_path / "no-photos"), "generate_shapes": None}}
+    path = fidelity_experiment(tmp_path, {**TWO, "photos": photos})
+    assert main(["fidelity", path, "--genomes", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "fidelity photos:" in error and "no-photos" in error and "--fidelity NAME" in error
+    assert main(["fidelity", path, "--genomes", "1", "--fidelity", "quick"]) == 0
+    study = open_fidelity_study(load_experiment(path))
+    assert [t.user_attrs["fidelity"] for t in study.trials] == ["quick"]
+
+
 def test_training_failures_are_retried_then_given_up(tmp_path, monkeypatch):
     from nas.search import TrialFailed
 

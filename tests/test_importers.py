@@ -72,6 +72,38 @@ def test_voc_without_image_sets_is_split_by_seed(tmp_path, capsys):
     assert "already holds a dataset" in capsys.readouterr().err
 
 
+def test_voc_tiles_cut_large_flat_photos_and_mark_cut_objects(tmp_path, capsys):
+    # A flat folder (XML beside the image), as packages ship aerial photos: 450x420 cut into 200x200 tiles.
+    src = tmp_path / "aerial"
+    src.mkdir()
+    pixels = np.random.default_rng(1).integers(0, 255, (420, 450, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(src / "scene.png")
+    objects = "".join(VOC_OBJECT.format(cls="tree", difficult=0, x0=x0 + 1, y0=y0 + 1, x1=x1, y1=y1)
+                      for x0, y0, x1, y1 in [(10, 10, 50, 50),      # inside tile r0 c0
+                                             (180, 20, 240, 60),    # 2/3 in c0, 1/3 in c1
+                                             (300, 250, 340, 290),  # inside r1 c1
+                                             (410, 10, 440, 40)])   # in the dropped right remainder
+    (src / "scene.xml").write_text(VOC_XML.format(name="scene", w=450, h=420, objects=objects).replace(".jpg", ".png"))
+    out = tmp_path / "tiles"
+    assert main(["data", "import", "voc", str(src), "--out", str(out), "--tile", "200", "--val-fraction", "0.25"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 train images" in printed and "1 val images" in printed and "seeded split" in printed and "tiles" in printed
+    assert "1 objects cut by a tile edge" in printed
+    tiles = {}
+    for split in ("train", "val"):
+        coco = json.loads((out / f"instances_{split}.json").read_text())
+        for image in coco["images"]:
+            boxes = [(a["bbox"], a["iscrowd"]) for a in coco["annotations"] if a["image_id"] == image["id"]]
+            tiles[image["file_name"]] = (split, boxes)
+            assert (image["width"], image["height"]) == (200, 200)
+    assert sorted(tiles) == ["scene_r00_c00.png", "scene_r00_c01.png", "scene_r01_c00.png", "scene_r01_c01.png"]
+    assert tiles["scene_r00_c00.png"][1] == [([10.0, 10.0, 40.0, 40.0], 0), ([180.0, 20.0, 20.0, 40.0], 1)]
+    assert tiles["scene_r00_c01.png"][1] == [([0.0, 20.0, 40.0, 40.0], 0)]
+    assert tiles["scene_r01_c01.png"][1] == [([100.0, 50.0, 40.0, 40.0], 0)]
+    split, _ = tiles["scene_r01_c01.png"]
+    assert np.array_equal(np.asarray(Image.open(out / split / "scene_r01_c01.png")), pixels[200:400, 200:400])
+
+
 def test_yolo_import_boxes_and_polygons(tmp_path, capsys):
     make_yolo(tmp_path / "yolo")
     out = tmp_path / "coco"

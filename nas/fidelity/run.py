@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.config import ConfigError
+from nas.tasks.base import DataError
 from nas.fidelity.plan import ITEM_ATTRS, Plan, make_plan
 from nas.search.child import TrialFailed, TrialProcess
 from nas.search.objective import package_versions
@@ -76,14 +77,24 @@ def open_fidelity_study(experiment, storage_url: Optional[str] = None, study_nam
     return study
 
 
-def prepare_fidelities(experiment, log: Callable[[str], None] = print) -> dict:
-    """Prepare each fidelity's data once (fidelities may differ in data); returns class counts by fidelity."""
+def prepare_fidelities(experiment, log: Callable[[str], None] = print, names: Sequence[str] = ()) -> dict:
+    """Prepare the data of each fidelity in ``names`` (default all) once; returns class counts by fidelity.
+
+    Fidelities may differ in data; a fidelity whose data cannot be read is
+    named in the error, so it can be fetched or left out with ``--fidelity``.
+    """
     task = experiment.task_plugin
     classes, done = {}, {}
     for name, config in experiment.fidelity_configs().items():
+        if names and name not in names:
+            continue
         key = repr(config.task.data)
         if key not in done:
-            summary = task.prepare_data(config.task, progress=False)
+            try:
+                summary = task.prepare_data(config.task, progress=False)
+            except DataError as err:
+                raise DataError(f"fidelity {name}: {err} (prepare that data, or train the other fidelities now "
+                                "with --fidelity NAME)") from None
             done[key] = summary.num_classes
             log(f"data ({name}): {summary.description}")
         classes[name] = done[key]
@@ -257,7 +268,7 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     if unknown:
         raise ConfigError(f"no fidelity {unknown[0]!r} in the experiment; fidelities are "
                           f"{', '.join(experiment.fidelity_configs())}")
-    classes = prepare_fidelities(experiment, log) if train else None
+    classes = prepare_fidelities(experiment, log, only) if train else None
     plan = _plan(experiment, genomes, repeats, repeats_all, only, genomes_at, classes)
     for note in plan.notes:
         log(note)
@@ -302,7 +313,7 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
 
     experiment = load_experiment(experiment_path, overrides)
     # The same plan as the parent's (seeded), so this worker claims exactly the planned items.
-    plan = _plan(experiment, *sample, prepare_fidelities(experiment, lambda line: None))
+    plan = _plan(experiment, *sample, prepare_fidelities(experiment, lambda line: None, sample[3]))
     study = open_fidelity_study(experiment, storage_url, study_name, create=False)
     with Worker(experiment, study, plan.keys, log) as worker:
         worker.run()

@@ -58,6 +58,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_displayed(path: str) -> Image.Image:
+    """The whole image as displayed (EXIF orientation applied), in RGB."""
+    try:
+        with Image.open(path) as image:
+            return _to_rgb(ImageOps.exif_transpose(image))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{path}: cannot read image ({err})") from None
+
+
 def load_image(path: str, size: tuple[int, int]) -> np.ndarray:
     """The displayed image resized to ``size`` = (height, width): uint8 [height, width, 3].
 

@@ -2,7 +2,7 @@
 
 Written layout: ``OUT/instances_train.json``, ``OUT/instances_val.json``,
 ``OUT/train/``, ``OUT/val/`` (images hard-linked when the filesystem allows,
-else copied). Category ids run from 1 in class-name order (VOC: sorted
+else copied; tiles of large images written as PNG). Category ids run from 1 in class-name order (VOC: sorted
 names; YOLO: its class indices plus one).
 """
 
@@ -14,9 +14,10 @@ import os
 import random
 import shutil
 import xml.etree.ElementTree as ElementTree
+from typing import Optional
 
 from nas.tasks.detection.data import DataError
-from nas.tasks.detection.images import ImageReadError, displayed_size
+from nas.tasks.detection.images import ImageReadError, displayed_size, open_displayed
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -24,8 +25,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 class _Record:
     """One image to write: where it is, its name in the output, its size if known and its objects."""
 
-    def __init__(self, source: str, file_name: str, size=None):
+    def __init__(self, source: str, file_name: str, size=None, crop=None):
         self.source, self.file_name, self.size = source, file_name, size
+        self.crop = crop  # (left, top) of a tile of ``size`` cut from the source, or None for the whole image
         self.objects: list[tuple[int, list[float], int]] = []  # (category id, [x, y, w, h], iscrowd)
 
 
@@ -49,10 +51,18 @@ def _place(source: str, target: str) -> None:
 def _write(out: str, splits: dict[str, list[_Record]], names: list[str]) -> dict:
     counts = {}
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(names)]
+    opened: dict = {}  # the source image the last tile came from (tiles of one image are written together)
     for split, records in splits.items():
         images, annotations = [], []
         for image_id, record in enumerate(records, start=1):
-            _place(record.source, os.path.join(out, split, record.file_name))
+            target = os.path.join(out, split, record.file_name)
+            if record.crop is None:
+                _place(record.source, target)
+            else:
+                if record.source not in opened:
+                    opened = {record.source: open_displayed(record.source)}
+                (left, top), (height, width) = record.crop, record.size
+                opened[record.source].crop((left, top, left + width, top + height)).save(target)
             entry = {"id": image_id, "file_name": record.file_name}
             if record.size:
                 entry.update(height=record.size[0], width=record.size[1])
@@ -74,21 +84,25 @@ def _seeded_split(items: list, val_fraction: float, seed: int) -> tuple[list, li
     return sorted(items[n_val:]), sorted(items[:n_val])
 
 
-def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, overwrite: bool = False) -> dict:
+def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, overwrite: bool = False,
+               tile: Optional[int] = None, min_visible: float = 0.5) -> dict:
     """Convert a Pascal VOC folder (``Annotations/*.xml``, ``JPEGImages/``, optional ``ImageSets/Main/``).
 
-    Splits come from ``ImageSets/Main/train.txt`` and ``val.txt`` when both
-    exist, else a seeded random split with ``val_fraction`` of the images in
+    A flat folder, XML files beside their images, is read too. Splits come
+    from ``ImageSets/Main/train.txt`` and ``val.txt`` when both exist, else a
+    seeded random split with ``val_fraction`` of the images (or tiles) in
     val. VOC pixel coordinates are 1-based and inclusive; ``difficult``
     objects become ``iscrowd`` regions, which training skips and evaluation
     ignores, as VOC's own evaluation does.
+
+    ``tile`` cuts every image into non-overlapping ``tile`` x ``tile`` crops
+    (right and bottom remainders dropped), for a few large photos such as
+    aerial scenes: an object keeping at least ``min_visible`` of its box in a
+    tile is an object there, one cut off more is an ignored region.
     """
-    annotations_dir, images_dir = os.path.join(src, "Annotations"), os.path.join(src, "JPEGImages")
-    for folder in (annotations_dir, images_dir):
-        if not os.path.isdir(folder):
-            raise DataError(f"{folder}: not found (a VOC folder has Annotations/ and JPEGImages/)")
+    annotations_dir, images_dir = _voc_folders(src)
     ids = sorted(f[:-4] for f in os.listdir(annotations_dir) if f.lower().endswith(".xml"))
-    if len(ids) < 2:
+    if len(ids) < (1 if tile else 2):
         raise DataError(f"{annotations_dir}: need at least two annotation files, found {len(ids)}")
     parsed, skipped = {}, collections.Counter()
     for image_id in ids:
@@ -97,6 +111,21 @@ def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, 
     if not names:
         raise DataError(f"{annotations_dir}: no <object> in any annotation file")
     category = {name: i + 1 for i, name in enumerate(names)}
+    for image_id in ids:
+        if parsed[image_id][0] is None:
+            skipped["annotation files without an image"] += 1
+    records = {}  # image id -> its records (one image, or its tiles)
+    for image_id, (image_path, size, objects) in parsed.items():
+        if image_path is None:
+            continue
+        boxes = [(category[name], box, int(difficult)) for name, box, difficult in objects]
+        skipped["difficult objects (kept as ignored regions)"] += sum(crowd for _, _, crowd in boxes)
+        if tile:
+            records[image_id] = _tiles(image_path, image_id, boxes, tile, min_visible, skipped)
+        else:
+            record = _Record(image_path, os.path.basename(image_path), size)
+            record.objects.extend(boxes)
+            records[image_id] = [record]
 
     lists = [os.path.join(src, "ImageSets", "Main", f"{s}.txt") for s in ("train", "val")]
     if all(os.path.isfile(p) for p in lists):
@@ -104,35 +133,57 @@ def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, 
         for path in lists:
             with open(path, encoding="utf-8") as handle:
                 wanted = [line.split()[0] for line in handle if line.strip()]
-            missing = [i for i in wanted if i not in parsed]
-            skipped["listed images without annotation file"] += len(missing)
-            chosen.append([i for i in wanted if i in parsed])
-        train_ids, val_ids = chosen
+            skipped["listed images without annotation file"] += sum(1 for i in wanted if i not in parsed)
+            chosen.append([r for i in wanted if i in records for r in records[i]])
+        splits = dict(zip(("train", "val"), chosen))
         how = "ImageSets/Main/{train,val}.txt"
     else:
-        train_ids, val_ids = _seeded_split(ids, val_fraction, seed)
-        how = f"a seeded split (seed {seed}, {val_fraction:.0%} val)"
-    if not train_ids or not val_ids:
+        every = {r.file_name: r for rs in records.values() for r in rs}
+        train_names, val_names = _seeded_split(list(every), val_fraction, seed) if len(every) > 1 else (list(every), [])
+        splits = {"train": [every[n] for n in train_names], "val": [every[n] for n in val_names]}
+        how = f"a seeded split (seed {seed}, {val_fraction:.0%} val{' of the tiles' if tile else ''})"
+    if not splits["train"] or not splits["val"]:
         raise DataError(f"{src}: the train or val split is empty ({how})")
-
     _prepare_out(out, overwrite)
-    splits = {}
-    for split, chosen_ids in (("train", train_ids), ("val", val_ids)):
-        records = []
-        for image_id in chosen_ids:
-            image_path, size, objects = parsed[image_id]
-            if image_path is None:
-                skipped["annotation files without an image"] += 1
-                continue
-            record = _Record(image_path, os.path.basename(image_path), size)
-            for name, box, difficult in objects:
-                record.objects.append((category[name], box, int(difficult)))
-                skipped["difficult objects (kept as ignored regions)"] += int(difficult)
-            records.append(record)
-        splits[split] = records
     counts = _write(out, splits, names)
-    counts.update(classes=names, split_from=how, notes=dict(skipped))
+    counts.update(classes=names, split_from=how, notes={k: v for k, v in skipped.items() if v})
     return counts
+
+
+def _voc_folders(src: str) -> tuple[str, str]:
+    """(annotations folder, images folder): VOC's ``Annotations/`` and ``JPEGImages/``, or ``src`` itself."""
+    annotations_dir, images_dir = os.path.join(src, "Annotations"), os.path.join(src, "JPEGImages")
+    if os.path.isdir(annotations_dir) and os.path.isdir(images_dir):
+        return annotations_dir, images_dir
+    if any(f.lower().endswith(".xml") for f in os.listdir(src)):
+        return src, src
+    missing = images_dir if os.path.isdir(annotations_dir) else annotations_dir
+    raise DataError(f"{missing}: not found (a VOC folder has Annotations/ and JPEGImages/, or XML files "
+                    "beside their images)")
+
+
+def _tiles(image_path: str, image_id: str, boxes: list, tile: int, min_visible: float, skipped) -> list[_Record]:
+    """The non-overlapping tiles of one image, each with the parts of ``boxes`` it holds."""
+    height, width = displayed_size(image_path)  # the file wins over the XML's size
+    if height < tile or width < tile:
+        skipped[f"images smaller than one {tile}x{tile} tile"] += 1
+        return []
+    records = []
+    for row in range(height // tile):
+        for col in range(width // tile):
+            left, top = col * tile, row * tile
+            record = _Record(image_path, f"{image_id}_r{row:02d}_c{col:02d}.png", (tile, tile), (left, top))
+            for category_id, (x, y, w, h), crowd in boxes:
+                x0, y0 = max(x, left), max(y, top)
+                x1, y1 = min(x + w, left + tile), min(y + h, top + tile)
+                if x1 - x0 < 1 or y1 - y0 < 1:
+                    continue
+                kept = (x1 - x0) * (y1 - y0) / (w * h)
+                cut = kept < min_visible and not crowd
+                skipped["objects cut by a tile edge (kept as ignored regions)"] += int(cut)
+                record.objects.append((category_id, [x0 - left, y0 - top, x1 - x0, y1 - y0], int(crowd or cut)))
+            records.append(record)
+    return records
 
 
 def _parse_voc(path: str, images_dir: str, image_id: str):

@@ -60,8 +60,10 @@ def run_import(args) -> int:
         if args.format == "voc":
             if not 0 < args.val_fraction < 1:
                 raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+            if not 0 < args.min_visible <= 1:
+                raise UserError(f"--min-visible must be in (0, 1], got {args.min_visible}")
             counts = import_voc(args.src, args.out, val_fraction=args.val_fraction, seed=args.seed,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, tile=args.tile, min_visible=args.min_visible)
         else:
             counts = import_yolo(args.src, args.out, overwrite=args.overwrite)
     except DataError as err:
@@ -118,9 +120,12 @@ def add_parser(subparsers) -> None:
                                 description="Convert a dataset folder to the COCO-format layout, then "
                                             "'spinenas data check OUT' and train with task.data.root=OUT.")
     formats = importer.add_subparsers(dest="format", required=True)
-    voc = formats.add_parser("voc", help="Pascal VOC: Annotations/*.xml, JPEGImages/, ImageSets/Main/",
+    voc = formats.add_parser("voc", help="Pascal VOC: Annotations/*.xml, JPEGImages/, ImageSets/Main/ (or XML "
+                                         "files beside their images)",
                              description="Splits from ImageSets/Main/train.txt and val.txt when both exist, "
-                                         "else a seeded random split. Difficult objects become ignored regions.")
+                                         "else a seeded random split. Difficult objects become ignored regions. "
+                                         "--tile cuts a few large photos (aerial scenes, say) into training-sized "
+                                         "tiles.")
     yolo = formats.add_parser("yolo", help="YOLO: images/{train,val}/, labels/{train,val}/, data.yaml or classes.txt",
                               description="Class names from data.yaml ('names') or classes.txt; boxes "
                                           "'class cx cy w h' normalised, polygons become their boxes.")
@@ -132,3 +137,9 @@ def add_parser(subparsers) -> None:
     voc.add_argument("--val-fraction", type=float, default=0.2,
                      help="share of images for val when ImageSets/Main has no train/val lists (default 0.2)")
     voc.add_argument("--seed", type=non_negative_int, default=0, help="seed of that split (default 0)")
+    voc.add_argument("--tile", type=positive_int, metavar="N",
+                     help="cut each image into non-overlapping NxN tiles, written as PNG (remainders dropped); "
+                          "the random split is then over tiles")
+    voc.add_argument("--min-visible", type=float, default=0.5, metavar="F",
+                     help="with --tile: an object keeping this share of its box in a tile is an object there, "
+                          "one cut off more an ignored region (default 0.5)")
