@@ -145,7 +145,7 @@ def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
     for i, r in enumerate(runs, 1):
         t = r["timing"]
         gflops = r["images_per_s"] * flop_per_image
-        overhead = t["spawn"] + t.get("trace", 0) + t.get("evaluate", 0) + t.get("data", 0) + t.get("build", 0)
+        overhead = t["spawn"] + sum(t.get(k, 0) for k in ("trace", "evaluate", "data", "build", "iterator", "other"))
         r.update(gflops=gflops, matmul_fraction=gflops / r["matmul_gflops"], overhead=overhead / r["wall"],
                  trials_per_hour=3600 / r["wall"])
         print(f"run {i} (load {r['load']} -> {r['load_after']}): wall {r['wall']:.1f} s, "
@@ -157,7 +157,7 @@ def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
         print(f"  training {r['images_per_s']:.1f} images/s = {gflops:.1f} GFLOP/s = "
               f"{r['matmul_fraction']:.2f} of the matmul rate ({r['matmul_gflops']:.1f} GFLOP/s); "
               f"input wait {t['input'] / max(t['train'], 1e-9):.1%} of training; "
-              f"overhead (spawn, import, data, build, tracing, evaluation) {r['overhead']:.1%} of the trial")
+              f"overhead (spawn, import, data, build, tracing, evaluation, unmeasured) {r['overhead']:.1%} of the trial")
     for key in ("wall", "trials_per_hour", "AP", "AP50", "images_per_s", "gflops", "matmul_fraction", "overhead"):
         summary[key] = statistics.median(r[key] for r in runs)
     return summary

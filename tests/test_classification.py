@@ -231,7 +231,11 @@ def test_tiny_training_reports_scores_and_writes_outputs(shapes_root, tmp_path):
     assert result["steps"] == 2 * (30 // 8) and result["num_classes"] == 10
     assert [step for step, _ in reports] == [3, 6]  # after epoch 1, then the final evaluation
     assert result["history"] == [{"step": s, **m} for s, m in reports]
-    assert result["timing"]["total"] >= result["timing"]["train"] > 0
+    timing = result["timing"]
+    assert timing["total"] >= timing["train"] > 0
+    # Every second of the run is in one phase; "other" is what none measured.
+    phases = ("data", "build", "iterator", "input", "trace", "train", "evaluate", "other")
+    assert set(timing) == {"total", *phases} and sum(timing[k] for k in phases) == pytest.approx(timing["total"])
     assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.weights.h5", "config.yaml", "genome.yaml",
                                                     "metrics.json", "tensorboard"]
     with open(tmp_path / "run" / "metrics.json") as handle:

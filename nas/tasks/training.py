@@ -1,4 +1,4 @@
-"""Training helpers every task shares: the learning-rate schedule and mixed precision.
+"""Training helpers every task shares: the learning-rate schedule, mixed precision, the compiled step, reporting.
 
 Nothing here knows a task; each task's training loop imports it (tasks never import each other).
 
@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
+import os
 from typing import Iterator
 
 import tensorflow as tf
 import tf_keras
+import yaml
+
+from nas.config import to_data
 
 # The settings ``task.training.precision`` accepts besides ``auto``.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -135,3 +140,49 @@ class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"base": self.base, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "schedule": self.schedule, "boundaries": self.boundaries, "factor": self.factor}
+
+
+def compile_step(replica_step, strategy, jit_compile: bool, autograph: bool = True):
+    """``replica_step`` as one ``tf.function``: plain, or run on every replica of ``strategy`` with its results averaged."""
+    if strategy is None:
+        return tf.function(replica_step, jit_compile=jit_compile, autograph=autograph)
+
+    @tf.function(jit_compile=jit_compile)
+    def distributed_step(*batch):
+        values = strategy.run(replica_step, args=batch)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
+
+    return distributed_step
+
+
+def report_metrics(report, step: int, metrics: dict, writer, history: list) -> None:
+    """Record one evaluation: in ``history``, in TensorBoard (``writer``, may be None) and to ``report`` (may raise)."""
+    history.append({"step": step, **metrics})
+    if writer is not None:
+        with writer.as_default(step=step):
+            for name, value in metrics.items():
+                if name != "epoch":
+                    tf.summary.scalar(f"val/{name}", value)
+        writer.flush()
+    if report is not None:
+        report(step, metrics)
+
+
+def progress_bar(total: int, enabled: bool):
+    """A tqdm bar over ``total`` training steps, or None when not ``enabled``."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc="train", dynamic_ncols=True)
+
+
+def write_outputs(out_dir: str, genome, config, model, result: dict) -> None:
+    """What a trained run leaves in ``out_dir``: genome.yaml, config.yaml, metrics.json and the weights."""
+    os.makedirs(out_dir, exist_ok=True)
+    genome.save(os.path.join(out_dir, "genome.yaml"))
+    with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(to_data(config), handle, sort_keys=False)
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({**result, "fingerprint": genome.fingerprint}, handle, indent=2)
+    model.save_weights(os.path.join(out_dir, "checkpoint.weights.h5"))

@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -21,15 +20,14 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 import tf_keras
-import yaml
 
-from nas.config import to_data
 from nas.tasks.base import Report, TrainingDiverged
 from nas.tasks.classification.config import TrainingConfig
 from nas.tasks.classification.data import ImageFolderSplit, make_dataset
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
-from nas.tasks.training import (WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients,
+from nas.tasks.training import (WarmupDecay, compile_step, precision_policy, progress_bar, report_metrics,
+                                resolve_precision, scale_loss, unscale_gradients, write_outputs,
                                 wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
@@ -96,11 +94,13 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
 
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
     history, step = [], 0
-    timing.update(input=0.0, trace=0.0, train=0.0, evaluate=0.0)
-    bar = _progress_bar(total_steps, progress)
+    timing.update(iterator=0.0, input=0.0, trace=0.0, train=0.0, evaluate=0.0)
+    bar = progress_bar(total_steps, progress)
     for epoch in range(1, training.epochs + 1):
         losses, train_hits = [], []
+        mark = time.perf_counter()
         batches = iter(train_ds)
+        timing["iterator"] += time.perf_counter() - mark
         while True:
             mark = time.perf_counter()
             try:
@@ -128,18 +128,20 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
             every = training.report_every_steps
             if every and step % every == 0 and step < total_steps:
                 metrics = _evaluate(eval_step, val_ds, timing)
-                _report(report, step, {**metrics, "epoch": epoch, "train_loss": float(np.mean(losses)),
+                report_metrics(report, step, {**metrics, "epoch": epoch, "train_loss": float(np.mean(losses)),
                                        "train_top1": float(np.mean(train_hits))}, writer, history)
         # The last epoch's means: the weights move during an epoch, so these trail the validation scores.
         train_scores = {"train_loss": float(np.mean(losses)), "train_top1": float(np.mean(train_hits))}
         if not training.report_every_steps and task.evaluation.every_epoch and epoch < training.epochs:
             metrics = _evaluate(eval_step, val_ds, timing)
-            _report(report, step, {**metrics, "epoch": epoch, **train_scores}, writer, history)
+            report_metrics(report, step, {**metrics, "epoch": epoch, **train_scores}, writer, history)
     if bar is not None:
         bar.close()
     metrics = _evaluate(eval_step, val_ds, timing)
-    _report(report, step, {**metrics, "epoch": training.epochs, **train_scores}, writer, history)
+    report_metrics(report, step, {**metrics, "epoch": training.epochs, **train_scores}, writer, history)
     timing["total"] = time.perf_counter() - started
+    # Whatever no phase above measured (reporting, Python between steps): a large share is worth a look.
+    timing["other"] = timing["total"] - sum(v for k, v in timing.items() if k != "total")
     result = {
         **metrics,
         **train_scores,
@@ -154,7 +156,7 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
         "history": history,
     }
     if out_dir:
-        _write_outputs(out_dir, genome, config, model, result)
+        write_outputs(out_dir, genome, config, model, result)
     return result
 
 
@@ -177,15 +179,7 @@ def _make_train_step(model, optimizer, label_smoothing: float, training: Trainin
         accuracy = tf.reduce_mean(top_k_hits(logits, labels, 1))
         return {"loss": loss, "class_loss": class_loss, "top1": accuracy}
 
-    if strategy is None:
-        return tf.function(replica_step, jit_compile=training.jit_compile)
-
-    @tf.function(jit_compile=training.jit_compile)
-    def distributed_step(images, labels):
-        values = strategy.run(replica_step, args=(images, labels))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
-
-    return distributed_step
+    return compile_step(replica_step, strategy, training.jit_compile)
 
 
 def _make_eval_step(model):
@@ -208,33 +202,3 @@ def _evaluate(eval_step, val_ds, timing) -> dict:
     timing["evaluate"] += time.perf_counter() - mark
     loss, top1, top5 = totals / max(count, 1)
     return {"top1": float(top1), "top5": float(top5), "loss": float(loss)}
-
-
-def _report(report, step, metrics, writer, history) -> None:
-    history.append({"step": step, **metrics})
-    if writer is not None:
-        with writer.as_default(step=step):
-            for name, value in metrics.items():
-                if name != "epoch":
-                    tf.summary.scalar(f"val/{name}", value)
-        writer.flush()
-    if report is not None:
-        report(step, metrics)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="step", desc="train", dynamic_ncols=True)
-
-
-def _write_outputs(out_dir: str, genome: Genome, config, model, result: dict) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    genome.save(os.path.join(out_dir, "genome.yaml"))
-    with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as handle:
-        yaml.safe_dump(to_data(config), handle, sort_keys=False)
-    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
-        json.dump({**result, "fingerprint": genome.fingerprint}, handle, indent=2)
-    model.save_weights(os.path.join(out_dir, "checkpoint.weights.h5"))

@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -20,9 +19,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 import tf_keras
-import yaml
 
-from nas.config import to_data
 from nas.tasks.base import Report, TrainingDiverged
 from nas.tasks.detection.data import CocoSplit, make_dataset
 from nas.tasks.detection.dataset import prepare_data
@@ -30,7 +27,8 @@ from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.training import (WarmupDecay, precision_policy, resolve_precision, scale_loss, unscale_gradients,
+from nas.tasks.training import (WarmupDecay, compile_step, precision_policy, progress_bar, report_metrics,
+                                resolve_precision, scale_loss, unscale_gradients, write_outputs,
                                 wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
@@ -56,7 +54,7 @@ def train_and_evaluate(genome: Genome, config, report: Optional[Report] = None, 
         result = _train_and_evaluate(genome, config, report, out_dir, progress, data)
     result["precision"] = precision
     if out_dir:
-        _write_outputs(out_dir, genome, config, result.pop("_model"), result)
+        write_outputs(out_dir, genome, config, result.pop("_model"), result)
     else:
         result.pop("_model")
     return result
@@ -109,11 +107,13 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
     every_epoch = task.evaluation.every_epoch
     if every_epoch == "auto":
         every_epoch = report is not None  # nobody reads intermediate values otherwise
-    timing.update(input=0.0, trace=0.0, train=0.0, evaluate=0.0)
-    bar = _progress_bar(total_steps, progress)
+    timing.update(iterator=0.0, input=0.0, trace=0.0, train=0.0, evaluate=0.0)
+    bar = progress_bar(total_steps, progress)
     for epoch in range(1, training.epochs + 1):
         losses = []
+        mark = time.perf_counter()
         batches = iter(train_ds)
+        timing["iterator"] += time.perf_counter() - mark
         while True:
             mark = time.perf_counter()
             try:
@@ -139,18 +139,20 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
             every = training.report_every_steps
             if every and step % every == 0 and step < total_steps:
                 metrics = _evaluate(postprocess, val_ds, val_split, timing)
-                _report(report, step, {**metrics, "epoch": epoch, "loss": float(np.mean(losses))}, writer, history)
+                report_metrics(report, step, {**metrics, "epoch": epoch, "loss": float(np.mean(losses))}, writer, history)
         epoch_loss = float(np.mean(losses))
         if not training.report_every_steps and every_epoch and epoch < training.epochs:
             metrics = _evaluate(postprocess, val_ds, val_split, timing)
-            _report(report, step, {**metrics, "epoch": epoch, "loss": epoch_loss}, writer, history)
+            report_metrics(report, step, {**metrics, "epoch": epoch, "loss": epoch_loss}, writer, history)
     if bar is not None:
         bar.close()
     metrics = _evaluate(postprocess, val_ds, val_split, timing)
-    _report(report, step, {**metrics, "epoch": training.epochs, "loss": epoch_loss}, writer, history)
+    report_metrics(report, step, {**metrics, "epoch": training.epochs, "loss": epoch_loss}, writer, history)
     if writer is not None:
         writer.close()  # its event file and buffers would otherwise live as long as a warm process
     timing["total"] = time.perf_counter() - started
+    # Whatever no phase above measured (reporting, Python between steps): a large share is worth a look.
+    timing["other"] = timing["total"] - sum(v for k, v in timing.items() if k != "total")
     result = {
         **metrics,
         "loss": epoch_loss,
@@ -186,15 +188,7 @@ def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig, 
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return {"loss": loss, "class_loss": class_loss, "box_loss": box_loss}
 
-    if strategy is None:
-        return tf.function(replica_step, jit_compile=training.jit_compile, autograph=False)
-
-    @tf.function(jit_compile=training.jit_compile)
-    def distributed_step(images, boxes, classes):
-        values = strategy.run(replica_step, args=(images, boxes, classes))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
-
-    return distributed_step
+    return compile_step(replica_step, strategy, training.jit_compile, autograph=False)
 
 
 def _evaluate(postprocess, val_ds, val_split, timing) -> dict:
@@ -202,33 +196,3 @@ def _evaluate(postprocess, val_ds, val_split, timing) -> dict:
     metrics = coco_metrics(val_split, detect(postprocess, val_ds, val_split))
     timing["evaluate"] += time.perf_counter() - mark
     return metrics
-
-
-def _report(report, step, metrics, writer, history) -> None:
-    history.append({"step": step, **metrics})
-    if writer is not None:
-        with writer.as_default(step=step):
-            for name, value in metrics.items():
-                if name != "epoch":
-                    tf.summary.scalar(f"val/{name}", value)
-        writer.flush()
-    if report is not None:
-        report(step, metrics)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="step", desc="train", dynamic_ncols=True)
-
-
-def _write_outputs(out_dir: str, genome: Genome, config, model, result: dict) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    genome.save(os.path.join(out_dir, "genome.yaml"))
-    with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as handle:
-        yaml.safe_dump(to_data(config), handle, sort_keys=False)
-    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
-        json.dump({**result, "fingerprint": genome.fingerprint}, handle, indent=2)
-    model.save_weights(os.path.join(out_dir, "checkpoint.weights.h5"))
