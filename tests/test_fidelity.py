@@ -14,8 +14,8 @@ import yaml
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
-from nas.fidelity import (export_jsonl, fidelity_report, load_genomes, load_table, make_plan, open_fidelity_study,
-                          rank_pair, records_from_study, run_fidelity)
+from nas.fidelity import (export_jsonl, fidelity_report, format_report, load_genomes, load_table, make_plan,
+                          open_fidelity_study, rank_pair, records_from_study, run_fidelity)
 from nas.fidelity.run import claim
 from tests.test_detection import TINY_GENOME
 from tests.test_search import fake_metrics, fake_training, tiny_experiment
@@ -182,6 +182,14 @@ def test_report_leaves_failures_out_of_pairs_and_measures_seed_noise():
     assert (noise["n"], noise["min"], noise["max"]) == (3, 0.28, 0.32) and math.isclose(noise["std"], 0.02)
     assert report["counts"]["long"] == {"genomes": 3, "complete": 3, "failed": 1, "median_wall_s": 1.0}
     assert report["failures"] == [{"fingerprint": "c", "fidelity": "long", "seed": 0, "reason": None}]
+    # quick: c (0.40) is above the seed's mean 0.30 by more than 2 x 0.02 but has more multiply-adds.
+    assert report["seed_standing"]["quick"] == {"rank": 2, "of": 4, "margin": 0.04, "beats": []}
+    assert report["seed_standing"]["long"] == {"rank": 1, "of": 3, "margin": None, "beats": None}
+    cheap_c = fidelity_report([{**r, "multiply_adds": 1.0} if r["fingerprint"] == "c" else r for r in records],
+                              ["quick", "long"])
+    assert cheap_c["seed_standing"]["quick"]["beats"] == ["c"]
+    assert "rank 2 of 4; 1 beat it by more than 0.040: c" in format_report(cheap_c)
+    assert "noise unknown" in format_report(report)
     json.dumps(report)  # what fidelity.json holds
     # Without a seed genome, the genome with the most runs (the one --repeats went to) stands in.
     unseeded = [{**r, "role": "sample"} for r in records]

@@ -166,9 +166,38 @@ def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None,
             genomes[fingerprint]["scores"][name] = value
     failures = [{"fingerprint": r["fingerprint"], "fidelity": r["fidelity"], "seed": r["seed"],
                  "reason": r.get("fail_reason")} for r in records if r["state"] != "COMPLETE"]
+    madds = {g["fingerprint"]: g.get("multiply_adds") for g in genomes.values()}
+    standing = {name: seed_standing(by_fidelity[name], seed, noise[name]["std"], madds, sign) for name in fidelities}
     return {"metric": metric, "direction": direction, "fidelities": fidelities, "reference": reference,
             "top_k": top_k, "counts": counts, "pairs": pairs, "against_reference": against,
-            "seed_genome": seed, "seed_spread": noise, "genomes": list(genomes.values()), "failures": failures}
+            "seed_genome": seed, "seed_spread": noise, "seed_standing": standing, "genomes": list(genomes.values()),
+            "failures": failures}
+
+
+def seed_standing(values: dict, seed: Optional[str], seed_std: Optional[float], multiply_adds: dict,
+                  sign: float = 1.0) -> dict:
+    """Where the seed genome ranks at one fidelity, and who beats it beyond noise at no more multiply-adds.
+
+    Beyond noise: better than the seed's mean by more than twice the standard
+    deviation of the seed's own runs (``seed_std``; without it, unknown and
+    ``beats`` is None). ``rank`` is 1 for the best of ``of`` genomes.
+
+    Example:
+        >>> seed_standing({"s": 0.40, "a": 0.50, "b": 0.41, "c": 0.30}, "s", 0.02, {"s": 2, "a": 2, "b": 1, "c": 1})
+        {'rank': 3, 'of': 4, 'margin': 0.04, 'beats': ['a']}
+    """
+    if seed not in values:
+        return {"rank": None, "of": len(values), "margin": None, "beats": None}
+    mine = values[seed] * sign
+    rank = 1 + sum(1 for v in values.values() if v * sign > mine)
+    if not seed_std:
+        return {"rank": rank, "of": len(values), "margin": None, "beats": None}
+    margin = 2.0 * seed_std
+    limit = multiply_adds.get(seed)
+    beats = sorted((f for f, v in values.items() if f != seed and v * sign > mine + margin
+                    and limit is not None and multiply_adds.get(f) is not None and multiply_adds[f] <= limit),
+                   key=lambda f: -values[f] * sign)
+    return {"rank": rank, "of": len(values), "margin": round(margin, 12), "beats": beats}
 
 
 def format_report(report: dict) -> str:
@@ -196,6 +225,15 @@ def format_report(report: dict) -> str:
     for name, s in report["seed_spread"].items():
         lines.append(f"  {name:<14} {s['n']:>4} {_fmt(s['min'])} {_fmt(s['max'])} {_fmt(s['std'])} "
                      f"{_fmt(s['genomes_std']):>11}")
+    lines.append("seed genome's rank (1: best) and genomes better beyond noise (mean + 2 std of the seed's runs) "
+                 "at no more multiply-adds")
+    for name, standing in report.get("seed_standing", {}).items():
+        beats = standing["beats"]
+        said = ("noise unknown (one run of the seed)" if beats is None else
+                f"{len(beats)} beat it by more than {standing['margin']:.3f}" + (f": {', '.join(beats[:5])}"
+                                                                                 if beats else ""))
+        rank = f"{standing['rank']} of {standing['of']}" if standing["rank"] is not None else "not measured"
+        lines.append(f"  {name:<14} rank {rank}; {said}")
     if report["failures"]:
         lines.append(f"{len(report['failures'])} failed run(s) left out:")
         lines.extend(f"  {f['fingerprint']} at {f['fidelity']} seed {f['seed']}: {f['reason']}"
