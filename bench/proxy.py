@@ -157,7 +157,8 @@ def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
         print(f"  training {r['images_per_s']:.1f} images/s = {gflops:.1f} GFLOP/s = "
               f"{r['matmul_fraction']:.2f} of the matmul rate ({r['matmul_gflops']:.1f} GFLOP/s); "
               f"input wait {t['input'] / max(t['train'], 1e-9):.1%} of training; "
-              f"overhead (spawn, import, data, build, tracing, evaluation, unmeasured) {r['overhead']:.1%} of the trial")
+              f"overhead (spawn, import, data, build, tracing, evaluation, unmeasured) {r['overhead']:.1%} "
+              "of the trial")
     for key in ("wall", "trials_per_hour", "AP", "AP50", "images_per_s", "gflops", "matmul_fraction", "overhead"):
         summary[key] = statistics.median(r[key] for r in runs)
     return summary

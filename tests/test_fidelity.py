@@ -54,7 +54,9 @@ def test_fidelities_leave_the_fingerprint_alone_and_old_files_load(tmp_path):
 def test_shipped_fidelity_experiment_measures_the_shipped_proxy():
     experiment = load_experiment("experiments/fidelity_shapes.yaml")
     configs = experiment.fidelity_configs()
-    assert list(configs) == ["quick", "proxy", "long"] and experiment.reference_fidelity == "long"
+    assert list(configs) == ["quick", "photos", "proxy", "long"] and experiment.reference_fidelity == "long"
+    photos = configs["photos"].task
+    assert photos.data.root == "data/trees" and photos.data.generate_shapes is None and photos.training.epochs == 60
     assert configs["proxy"] == load_train_config("experiments/proxy_shapes.yaml")
     assert configs["long"].task.training.epochs == 3 * configs["proxy"].task.training.epochs
     assert configs["quick"].task.training.epochs < configs["proxy"].task.training.epochs
@@ -105,12 +107,20 @@ def test_caps_per_fidelity_and_repeats_spread_among_the_genomes(tmp_path):
         (genome[0], "quick", 0), (genome[0], "long", 0), (genome[1], "quick", 0), (genome[1], "long", 0),
         (genome[0], "quick", 1), (genome[0], "long", 1), (genome[2], "quick", 0), (genome[3], "quick", 0),
         (genome[0], "quick", 2), (genome[0], "long", 2), (genome[4], "quick", 0), (genome[5], "quick", 0)]
-    # Fewer genomes than the repeats need: the rest follow the last genome; the same work as without caps.
+    # Fewer genomes than the repeats need: the rest follow the last genome (the set of runs is unchanged).
     assert make_plan(experiment, 2, repeats=3).keys == {
         *make_plan(experiment, 2).keys, *(i.key for i in make_plan(experiment, 2, repeats_all=3).items
                                            if i.genome.fingerprint == genome[0])}
     with pytest.raises(ValueError, match="'proxi', not a fidelity"):
         make_plan(experiment, 2, genomes_at={"proxi": 1})
+    with pytest.raises(ValueError, match="at least 1"):
+        make_plan(experiment, 2, genomes_at={"long": 0})
+    # A cap beyond the genomes caps nothing; repeats of every genome follow the seed's own.
+    assert make_plan(experiment, 3, genomes_at={"long": 10}).keys == make_plan(experiment, 3).keys
+    both = make_plan(experiment, 3, repeats=2, repeats_all=1, genomes_at={"long": 1})
+    assert sorted((i.genome.fingerprint == genome[0], i.fidelity, i.repeat) for i in both.items if i.repeat) == [
+        (False, "quick", 1), (False, "quick", 1), (True, "long", 1), (True, "long", 2), (True, "quick", 1),
+        (True, "quick", 2)]
 
 
 def test_genomes_at_is_checked_on_the_command_line(tmp_path, capsys):
@@ -257,6 +267,11 @@ def test_resume_repeats_nothing_and_redoes_an_orphan(tmp_path, monkeypatch):
     runs = [r["metrics"]["AP"] for r in records if r["fingerprint"] == seed_row.fingerprint and r["fidelity"] == "long"]
     assert seed_row.objective["long"] == pytest.approx(sum(runs) / 2)
     assert all(row.seeds == {"quick": 1, "long": 1} for row in rows if row is not seed_row)
+    # Runs made with other settings of a fidelity's name are left out when the current settings are given.
+    current = {name: next(r["fidelity_fingerprint"] for r in records if r["fidelity"] == name)
+               for name in ("quick", "long")}
+    assert load_genomes(path, settings=current)[0].seeds == rows[0].seeds
+    assert all(set(row.seeds) == {"long"} for row in load_genomes(path, settings={**current, "quick": "old"}))
 
 
 def test_a_fidelity_without_its_data_is_named_and_can_be_left_out(tmp_path, monkeypatch, capsys):

@@ -80,7 +80,7 @@ def test_voc_tiles_cut_large_flat_photos_and_mark_cut_objects(tmp_path, capsys):
     Image.fromarray(pixels).save(src / "scene.png")
     objects = "".join(VOC_OBJECT.format(cls="tree", difficult=0, x0=x0 + 1, y0=y0 + 1, x1=x1, y1=y1)
                       for x0, y0, x1, y1 in [(10, 10, 50, 50),      # inside tile r0 c0
-                                             (180, 20, 240, 60),    # 2/3 in c0, 1/3 in c1
+                                             (180, 20, 240, 60),    # 1/3 in c0 (ignored there), 2/3 in c1
                                              (300, 250, 340, 290),  # inside r1 c1
                                              (410, 10, 440, 40)])   # in the dropped right remainder
     (src / "scene.xml").write_text(VOC_XML.format(name="scene", w=450, h=420, objects=objects).replace(".jpg", ".png"))
@@ -88,7 +88,7 @@ def test_voc_tiles_cut_large_flat_photos_and_mark_cut_objects(tmp_path, capsys):
     assert main(["data", "import", "voc", str(src), "--out", str(out), "--tile", "200", "--val-fraction", "0.25"]) == 0
     printed = capsys.readouterr().out
     assert "3 train images" in printed and "1 val images" in printed and "seeded split" in printed and "tiles" in printed
-    assert "1 objects cut by a tile edge" in printed
+    assert "1 objects cut by a tile edge" in printed and "1 objects only in the right or bottom remainder" in printed
     tiles = {}
     for split in ("train", "val"):
         coco = json.loads((out / f"instances_{split}.json").read_text())
@@ -102,6 +102,9 @@ def test_voc_tiles_cut_large_flat_photos_and_mark_cut_objects(tmp_path, capsys):
     assert tiles["scene_r01_c01.png"][1] == [([100.0, 50.0, 40.0, 40.0], 0)]
     split, _ = tiles["scene_r01_c01.png"]
     assert np.array_equal(np.asarray(Image.open(out / split / "scene_r01_c01.png")), pixels[200:400, 200:400])
+    # A photo smaller than one tile: the error says why nothing is left.
+    assert main(["data", "import", "voc", str(src), "--out", str(tmp_path / "none"), "--tile", "500"]) == 2
+    assert "split is empty" in (err := capsys.readouterr().err) and "1 images smaller than one 500x500 tile" in err
 
 
 def test_yolo_import_boxes_and_polygons(tmp_path, capsys):

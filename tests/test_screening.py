@@ -48,6 +48,7 @@ def test_rescaled_float32_synflow_equals_float64_on_the_same_weights(tmp_path, m
     import tf_keras
 
     from nas.screening import synflow
+    from nas.screening.model import is_piecewise_linear
     from nas.tasks import get_task
     from spinenet.decoder import decode
 
@@ -76,6 +77,42 @@ def test_rescaled_float32_synflow_equals_float64_on_the_same_weights(tmp_path, m
         tf_keras.backend.set_floatx("float32")
     assert rescaled == pytest.approx(reference, abs=1e-4)
     assert plain == pytest.approx(reference, abs=1e-4)
+    assert is_piecewise_linear(model)
+
+
+def test_synflow_of_a_swish_network_is_computed_in_float64(tmp_path, monkeypatch):
+    """Swish is not linear in the input, so rescaling would be wrong: the runner scores a float64 copy."""
+    import tf_keras
+
+    from nas.screening import synflow
+    from nas.screening.model import is_piecewise_linear
+    from nas.tasks import get_task
+    from spinenet.decoder import decode
+
+    config = load_train_config(task="detection", overrides=[
+        f"task.data={{root: {tmp_path}/det64, image_size: 64, generate_shapes: {{train: 16, val: 8, seed: 0}}}}",
+        "task.head.num_filters=16", "task.head.num_convs=1", "model.activation=swish",
+        *(f"model.{k}={v}" for k, v in TINY.items())])
+    genome = random_genome(random.Random(1), num_intermediate=4, min_level=3, max_level=5)
+    monkeypatch.setattr(synflow, "SCALE_EXPONENTS", (-64,))  # as if its flow overflowed float32
+    [row] = score_genomes([genome], config, ["synflow"], seed=0, batch_size=2)
+    task = get_task("detection")
+    classes = task.prepare_data(config.task).num_classes
+
+    def build():
+        tf_keras.utils.set_random_seed(0)
+        backbone = decode(genome, input_shape=(64, 64, 3), **config.model.decode_kwargs())
+        return task.build_model(backbone, config, classes)
+
+    weights = build().get_weights()  # the runner's float32 draw, scored on a float64 copy
+    tf_keras.backend.set_floatx("float64")
+    try:
+        wide = build()
+    finally:
+        tf_keras.backend.set_floatx("float32")
+    wide.set_weights([w.astype(np.float64) for w in weights])
+    assert not is_piecewise_linear(wide)
+    assert row["synflow"] == pytest.approx(synflow.score(wide, (np.zeros((1, 64, 64, 3)), None), None, 0), abs=1e-9)
 
 
 def test_rank_ensemble_ranks_by_mean_member_rank():

@@ -97,7 +97,8 @@ def add_parser(subparsers) -> None:
         "fidelity", help="measure whether cheap training settings rank architectures like expensive ones",
         description="Train a seeded sample of the experiment's space (its seed genomes, r50-like when the "
                     "space's levels allow, then random genomes) at every fidelity of the file's fidelities "
-                    "section, as trials of the study <name>-fidelity in the experiment's storage (resumable; "
+                    "section (--genomes-at caps a fidelity to the first N genomes), as trials of the study "
+                    "<name>-fidelity in the experiment's storage (resumable; "
                     "finished runs are never repeated), then print rank correlations between fidelities, "
                     "top-k overlap and the seed genome's spread over training seeds.")
     parser.add_argument("file", help="experiment YAML with a fidelities section, e.g. experiments/fidelity_shapes.yaml")

@@ -14,5 +14,5 @@ from nas.fidelity.run import open_fidelity_study, run_fidelity
 from nas.fidelity.stats import fidelity_report, format_report, rank_pair
 from nas.fidelity.table import GenomeRow, export_jsonl, load_genomes, load_table, records_from_study
 
-__all__ = ["GenomeRow", "Item", "Plan", "export_jsonl", "fidelity_report", "format_report", "load_genomes", "load_table", "make_plan",
-           "open_fidelity_study", "rank_pair", "records_from_study", "run_fidelity"]
+__all__ = ["GenomeRow", "Item", "Plan", "export_jsonl", "fidelity_report", "format_report", "load_genomes",
+           "load_table", "make_plan", "open_fidelity_study", "rank_pair", "records_from_study", "run_fidelity"]

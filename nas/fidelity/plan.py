@@ -144,6 +144,9 @@ def make_plan(experiment, genomes: int, repeats: int = 0, repeats_all: int = 0,
     if unknown:
         raise ValueError(f"genomes_at names {unknown[0]!r}, not a fidelity of the experiment "
                          f"({', '.join(configs)})")
+    small = [name for name, count in limits_at.items() if count < 1]
+    if small:
+        raise ValueError(f"genomes_at {small[0]}={limits_at[small[0]]}: a fidelity measures at least 1 genome")
     task = experiment.task_plugin
     classes = num_classes or {}
     limits = experiment.search.constraints

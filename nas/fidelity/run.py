@@ -268,7 +268,7 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     if unknown:
         raise ConfigError(f"no fidelity {unknown[0]!r} in the experiment; fidelities are "
                           f"{', '.join(experiment.fidelity_configs())}")
-    classes = prepare_fidelities(experiment, log, only) if train else None
+    classes = prepare_fidelities(experiment, log, _data_needed(experiment, only)) if train else None
     plan = _plan(experiment, genomes, repeats, repeats_all, only, genomes_at, classes)
     for note in plan.notes:
         log(note)
@@ -279,7 +279,7 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     if orphans:
         log(f"marked trial(s) {orphans} failed: their process died")
     counts = enqueue_missing(study, plan, experiment.search.max_retries)
-    capped = "".join(f", {name} the first {count}" for name, count in genomes_at.items())
+    capped = "".join(f", {name} the first {min(count, len(plan.genomes))}" for name, count in genomes_at.items())
     log(f"{len(plan.items)} run(s) planned ({len(plan.genomes)} genomes at {', '.join(only or plan.fidelities)}"
         f"{capped}, repeats included): {counts['complete']} complete, {counts['pending']} already queued or running, "
         f"{counts['queued']} queued now")
@@ -295,6 +295,16 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
         _run_processes(workers, experiment_path, list(overrides), storage_url, study_name,
                        (genomes, repeats, repeats_all, list(only), genomes_at), log)
     return study, plan
+
+
+def _data_needed(experiment, only: Sequence[str]) -> list:
+    """The fidelities whose data a run prepares (empty: all): those it trains, and the reference when it costs a limit."""
+    limits = experiment.search.constraints
+    if not only:
+        return []  # all
+    if limits.max_params is not None or limits.max_multiply_adds is not None:
+        return [*only, experiment.reference_fidelity]
+    return list(only)
 
 
 def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequence[str], genomes_at: dict,
@@ -313,7 +323,8 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
 
     experiment = load_experiment(experiment_path, overrides)
     # The same plan as the parent's (seeded), so this worker claims exactly the planned items.
-    plan = _plan(experiment, *sample, prepare_fidelities(experiment, lambda line: None, sample[3]))
+    plan = _plan(experiment, *sample, prepare_fidelities(experiment, lambda line: None,
+                                                         _data_needed(experiment, sample[3])))
     study = open_fidelity_study(experiment, storage_url, study_name, create=False)
     with Worker(experiment, study, plan.keys, log) as worker:
         worker.run()

@@ -108,22 +108,33 @@ class GenomeRow:
     seeds: dict  # fidelity -> number of complete runs
 
 
-def load_genomes(source, metric: Optional[str] = None) -> list[GenomeRow]:
-    """The table's genomes (``load_table``'s source), first-seen in the table's order, with mean metrics per fidelity.
+def load_genomes(source, metric: Optional[str] = None, settings: Optional[dict] = None) -> list[GenomeRow]:
+    """The table's genomes (``load_table``'s source), in the table's order (by fingerprint), with mean metrics.
 
     ``metric`` defaults to each record's own (the study's objective, e.g.
-    ``AP``); failed runs are left out, and genomes without a complete run.
+    ``AP``). Failed runs and non-finite values are left out, and genomes
+    without a complete run. ``settings`` (fidelity name -> fidelity
+    fingerprint) keeps only runs made with those settings: a study can hold
+    runs of a fidelity whose settings later changed (an exported table holds
+    current ones only).
     """
+    import math
+
     from search_spaces.genome import Genome
 
     rows: dict[str, GenomeRow] = {}
     values: dict = {}
     for record in load_table(source):
         value = (record.get("metrics") or {}).get(metric or record.get("metric"))
-        if record.get("state", "COMPLETE") != "COMPLETE" or value is None:
+        if record.get("state", "COMPLETE") != "COMPLETE" or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            continue
+        if settings is not None and settings.get(record["fidelity"]) != record.get("fidelity_fingerprint"):
             continue
         key = record["fingerprint"]
         if key not in rows:
+            if not record.get("genome"):
+                raise ValueError(f"record {record['item']}: no genome (YAML) in it; not a fidelity table record")
             rows[key] = GenomeRow(key, Genome.from_yaml(record["genome"]), record.get("role") or "sample",
                                   float(record.get("params") or 0), float(record.get("multiply_adds") or 0), {}, {})
         values.setdefault(key, {}).setdefault(record["fidelity"], []).append(float(value))

@@ -36,6 +36,23 @@ def loss_gradients(model, batch, loss_fn, variables):
     return tape.gradient(loss, variables)
 
 
+def is_piecewise_linear(model) -> bool:
+    """True when every activation in ``model`` (nested models included) is ReLU or linear and nothing gates.
+
+    Such a network with zero biases is positively homogeneous: scaling its
+    input scales every activation alike (what float32 synflow relies on).
+    """
+    import tf_keras
+
+    for layer in [model, *model.submodules]:
+        if isinstance(layer, tf_keras.layers.Multiply):
+            return False  # squeeze-excitation: a product of two paths
+        activation = getattr(layer, "activation", None)
+        if activation is not None and getattr(activation, "__name__", str(activation)) not in ("relu", "linear"):
+            return False
+    return True
+
+
 def safe_log(value: float) -> float:
     """``log(value)`` with 0 mapped to a very low finite number (ranks stay defined)."""
     return math.log(value) if value > 0 else -745.0

@@ -60,17 +60,10 @@ def score_genomes(genomes: Sequence, train_config, proxies: Sequence[str] = (ENS
 
 
 def _score_model(task, genome, train_config, num_classes, batch, functions, seed, timings) -> dict:
-    import tf_keras
-
-    from spinenet.decoder import decode
+    from nas.screening.model import is_piecewise_linear
 
     mark = time.perf_counter()
-    tf_keras.backend.clear_session()
-    gc.collect()
-    tf_keras.utils.set_random_seed(seed)
-    size = train_config.task.data.image_size
-    backbone = decode(genome, input_shape=(size, size, 3), **train_config.model.decode_kwargs())
-    model = task.build_model(backbone, train_config, num_classes)
+    model = _build(task, genome, train_config, num_classes, seed, "float32")
     task_loss = task.loss_fn(genome, train_config, num_classes)
 
     def loss_fn(outputs, targets):
@@ -84,10 +77,37 @@ def _score_model(task, genome, train_config, num_classes, batch, functions, seed
     scores = {}
     for name, function in functions.items():
         mark = time.perf_counter()
-        scores[name] = float(function(model, batch, loss_fn, seed))
-        model.set_weights(initial)  # a proxy may change weights or batch-norm statistics
+        if name == "synflow" and not is_piecewise_linear(model):
+            # float32 synflow rescales the input, which only ReLU networks allow; the flow passes e**88.
+            wide = _build(task, genome, train_config, num_classes, seed, "float64", fresh=False)
+            wide.set_weights([w.astype("float64") for w in initial])
+            scores[name] = float(function(wide, batch, loss_fn, seed))
+            del wide
+        else:
+            scores[name] = float(function(model, batch, loss_fn, seed))
+            model.set_weights(initial)  # a proxy may change weights or batch-norm statistics
         _time(timings, name, mark)
     return scores
+
+
+def _build(task, genome, train_config, num_classes, seed, floatx: str, fresh: bool = True):
+    """The task's model for ``genome`` with ``floatx`` weights drawn from ``seed`` (``fresh``: after a Keras reset)."""
+    import tf_keras
+
+    from spinenet.decoder import decode
+
+    if fresh:
+        tf_keras.backend.clear_session()
+        gc.collect()
+    tf_keras.utils.set_random_seed(seed)
+    size = train_config.task.data.image_size
+    previous = tf_keras.backend.floatx()
+    tf_keras.backend.set_floatx(floatx)
+    try:
+        backbone = decode(genome, input_shape=(size, size, 3), **train_config.model.decode_kwargs())
+        return task.build_model(backbone, train_config, num_classes)
+    finally:
+        tf_keras.backend.set_floatx(previous)
 
 
 def _time(timings, name, mark) -> None:

@@ -9,8 +9,9 @@ times the outputs' sum as ``R``, scale the forward values by ``c``, the
 backward ones by ``s`` and the flow by exactly ``c * s``. The score is
 computed in float32 at the mildest scale ``c = s = 2**k`` whose flow is
 finite and reported as ``log(flow) - 2 k log 2``: the float64 value without a
-float64 model. (Networks with swish or squeeze-excitation are not linear in
-their input; for them a rescaled score is an approximation.)
+float64 model. Only piecewise-linear networks (ReLU, no squeeze-excitation
+gates) scale so; for any other the runner builds the model in float64 and
+the flow is computed there unscaled.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ def score(model, batch, loss_fn, seed: int) -> float:
     weights = kernels(model)
     shape = (1, *np.asarray(batch[0]).shape[1:])
     dtype = weights[0].dtype if weights else tf.float32
-    for exponent in SCALE_EXPONENTS:
+    exponents = SCALE_EXPONENTS if dtype == tf.float32 else (0,)
+    for exponent in exponents:
         scale = 2.0 ** exponent
         flow = _flow(model, weights, tf.fill(shape, tf.constant(scale, dtype)), scale)
-        if math.isfinite(flow) and flow > 0:
+        if flow == 0.0:
+            return safe_log(0.0)  # no flow at all (no kernels, or every path cut): the lowest score
+        if math.isfinite(flow):
             return safe_log(flow) - 2 * exponent * math.log(2.0)
     return 745.0  # beyond every scale: more flow than anything finite
 
@@ -47,7 +51,7 @@ def _flow(model, weights, image, scale: float) -> float:
 
     with tf.GradientTape() as tape:
         outputs = model(image, training=False)
-        total = scale * tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in tf.nest.flatten(outputs)])
+        total = scale * tf.add_n([tf.reduce_sum(tf.cast(o, image.dtype)) for o in tf.nest.flatten(outputs)])
     grads = tape.gradient(total, weights)
     return sum(float(np.sum(g.numpy().astype(np.float64) * w.numpy().astype(np.float64)))
                for g, w in zip(grads, weights) if g is not None)

@@ -103,7 +103,8 @@ def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, 
     annotations_dir, images_dir = _voc_folders(src)
     ids = sorted(f[:-4] for f in os.listdir(annotations_dir) if f.lower().endswith(".xml"))
     if len(ids) < (1 if tile else 2):
-        raise DataError(f"{annotations_dir}: need at least two annotation files, found {len(ids)}")
+        raise DataError(f"{annotations_dir}: need at least {'one annotation file' if tile else 'two annotation files'}"
+                        f", found {len(ids)}")
     parsed, skipped = {}, collections.Counter()
     for image_id in ids:
         parsed[image_id] = _parse_voc(os.path.join(annotations_dir, image_id + ".xml"), images_dir, image_id)
@@ -137,13 +138,19 @@ def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, 
             chosen.append([r for i in wanted if i in records for r in records[i]])
         splits = dict(zip(("train", "val"), chosen))
         how = "ImageSets/Main/{train,val}.txt"
-    else:
+    elif tile:
         every = {r.file_name: r for rs in records.values() for r in rs}
         train_names, val_names = _seeded_split(list(every), val_fraction, seed) if len(every) > 1 else (list(every), [])
         splits = {"train": [every[n] for n in train_names], "val": [every[n] for n in val_names]}
-        how = f"a seeded split (seed {seed}, {val_fraction:.0%} val{' of the tiles' if tile else ''})"
+        how = f"a seeded split (seed {seed}, {val_fraction:.0%} val of the tiles)"
+    else:  # split the annotation files, as always, so a seed gives the split it gave before
+        train_ids, val_ids = _seeded_split(ids, val_fraction, seed)
+        splits = {split: [r for i in chosen_ids if i in records for r in records[i]]
+                  for split, chosen_ids in (("train", train_ids), ("val", val_ids))}
+        how = f"a seeded split (seed {seed}, {val_fraction:.0%} val)"
     if not splits["train"] or not splits["val"]:
-        raise DataError(f"{src}: the train or val split is empty ({how})")
+        notes = "; ".join(f"{count} {reason}" for reason, count in skipped.items() if count)
+        raise DataError(f"{src}: the train or val split is empty ({how})" + (f"; {notes}" if notes else ""))
     _prepare_out(out, overwrite)
     counts = _write(out, splits, names)
     counts.update(classes=names, split_from=how, notes={k: v for k, v in skipped.items() if v})
@@ -155,7 +162,11 @@ def _voc_folders(src: str) -> tuple[str, str]:
     annotations_dir, images_dir = os.path.join(src, "Annotations"), os.path.join(src, "JPEGImages")
     if os.path.isdir(annotations_dir) and os.path.isdir(images_dir):
         return annotations_dir, images_dir
-    if any(f.lower().endswith(".xml") for f in os.listdir(src)):
+    try:
+        flat = any(f.lower().endswith(".xml") for f in os.listdir(src))
+    except OSError as err:
+        raise DataError(f"{src}: cannot list the folder ({err.strerror})") from None
+    if flat:
         return src, src
     missing = images_dir if os.path.isdir(annotations_dir) else annotations_dir
     raise DataError(f"{missing}: not found (a VOC folder has Annotations/ and JPEGImages/, or XML files "
@@ -169,6 +180,9 @@ def _tiles(image_path: str, image_id: str, boxes: list, tile: int, min_visible: 
         skipped[f"images smaller than one {tile}x{tile} tile"] += 1
         return []
     records = []
+    kept_width, kept_height = (width // tile) * tile, (height // tile) * tile
+    skipped["objects only in the right or bottom remainder a tiling drops"] += sum(
+        1 for _, (x, y, _, _), _ in boxes if x >= kept_width or y >= kept_height)
     for row in range(height // tile):
         for col in range(width // tile):
             left, top = col * tile, row * tile

@@ -139,7 +139,8 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
             every = training.report_every_steps
             if every and step % every == 0 and step < total_steps:
                 metrics = _evaluate(postprocess, val_ds, val_split, timing)
-                report_metrics(report, step, {**metrics, "epoch": epoch, "loss": float(np.mean(losses))}, writer, history)
+                report_metrics(report, step, {**metrics, "epoch": epoch, "loss": float(np.mean(losses))}, writer,
+                               history)
         epoch_loss = float(np.mean(losses))
         if not training.report_every_steps and every_epoch and epoch < training.epochs:
             metrics = _evaluate(postprocess, val_ds, val_split, timing)
