@@ -129,6 +129,9 @@ def test_training_lowers_loss_and_raises_ap(tmp_path, capsys):
     assert (out / "genome.yaml").exists() and trained["fingerprint"] == TINY_GENOME.fingerprint
     assert [h["epoch"] for h in trained["history"]] == list(range(1, 9))
     assert trained["history"][-1]["loss"] < trained["history"][0]["loss"]
+    timing = trained["timing"]  # every phase of the run, "other" what none of them measured
+    assert set(timing) == {"data", "build", "iterator", "input", "trace", "train", "evaluate", "other", "total"}
+    assert timing["other"] >= -1e-6 and timing["evaluate"] > 0 and timing["train"] > 0
 
     # The same pipeline with a vanishing learning rate is the model at initialisation.
     untrained = train_and_evaluate(
