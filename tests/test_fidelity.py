@@ -273,6 +273,15 @@ def test_resume_repeats_nothing_and_redoes_an_orphan(tmp_path, monkeypatch):
     assert load_genomes(path, settings=current)[0].seeds == rows[0].seeds
     assert all(set(row.seeds) == {"long"} for row in load_genomes(path, settings={**current, "quick": "old"}))
 
+    # A fresh storage resumes from the committed table: nothing is trained again.
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    study, plan = run_fidelity(experiment, 4, repeats=1, log=quiet, storage_url=fresh, import_tables=[str(path)])
+    assert len(trained) == 10 and load_table(study) == [{**r, "trial": load_table(study)[i]["trial"]}
+                                                        for i, r in enumerate(records)]
+    lines = []
+    run_fidelity(experiment, 4, repeats=1, log=lines.append, storage_url=fresh, import_tables=[str(path)])
+    assert any(line.startswith("imported 0 run(s) from") for line in lines) and len(trained) == 10
+
 
 def test_a_fidelity_without_its_data_is_named_and_can_be_left_out(tmp_path, monkeypatch, capsys):
     from nas.cli import main

@@ -33,7 +33,8 @@ def run_fidelity_command(args) -> int:
             study, _ = run_fidelity(experiment, args.genomes, repeats=args.repeats, repeats_all=args.repeats_all,
                                     workers=args.workers, only=args.fidelity or (), storage_url=args.storage,
                                     study_name=args.study_name, experiment_path=args.file, overrides=overrides,
-                                    train=not args.no_train, genomes_at=dict(args.genomes_at or ()))
+                                    train=not args.no_train, genomes_at=dict(args.genomes_at or ()),
+                                    import_tables=args.import_table or ())
         except KeyboardInterrupt:
             print("interrupted: finished runs are stored; run the same command again to resume")
             return 130
@@ -125,6 +126,9 @@ def add_parser(subparsers) -> None:
                         help="train nothing: report on what the study has recorded so far")
     parser.add_argument("--table", metavar="JSONL",
                         help="report on an exported table (--export's file) instead of the study; trains nothing")
+    parser.add_argument("--import-table", action="append", metavar="JSONL",
+                        help="first add the runs of an exported table the study lacks (e.g. bench/results/...jsonl "
+                             "on a new machine), so they are not trained again (repeatable)")
     parser.add_argument("--export", metavar="JSONL",
                         help="write the recorded runs as JSON lines, e.g. bench/results/fidelity_NAME.jsonl")
     parser.add_argument("--out", metavar="DIR", help="write fidelity.json and scatter.png to this folder")

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from nas.config import ConfigError
 from nas.tasks.base import DataError
 from nas.fidelity.plan import ITEM_ATTRS, Plan, make_plan
+from nas.fidelity.table import import_records, load_table
 from nas.search.child import TrialFailed, TrialProcess
 from nas.search.objective import package_versions
 from nas.search.storage import open_storage, redacted
@@ -253,7 +254,7 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
                  only: Sequence[str] = (), storage_url: Optional[str] = None, study_name: Optional[str] = None,
                  experiment_path: Optional[str] = None, overrides: Sequence[str] = (),
                  log: Callable[[str], None] = print, train: bool = True,
-                 genomes_at: Optional[dict] = None) -> tuple[optuna.Study, Plan]:
+                 genomes_at: Optional[dict] = None, import_tables: Sequence[str] = ()) -> tuple[optuna.Study, Plan]:
     """Plan the measurement, queue what is missing, and train it with ``workers`` processes.
 
     ``only`` names the fidelities to train now (default all; e.g. the cheap
@@ -261,6 +262,8 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     study (for reading what is recorded). Several workers need
     ``experiment_path`` (each worker process loads the file with ``overrides``).
     ``genomes_at`` caps the genomes of named fidelities (see ``make_plan``).
+    ``import_tables`` are exported tables whose runs the study lacks: they are
+    added as finished trials first, so a committed table resumes anywhere.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
     genomes_at = dict(genomes_at or {})
@@ -275,6 +278,8 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     study = open_fidelity_study(experiment, storage_url, study_name, create=train)
     if not train:
         return study, plan
+    for path in import_tables:
+        log(f"imported {import_records(study, load_table(path))} run(s) from {path}")
     orphans = requeue_orphans(study)
     if orphans:
         log(f"marked trial(s) {orphans} failed: their process died")

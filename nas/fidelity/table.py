@@ -26,6 +26,7 @@ import json
 import os
 from typing import Iterable, Optional
 
+import optuna
 from optuna.trial import TrialState
 
 from nas.search.study import EXPERIMENT_KEY
@@ -81,6 +82,35 @@ def load_table(source) -> list[dict]:
     if missing:
         raise ValueError(f"{path}: record(s) {missing[:5]} lack item, fingerprint or fidelity: not a fidelity table")
     return _one_per_item(records)
+
+
+
+
+def import_records(study, records: list[dict]) -> int:
+    """Add the table's runs that ``study`` lacks as finished trials (what ``--import-table`` does); returns how many.
+
+    A complete run becomes a COMPLETE trial with its value, a failed training a
+    FAIL trial that counts towards the item's retries; an item the study has
+    finished already is left alone. So a committed table resumes on a new
+    machine: the plan then finds those items done.
+    """
+    done = {t.user_attrs.get("item") for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("item")}
+    added = 0
+    for record in records:
+        if record["item"] in done:
+            continue
+        attrs = {k: record[k] for k in _FROM_TRIAL if record.get(k) is not None}
+        attrs["imported"] = True
+        complete = record.get("state", "COMPLETE") == "COMPLETE"
+        if not complete:
+            attrs["training_failed"] = True
+        study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE if complete else TrialState.FAIL,
+                                                  value=float(record["value"]) if complete else None,
+                                                  user_attrs=attrs))
+        done.add(record["item"])
+        added += 1
+    return added
 
 
 def export_jsonl(records: list[dict], path: str) -> int:
