@@ -20,19 +20,17 @@ Example:
 
 from __future__ import annotations
 
-import math
-import random
 from typing import Any
 
-import optuna
-from optuna.distributions import BaseDistribution, IntDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
 
+from nas.samplers.base import GenomeSampler
 from nas.search.ranking import sign
 from search_spaces.space import ScalePermutedSpace
 
 
-class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
+class RegularizedEvolutionSampler(GenomeSampler):
     """Aging evolution over a :class:`ScalePermutedSpace` for single-objective studies.
 
     Args:
@@ -48,29 +46,15 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
             raise ValueError(f"population_size must be at least 2, got {population_size}")
         if not 1 <= tournament_size <= population_size:
             raise ValueError(f"tournament_size must be in [1, population_size={population_size}], got {tournament_size}")
-        self.space = space
+        super().__init__(space, seed)
         self.population_size = population_size
         self.tournament_size = tournament_size
-        self._rng = random.Random(seed)
-        self._random = optuna.samplers.RandomSampler(seed=seed)
-        self._screener = None
-
-    def bind(self, *, screener=None, cost=None) -> None:
-        """Screen each generation's mutants with ``screener`` (a :class:`nas.search.screen.Screener`)."""
-        self._screener = screener
-
-    def reseed_rng(self) -> None:
-        self._rng = random.Random()
-        self._random.reseed_rng()
-
-    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
-        return {name: IntDistribution(low, high) for name, (low, high) in self.space.parameters.items()}
 
     def sample_relative(self, study, trial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if study._is_multi_objective():
             raise ValueError("RegularizedEvolutionSampler supports single-objective studies only; "
                              "use nsga2 for several objectives")
-        population = self._population(study)
+        population = self.complete_trials(study)[-self.population_size:]
         if len(population) < self.population_size:
             return {}  # fill the population at random (sample_independent)
         contestants = self._rng.sample(population, self.tournament_size)
@@ -84,30 +68,12 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
     def _screened_child(self, genome, first):
         from nas.search.child import TrialFailed
 
-        mutants, seen = [first], {first.fingerprint}
-        for _ in range(self._screener.settings.candidates * 5):
-            if len(mutants) >= self._screener.settings.candidates:
-                break
-            mutant = self.space.mutate(genome, self._rng)
-            if mutant.fingerprint not in seen:
-                seen.add(mutant.fingerprint)
-                mutants.append(mutant)
+        mutants = self.mutants(genome, self._screener.settings.candidates, first)
         try:
             return self._screener.best(mutants)
         except TrialFailed as err:  # scoring broke: an unscreened mutant keeps the search going
             self._screener.log(f"screening failed, using an unscreened mutant: {err}")
             return first
-
-    def _population(self, study) -> list[FrozenTrial]:
-        names = self.space.parameters.keys()
-        complete = [
-            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and not math.isnan(t.value) and names <= t.params.keys()
-        ]
-        return complete[-self.population_size:]
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
 
 
 def _fitness(trial: FrozenTrial, sign: float) -> tuple:

@@ -26,21 +26,18 @@ Example:
 
 from __future__ import annotations
 
-import math
-import random
 from typing import Any
 
-import optuna
-from optuna.distributions import BaseDistribution, IntDistribution
-from optuna.trial import TrialState
+from optuna.distributions import BaseDistribution
 
+from nas.samplers.base import GenomeSampler
 from nas.samplers.surrogate import Surrogate, design_matrix, expected_improvement
 from nas.search.ranking import sign
 from search_spaces.space import ScalePermutedSpace
 from spinenet.cost import network_cost
 
 
-class PredictorSampler(optuna.samplers.BaseSampler):
+class PredictorSampler(GenomeSampler):
     """Expected improvement of a tree-ensemble surrogate over mutations of the best trials (one objective).
 
     Args:
@@ -58,30 +55,15 @@ class PredictorSampler(optuna.samplers.BaseSampler):
             raise ValueError(f"n_startup_trials must be at least 2, got {n_startup_trials}")
         if n_candidates < 1 or top_parents < 1 or n_models < 1:
             raise ValueError("n_candidates, top_parents and n_models must be at least 1")
-        self.space = space
+        super().__init__(space, seed)
         self.n_startup_trials, self.n_candidates, self.top_parents, self.n_models = \
             n_startup_trials, n_candidates, top_parents, n_models
         self.seed = seed or 0
-        self._rng = random.Random(seed)
-        self._random = optuna.samplers.RandomSampler(seed=seed)
-        self._screener = None
-        self._cost = None
-
-    def bind(self, *, screener=None, cost=None) -> None:
-        """Use the search's screener (proxy scores as features) and cost model (genome -> params, madds)."""
-        self._screener, self._cost = screener, cost
-
-    def reseed_rng(self) -> None:
-        self._rng = random.Random()
-        self._random.reseed_rng()
-
-    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
-        return {name: IntDistribution(low, high) for name, (low, high) in self.space.parameters.items()}
 
     def sample_relative(self, study, trial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if study._is_multi_objective():
             raise ValueError("PredictorSampler supports single-objective studies only; use nsga2 for several")
-        done = self._usable(study)
+        done = self.complete_trials(study, feasible_only=True)
         if len(done) < self.n_startup_trials:
             return {}
         direction = sign(study.direction)
@@ -103,16 +85,7 @@ class PredictorSampler(optuna.samplers.BaseSampler):
             chosen = candidates[order[0]]
         return self.space.encode(chosen)
 
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
-
     # ---------------------------------------------------------------- helpers
-    def _usable(self, study) -> list:
-        names = self.space.parameters.keys()
-        return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value) and names <= t.params.keys()
-                and not t.user_attrs.get("infeasible")]
-
     def _genome_cost(self, genome) -> tuple[float, float]:
         if self._cost is not None:
             return self._cost(genome)

@@ -1,0 +1,74 @@
+"""What every genome sampler shares: an Optuna sampler over a :class:`ScalePermutedSpace`'s parameters.
+
+A subclass implements ``sample_relative`` (return ``{}`` to fall back to
+uniform random sampling) and reads the study through :meth:`complete_trials`;
+the base provides the search-space plumbing Optuna asks for, a seeded
+``random.Random`` for genome edits, distinct mutants, and the hooks a search
+binds (a screener scoring candidates, a cost model).
+
+Example:
+    >>> import optuna
+    >>> from search_spaces.space import ScalePermutedSpace
+    >>> class FirstMutant(GenomeSampler):
+    ...     def sample_relative(self, study, trial, search_space):
+    ...         done = self.complete_trials(study)
+    ...         return self.space.encode(self.mutants(self.space.from_params(done[0].params), 1)[0]) if done else {}
+    >>> study = optuna.create_study(sampler=FirstMutant(ScalePermutedSpace(), seed=0))
+    >>> study.optimize(lambda t: float(len(t.params)), n_trials=3)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import optuna
+from optuna.distributions import BaseDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search_spaces.space import ScalePermutedSpace
+
+
+class GenomeSampler(optuna.samplers.BaseSampler):
+    """Base of the samplers that edit genomes: relative sampling over every space parameter, random otherwise."""
+
+    def __init__(self, space: ScalePermutedSpace, seed: int | None = None):
+        self.space = space
+        self._rng = random.Random(seed)
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._screener = None
+        self._cost = None
+
+    def bind(self, *, screener=None, cost=None) -> None:
+        """Use the search's screener (a :class:`nas.search.screen.Screener`) and cost model (genome -> params, madds)."""
+        self._screener, self._cost = screener, cost
+
+    def reseed_rng(self) -> None:
+        self._rng = random.Random()
+        self._random.reseed_rng()
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, BaseDistribution]:
+        return {name: IntDistribution(low, high) for name, (low, high) in self.space.parameters.items()}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def complete_trials(self, study, feasible_only: bool = False) -> list[FrozenTrial]:
+        """Complete trials with a finite value that set every space parameter (oldest first)."""
+        names = self.space.parameters.keys()
+        return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value) and names <= t.params.keys()
+                and not (feasible_only and t.user_attrs.get("infeasible"))]
+
+    def mutants(self, genome, count: int, first=None) -> list:
+        """Up to ``count`` distinct one-edit mutants of ``genome`` (``first`` leads when given)."""
+        out = [first] if first is not None else []
+        seen = {g.fingerprint for g in out}
+        for _ in range(count * 5):
+            if len(out) >= count:
+                break
+            mutant = self.space.mutate(genome, self._rng)
+            if mutant.fingerprint not in seen:
+                seen.add(mutant.fingerprint)
+                out.append(mutant)
+        return out
