@@ -284,9 +284,10 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     if orphans:
         log(f"marked trial(s) {orphans} failed: their process died")
     counts = enqueue_missing(study, plan, experiment.search.max_retries)
-    capped = "".join(f", {name} the first {min(count, len(plan.genomes))}" for name, count in genomes_at.items())
+    capped = "".join(f"; {name} the first {min(count, len(plan.genomes))}" for name, count in genomes_at.items()
+                     if not only or name in only)
     log(f"{len(plan.items)} run(s) planned ({len(plan.genomes)} genomes at {', '.join(only or plan.fidelities)}"
-        f"{capped}, repeats included): {counts['complete']} complete, {counts['pending']} already queued or running, "
+        f"{capped}; repeats included): {counts['complete']} complete, {counts['pending']} already queued or running, "
         f"{counts['queued']} queued now")
     if counts["given_up"]:
         log(f"{len(counts['given_up'])} item(s) failed more than search.max_retries="
