@@ -229,11 +229,13 @@ def format_report(report: dict) -> str:
                  "at no more multiply-adds")
     for name, standing in report.get("seed_standing", {}).items():
         beats = standing["beats"]
+        if standing["rank"] is None:
+            lines.append(f"  {name:<14} the seed genome is not measured here")
+            continue
         said = ("noise unknown (one run of the seed)" if beats is None else
                 f"{len(beats)} beat it by more than {standing['margin']:.3f}" + (f": {', '.join(beats[:5])}"
                                                                                  if beats else ""))
-        rank = f"{standing['rank']} of {standing['of']}" if standing["rank"] is not None else "not measured"
-        lines.append(f"  {name:<14} rank {rank}; {said}")
+        lines.append(f"  {name:<14} rank {standing['rank']} of {standing['of']}; {said}")
     if report["failures"]:
         lines.append(f"{len(report['failures'])} failed run(s) left out:")
         lines.extend(f"  {f['fingerprint']} at {f['fidelity']} seed {f['seed']}: {f['reason']}"
