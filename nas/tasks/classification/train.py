@@ -87,6 +87,7 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
         optimizer = wrap_optimizer(tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum),
                                    tf_keras.mixed_precision.global_policy().name)
     train_step = _make_train_step(model, optimizer, task.loss.label_smoothing, training, strategy)
+    train_ds = train_ds.repeat()  # epochs are steps_per_epoch batches of one iterator (drop_remainder)
     if strategy is not None:
         train_ds = strategy.experimental_distribute_dataset(train_ds)
     eval_step = _make_eval_step(model)
@@ -96,17 +97,16 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
     history, step = [], 0
     timing.update(iterator=0.0, input=0.0, trace=0.0, train=0.0, evaluate=0.0)
     bar = progress_bar(total_steps, progress)
+    # One iterator over the repeated dataset (reshuffled each pass): dropping a spent iterator every
+    # epoch cost 2-14 s on 2 cores, 17% of a proxy trial.
+    mark = time.perf_counter()
+    batches = iter(train_ds)
+    timing["iterator"] += time.perf_counter() - mark
     for epoch in range(1, training.epochs + 1):
         losses, train_hits = [], []
-        mark = time.perf_counter()
-        batches = iter(train_ds)
-        timing["iterator"] += time.perf_counter() - mark
-        while True:
+        for _ in range(steps_per_epoch):
             mark = time.perf_counter()
-            try:
-                images, labels = next(batches)
-            except StopIteration:
-                break
+            images, labels = next(batches)
             timing["input"] += time.perf_counter() - mark
             mark = time.perf_counter()
             values = {k: float(v) for k, v in train_step(images, labels).items()}
