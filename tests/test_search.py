@@ -246,7 +246,8 @@ def test_sigkilled_search_resumes_without_losing_trials(tmp_path):
     process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path}/study.db"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 480  # a loaded 2-core machine took over 240 s to start the search
+    states = []  # what the study showed last, for the failure message
     try:
         while time.monotonic() < deadline:
             time.sleep(1)
@@ -258,7 +259,7 @@ def test_sigkilled_search_resumes_without_losing_trials(tmp_path):
             if "COMPLETE" in states and states[-1] == "RUNNING":
                 break
         else:
-            pytest.fail(f"search never reached a running second trial: {states}")
+            pytest.fail(f"search never reached a running second trial in 480 s: {states or 'no study yet'}")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

@@ -408,13 +408,7 @@ def make_dataset(split: CocoSplit, *, image_size: int, batch_size: int, training
 
             ds = tf.data.Dataset.from_tensor_slices({**columns, "index": np.arange(len(split))})
             ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if training:
-            ds = ds.shuffle(min(len(split), 4096), seed=seed, reshuffle_each_iteration=True)
-            ds = ds.map(lambda item: _augment(item, image_size, scale_jitter, flip),
-                        num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.map(_finish, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(batch_size, drop_remainder=training)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return _batches(ds, len(split), training, image_size, batch_size, scale_jitter, flip, seed)
     ds = tf.data.Dataset.from_tensor_slices({
         "path": np.array(split.image_paths), **columns, "size": targets,
     })
@@ -433,8 +427,15 @@ def make_dataset(split: CocoSplit, *, image_size: int, batch_size: int, training
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache()
+    return _batches(ds, len(split), training, image_size, batch_size, scale_jitter, flip, seed)
+
+
+def _batches(ds, count: int, training: bool, image_size: int, batch_size: int, scale_jitter, flip: bool, seed):
+    """Decoded items -> shuffled and augmented when ``training`` -> model inputs -> prefetched batches."""
+    import tensorflow as tf
+
     if training:
-        ds = ds.shuffle(min(len(split), 4096), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(count, 4096), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(lambda item: _augment(item, image_size, scale_jitter, flip),
                     num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(_finish, num_parallel_calls=tf.data.AUTOTUNE)
