@@ -56,9 +56,9 @@ def run_fidelity_command(args) -> int:
 
 def _current(records: list[dict], experiment) -> tuple[list[dict], int]:
     """The records made with the settings the experiment's fidelities have now, and how many were not."""
-    from nas.fidelity.plan import fidelity_fingerprint
+    from nas.fidelity.plan import current_settings
 
-    current = {name: fidelity_fingerprint(config) for name, config in experiment.fidelity_configs().items()}
+    current = current_settings(experiment)
     kept = [r for r in records if current.get(r["fidelity"]) == r.get("fidelity_fingerprint")]
     return kept, len(records) - len(kept)
 

@@ -62,6 +62,11 @@ def fidelity_fingerprint(train_config) -> str:
     return _hash(data)
 
 
+def current_settings(experiment) -> dict:
+    """Fidelity name -> the fingerprint of its settings in ``experiment`` now (what runs must match to count)."""
+    return {name: fidelity_fingerprint(config) for name, config in experiment.fidelity_configs().items()}
+
+
 @dataclasses.dataclass
 class Plan:
     """The genomes (with their roles), fidelities and work items of one measurement."""
@@ -155,7 +160,7 @@ def make_plan(experiment, genomes: int, repeats: int = 0, repeats_all: int = 0,
         budget = ModelBudget(task, configs[reference], classes.get(reference, 1), max_params=limits.max_params,
                              max_multiply_adds=limits.max_multiply_adds)
     chosen, notes = choose_genomes(experiment, genomes, budget)
-    fingerprints = {name: fidelity_fingerprint(config) for name, config in configs.items()}
+    fingerprints = current_settings(experiment)
     costs = {}
 
     def item(role, genome, name, repeat):

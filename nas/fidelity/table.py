@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Iterable, Optional
 
@@ -84,8 +85,6 @@ def load_table(source) -> list[dict]:
     return _one_per_item(records)
 
 
-
-
 def import_records(study, records: list[dict]) -> int:
     """Add the table's runs that ``study`` lacks as finished trials (what ``--import-table`` does); returns how many.
 
@@ -144,12 +143,10 @@ def load_genomes(source, metric: Optional[str] = None, settings: Optional[dict] 
     ``metric`` defaults to each record's own (the study's objective, e.g.
     ``AP``). Failed runs and non-finite values are left out, and genomes
     without a complete run. ``settings`` (fidelity name -> fidelity
-    fingerprint) keeps only runs made with those settings: a study can hold
+    fingerprint, as ``nas.fidelity.plan.current_settings`` gives) keeps only runs made with those settings: a study can hold
     runs of a fidelity whose settings later changed (an exported table holds
     current ones only).
     """
-    import math
-
     from search_spaces.genome import Genome
 
     rows: dict[str, GenomeRow] = {}
