@@ -142,10 +142,10 @@ def load_genomes(source, metric: Optional[str] = None, settings: Optional[dict] 
 
     ``metric`` defaults to each record's own (the study's objective, e.g.
     ``AP``). Failed runs and non-finite values are left out, and genomes
-    without a complete run. ``settings`` (fidelity name -> fidelity
-    fingerprint, as ``nas.fidelity.plan.current_settings`` gives) keeps only runs made with those settings: a study can hold
-    runs of a fidelity whose settings later changed (an exported table holds
-    current ones only).
+    without a complete run. ``settings`` (fidelity name -> fingerprint, as
+    ``nas.fidelity.plan.current_settings`` gives) keeps only runs made with
+    those settings: a study can hold runs of a fidelity whose settings later
+    changed (an exported table holds current ones only).
     """
     from search_spaces.genome import Genome
 
