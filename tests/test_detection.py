@@ -7,12 +7,14 @@ import pytest
 import tensorflow as tf
 
 from nas.cli import main
+from nas.config import ConfigError
 from nas.experiment import load_train_config
 from nas.tasks.detection.anchors import decode_boxes, encode_boxes, generate_anchors, label_anchors
 from nas.tasks.detection.config import HeadConfig, LossConfig
 from nas.tasks.detection.cost import retinanet_head_cost
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.detection.train import TrainingDiverged, WarmupDecay, train_and_evaluate
+from nas.tasks.base import TrainingDiverged
+from nas.tasks.detection.train import WarmupDecay, train_and_evaluate
 from search_spaces.genome import Genome
 from spinenet import SPINENET_49, build_spinenet, decode
 from spinenet.cost import count_multiply_adds
@@ -234,3 +236,22 @@ def test_disk_cache_gives_the_same_pixels_once_per_dataset(tmp_path):
     assert image_cache_path(split, 64) != path  # another size, another file
     images, targets = next(iter(make_dataset(split, image_size=48, batch_size=4, training=True, disk_cache=True)))
     assert images.shape == (4, 48, 48, 3) and targets["boxes"].shape == (4, 32, 4)
+
+
+def test_training_settings_out_of_range_name_the_key():
+    # Regression: detection's training section checked only epochs, batch size and learning rate, so a
+    # momentum of 1.5 or a negative warm-up trained (and diverged) instead of failing at load.
+    bad = {
+        "task.training.momentum=1.5": r"momentum: must be in \[0, 1\)",
+        "task.training.warmup_steps=-1": r"warmup_steps: must be 0 or more",
+        "task.training.weight_decay=-1e-4": r"weight_decay: must be 0 or more",
+        "task.training.gradient_clip_norm=0": r"gradient_clip_norm: must be positive",
+        "task.training.step_boundaries=[0.9, 0.5]": r"step_boundaries: need increasing fractions",
+        "task.training.step_factor=2": r"step_factor: must be in \(0, 1\]",
+        "task.training.report_every_steps=0": r"report_every_steps: must be positive",
+        "task.training.learning_rate=.inf": r"learning_rate: must be a positive number",
+    }
+    for override, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            load_train_config(None, [override])
+    assert load_train_config(None, []).task.training.warmup_steps == 100

@@ -62,6 +62,21 @@ def test_shipped_fidelity_experiment_measures_the_shipped_proxy():
     assert configs["quick"].task.training.epochs < configs["proxy"].task.training.epochs
 
 
+def test_committed_table_matches_the_shipped_fidelities():
+    # Every recorded run was trained with the settings experiments/fidelity_shapes.yaml gives its fidelity
+    # now; a changed default or YAML value would silently drop runs from the report as stale.
+    from nas.fidelity.plan import current_settings
+
+    current = current_settings(load_experiment("experiments/fidelity_shapes.yaml"))
+    records = load_table("bench/results/fidelity_fidelity_shapes.jsonl")
+    assert len(records) >= 38
+    stale = sorted({r["fidelity"] for r in records if current.get(r["fidelity"]) != r["fidelity_fingerprint"]})
+    assert stale == [], f"runs of {stale} were trained with other settings than the experiment gives now"
+    rows = load_genomes("bench/results/fidelity_fidelity_shapes.jsonl")
+    seed = next(row for row in rows if row.role == "seed")
+    assert seed.seeds["proxy"] >= 3 and 0.3 < seed.objective["proxy"] < 0.6
+
+
 @pytest.mark.parametrize("fidelities, message", [
     ({"quick": {"task.training.epoch": 1}}, r"fidelities.quick: task.training.epoch: unknown key \(did you mean"),
     ({"quick": {"search.n_trials": 1}}, r"fidelities.quick.search.n_trials: a fidelity overrides model"),

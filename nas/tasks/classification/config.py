@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Literal, Optional
 
 from nas.config import ConfigError
+from nas.tasks import training_config
 
 
 # len(shapes.CLASSES), kept here so reading a config never imports the generator (a test checks they agree).
@@ -102,55 +102,19 @@ class LossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """Optimisation: SGD with momentum, linear warm-up, then cosine or step decay."""
+class TrainingConfig(training_config.TrainingConfig):
+    """Optimisation: SGD with momentum, linear warm-up, then cosine or step decay (classification defaults)."""
 
-    epochs: int = 8
-    batch_size: int = 16
     learning_rate: float = 0.05
-    momentum: float = 0.9
     warmup_steps: int = 50
-    schedule: Literal["cosine", "step"] = "cosine"
-    step_boundaries: tuple[float, ...] = (0.67, 0.89)
-    step_factor: float = 0.1
-    weight_decay: float = 4e-5
-    gradient_clip_norm: Optional[float] = 10.0
     # Batch-norm moving-average momentum of the whole model. The decoder's 0.99 needs about 460 steps
     # to forget its initial statistics; a proxy run has a few hundred, so evaluation would see stale ones.
     norm_momentum: float = 0.9
-    jit_compile: bool = False
-    # auto: mixed_bfloat16 on CPUs with avx512_bf16/AMX, mixed_float16 on tensor-core GPUs, else float32.
-    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
-    # "mirrored": one replica per visible GPU (tf.distribute.MirroredStrategy); on a CPU-only machine it
-    # runs one CPU replica, so the same file works everywhere.
-    strategy: Literal["default", "mirrored"] = "default"
-    seed: int = 0
-    report_every_steps: Optional[int] = None
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate: must be a positive number, got {self.learning_rate}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps: must be 0 or more, got {self.warmup_steps}")
+        super().__post_init__()
         if not 0 <= self.norm_momentum < 1:
             raise ConfigError(f"norm_momentum: must be in [0, 1), got {self.norm_momentum}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay: must be 0 or more, got {self.weight_decay}")
-        if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
-            raise ConfigError(f"gradient_clip_norm: must be positive (or null for none), got {self.gradient_clip_norm}")
-        if any(not 0 < b < 1 for b in self.step_boundaries) or list(self.step_boundaries) != sorted(self.step_boundaries):
-            raise ConfigError(f"step_boundaries: need increasing fractions of training in (0, 1), "
-                              f"got {list(self.step_boundaries)}")
-        if not 0 < self.step_factor <= 1:
-            raise ConfigError(f"step_factor: must be in (0, 1], got {self.step_factor}")
-        if self.report_every_steps is not None and self.report_every_steps < 1:
-            raise ConfigError(f"report_every_steps: must be positive (or null for each epoch), "
-                              f"got {self.report_every_steps}")
 
 
 @dataclasses.dataclass(frozen=True)

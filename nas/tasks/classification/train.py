@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from typing import Optional
@@ -21,14 +20,13 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from nas.tasks.base import Report, TrainingDiverged
+from nas.tasks.base import Report
 from nas.tasks.classification.config import TrainingConfig
 from nas.tasks.classification.data import ImageFolderSplit, make_dataset
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
-from nas.tasks.training import (WarmupDecay, compile_step, precision_policy, progress_bar, report_metrics,
-                                resolve_precision, scale_loss, unscale_gradients, write_outputs,
-                                wrap_optimizer)
+from nas.tasks.training import (WarmupDecay, compile_step, precision_policy, resolve_precision, scale_loss,
+                                train_epochs, unscale_gradients, write_outputs, wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -94,51 +92,15 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
     timing["build"] = time.perf_counter() - mark
 
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
-    history, step = [], 0
-    timing.update(iterator=0.0, input=0.0, trace=0.0, train=0.0, evaluate=0.0)
-    bar = progress_bar(total_steps, progress)
-    # One iterator over the repeated dataset (reshuffled each pass): dropping a spent iterator every
-    # epoch cost 2-14 s on 2 cores, 17% of a proxy trial.
-    mark = time.perf_counter()
-    batches = iter(train_ds)
-    timing["iterator"] += time.perf_counter() - mark
-    for epoch in range(1, training.epochs + 1):
-        losses, train_hits = [], []
-        for _ in range(steps_per_epoch):
-            mark = time.perf_counter()
-            images, labels = next(batches)
-            timing["input"] += time.perf_counter() - mark
-            mark = time.perf_counter()
-            values = {k: float(v) for k, v in train_step(images, labels).items()}
-            train_hits.append(values["top1"])
-            timing["trace" if step == 0 else "train"] += time.perf_counter() - mark
-            step += 1
-            if not math.isfinite(values["loss"]):
-                raise TrainingDiverged(f"loss became {values['loss']} at step {step} (epoch {epoch}); "
-                                       "lower task.training.learning_rate or check the data")
-            losses.append(values["loss"])
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{values['loss']:.3f}")
-            if writer is not None and step % 10 == 0:
-                with writer.as_default(step=step):
-                    for name, value in values.items():
-                        tf.summary.scalar(f"train/{name}", value)
-                    tf.summary.scalar("train/learning_rate", float(schedule(step - 1)))
-            every = training.report_every_steps
-            if every and step % every == 0 and step < total_steps:
-                metrics = _evaluate(eval_step, val_ds, timing)
-                report_metrics(report, step, {**metrics, "epoch": epoch, "train_loss": float(np.mean(losses)),
-                                       "train_top1": float(np.mean(train_hits))}, writer, history)
-        # The last epoch's means: the weights move during an epoch, so these trail the validation scores.
-        train_scores = {"train_loss": float(np.mean(losses)), "train_top1": float(np.mean(train_hits))}
-        if not training.report_every_steps and task.evaluation.every_epoch and epoch < training.epochs:
-            metrics = _evaluate(eval_step, val_ds, timing)
-            report_metrics(report, step, {**metrics, "epoch": epoch, **train_scores}, writer, history)
-    if bar is not None:
-        bar.close()
-    metrics = _evaluate(eval_step, val_ds, timing)
-    report_metrics(report, step, {**metrics, "epoch": training.epochs, **train_scores}, writer, history)
+    history = []
+    # The last epoch's training means: the weights move during an epoch, so these trail the validation scores.
+    step, metrics, train_scores = train_epochs(
+        lambda batch: train_step(*batch), train_ds, training, steps_per_epoch,
+        evaluate=lambda: _evaluate(eval_step, val_ds), every_epoch=task.evaluation.every_epoch,
+        summarise=lambda means: {"train_loss": means["loss"], "train_top1": means["top1"]}, report=report,
+        writer=writer, history=history, timing=timing, progress=progress, schedule=schedule)
+    if writer is not None:
+        writer.close()  # flush the event file now, not whenever the writer is collected
     timing["total"] = time.perf_counter() - started
     # Whatever no phase above measured (reporting, Python between steps): a large share is worth a look.
     timing["other"] = timing["total"] - sum(v for k, v in timing.items() if k != "total")
@@ -193,12 +155,10 @@ def _make_eval_step(model):
     return eval_step
 
 
-def _evaluate(eval_step, val_ds, timing) -> dict:
-    mark = time.perf_counter()
+def _evaluate(eval_step, val_ds) -> dict:
     totals, count = np.zeros(3), 0
     for images, labels in val_ds:
         totals += [float(v) for v in eval_step(images, labels)]
         count += int(labels.shape[0])
-    timing["evaluate"] += time.perf_counter() - mark
     loss, top1, top5 = totals / max(count, 1)
     return {"top1": float(top1), "top5": float(top5), "loss": float(loss)}

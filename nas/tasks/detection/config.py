@@ -7,6 +7,7 @@ import os
 from typing import Literal, Optional, Union
 
 from nas.config import ConfigError
+from nas.tasks import training_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,35 +133,8 @@ class LossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """Optimisation: SGD with momentum, linear warm-up, then cosine or step decay."""
-
-    epochs: int = 8
-    batch_size: int = 16
-    learning_rate: float = 0.04
-    momentum: float = 0.9
-    warmup_steps: int = 100
-    schedule: Literal["cosine", "step"] = "cosine"
-    step_boundaries: tuple[float, ...] = (0.67, 0.89)
-    step_factor: float = 0.1
-    weight_decay: float = 4e-5
-    gradient_clip_norm: Optional[float] = 10.0
-    jit_compile: bool = False
-    # auto: mixed_bfloat16 on CPUs with native bfloat16 (avx512_bf16, AMX), mixed_float16 on GPUs with
-    # tensor cores, else float32. Losses, batch-norm statistics and box decoding stay in float32.
-    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
-    # "mirrored": one replica per visible GPU (tf.distribute.MirroredStrategy); on a CPU-only machine it
-    # runs one CPU replica, so the same file works everywhere.
-    strategy: Literal["default", "mirrored"] = "default"
-    seed: int = 0
-    report_every_steps: Optional[int] = None
-
-    def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate: must be positive, got {self.learning_rate}")
+class TrainingConfig(training_config.TrainingConfig):
+    """Optimisation: SGD with momentum, linear warm-up, then cosine or step decay (detection defaults)."""
 
 
 @dataclasses.dataclass(frozen=True)

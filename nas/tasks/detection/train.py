@@ -11,25 +11,22 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from nas.tasks.base import Report, TrainingDiverged
+from nas.tasks.base import Report
 from nas.tasks.detection.data import CocoSplit, make_dataset
 from nas.tasks.detection.dataset import prepare_data
 from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.training import (WarmupDecay, compile_step, precision_policy, progress_bar, report_metrics,
-                                resolve_precision, scale_loss, unscale_gradients, write_outputs,
-                                wrap_optimizer)
+from nas.tasks.training import (WarmupDecay, compile_step, precision_policy, resolve_precision, scale_loss,
+                                train_epochs, unscale_gradients, write_outputs, wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -104,59 +101,23 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
     timing["build"] = time.perf_counter() - mark
 
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
-    history, step, metrics = [], 0, {}
     every_epoch = task.evaluation.every_epoch
     if every_epoch == "auto":
         every_epoch = report is not None  # nobody reads intermediate values otherwise
-    timing.update(iterator=0.0, input=0.0, trace=0.0, train=0.0, evaluate=0.0)
-    bar = progress_bar(total_steps, progress)
-    # One iterator over the repeated dataset (reshuffled each pass): dropping a spent iterator every
-    # epoch cost 2-14 s on 2 cores, 17% of a proxy trial.
-    mark = time.perf_counter()
-    batches = iter(train_ds)
-    timing["iterator"] += time.perf_counter() - mark
-    for epoch in range(1, training.epochs + 1):
-        losses = []
-        for _ in range(steps_per_epoch):
-            mark = time.perf_counter()
-            images, targets = next(batches)
-            timing["input"] += time.perf_counter() - mark
-            mark = time.perf_counter()
-            values = {k: float(v) for k, v in train_step(images, targets["boxes"], targets["classes"]).items()}
-            timing["trace" if step == 0 else "train"] += time.perf_counter() - mark
-            step += 1
-            if not math.isfinite(values["loss"]):
-                raise TrainingDiverged(f"loss became {values['loss']} at step {step} (epoch {epoch}); "
-                                       "lower task.training.learning_rate or check the data")
-            losses.append(values["loss"])
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{values['loss']:.3f}")
-            if writer is not None and step % 10 == 0:
-                with writer.as_default(step=step):
-                    for name, value in values.items():
-                        tf.summary.scalar(f"train/{name}", value)
-            every = training.report_every_steps
-            if every and step % every == 0 and step < total_steps:
-                metrics = _evaluate(postprocess, val_ds, val_split, timing)
-                report_metrics(report, step, {**metrics, "epoch": epoch, "loss": float(np.mean(losses))}, writer,
-                               history)
-        epoch_loss = float(np.mean(losses))
-        if not training.report_every_steps and every_epoch and epoch < training.epochs:
-            metrics = _evaluate(postprocess, val_ds, val_split, timing)
-            report_metrics(report, step, {**metrics, "epoch": epoch, "loss": epoch_loss}, writer, history)
-    if bar is not None:
-        bar.close()
-    metrics = _evaluate(postprocess, val_ds, val_split, timing)
-    report_metrics(report, step, {**metrics, "epoch": training.epochs, "loss": epoch_loss}, writer, history)
+    history = []
+    step, metrics, scores = train_epochs(
+        lambda batch: train_step(batch[0], batch[1]["boxes"], batch[1]["classes"]), train_ds, training,
+        steps_per_epoch, evaluate=lambda: coco_metrics(val_split, detect(postprocess, val_ds, val_split)),
+        every_epoch=every_epoch, summarise=lambda means: {"loss": means["loss"]}, report=report, writer=writer,
+        history=history, timing=timing, progress=progress, schedule=schedule)
     if writer is not None:
-        writer.close()  # its event file and buffers would otherwise live as long as a warm process
+        writer.close()  # flush the event file now, not whenever the writer is collected
     timing["total"] = time.perf_counter() - started
     # Whatever no phase above measured (reporting, Python between steps): a large share is worth a look.
     timing["other"] = timing["total"] - sum(v for k, v in timing.items() if k != "total")
     result = {
         **metrics,
-        "loss": epoch_loss,
+        **scores,
         "steps": step,
         "epochs": training.epochs,
         "params": int(model.count_params()),
@@ -192,8 +153,3 @@ def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig, 
     return compile_step(replica_step, strategy, training.jit_compile, autograph=False)
 
 
-def _evaluate(postprocess, val_ds, val_split, timing) -> dict:
-    mark = time.perf_counter()
-    metrics = coco_metrics(val_split, detect(postprocess, val_ds, val_split))
-    timing["evaluate"] += time.perf_counter() - mark
-    return metrics
