@@ -334,7 +334,6 @@ def tiny_trial_config(tmp_path, *extra):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_a_killed_warm_child_fails_only_its_trial(tmp_path):
     from nas.search.child import TrialProcess
 
@@ -352,3 +351,45 @@ def test_a_killed_warm_child_fails_only_its_trial(tmp_path):
         assert process.pid is None
         assert "AP" in process.run(TINY_GENOME, config, str(tmp_path / "after"))  # in a new child
         assert process.started == 2
+
+
+def _gone(pid: int) -> bool:
+    """True when process ``pid`` has exited (a zombie nobody reaps counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in handle)
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_a_killed_worker_leaves_no_training_child(tmp_path):
+    # Regression: a worker killed by a signal left its warm child training the orphaned trial to the
+    # end (minutes of CPU on a shared machine), though the trial was failed and requeued.
+    config = tiny_trial_config(tmp_path, "task.training.epochs=100000")
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import json, sys\n"
+        "from nas.search.child import TrialProcess\n"
+        "from search_spaces.genome import Genome\n"
+        "if __name__ == '__main__':\n"
+        "    process = TrialProcess()\n"
+        "    process._start()\n"
+        "    print(process.pid, flush=True)\n"
+        "    process.run(Genome.from_dict(json.loads(sys.argv[1])), json.loads(sys.argv[2]), sys.argv[3])\n")
+    worker = subprocess.Popen([sys.executable, str(script), json.dumps(TINY_GENOME.to_dict()), json.dumps(config),
+                               str(tmp_path / "run")], stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    child = int(worker.stdout.readline())
+    try:
+        time.sleep(3)  # the child is importing, building or training: busy, not reading its pipe
+        assert not _gone(child)
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 30
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _gone(child), "the trial process kept running after its worker was killed"
+    finally:
+        if not _gone(child):
+            os.kill(child, signal.SIGKILL)

@@ -24,6 +24,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from typing import Callable, Optional
 
@@ -106,7 +108,8 @@ class TrialProcess:
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_child_main, args=(child_end,), name="spinenas-trial", daemon=True)
+        self._process = context.Process(target=_child_main, args=(child_end, os.getpid()), name="spinenas-trial",
+                                        daemon=True)
         self._process.start()
         child_end.close()
         self._trials, self._baseline_mb = 0, None
@@ -197,7 +200,20 @@ class _Pruned(Exception):
     pass
 
 
-def _child_main(conn) -> None:
+def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
+    """End this process once ``parent`` is gone: its trial is failed and requeued anyway, so training on only burns CPU.
+
+    ``daemon=True`` ends a child when its parent exits normally; a parent
+    killed by a signal (SIGTERM, SIGKILL, out of memory) leaves it running.
+    """
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(3)
+
+
+def _child_main(conn, parent: Optional[int] = None) -> None:
+    if parent is not None:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), name="spinenas-parent-watch", daemon=True).start()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":  # "0" is what --verbose asks for
         import logging
