@@ -52,6 +52,13 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def revision(tree: str) -> str:
+    """The commit checked out in ``tree``, with ``+changes`` when its tracked files differ from it."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=tree).returncode != 0
+    return commit.stdout.strip() + ("+changes" if dirty else "")
+
+
 def matmul_gflops() -> float:
     """Best of three 10-matmul runs of 2048x2048 float32 (TensorFlow, all cores), in GFLOP/s."""
     out = subprocess.run([sys.executable, "-c", _MATMUL], capture_output=True, text=True, check=True)
@@ -199,8 +206,11 @@ def main() -> None:
             shutil.rmtree(baseline_tree, ignore_errors=True)
     summaries = {name: describe(name, r, flop_per_image) for name, r in runs.items() if r}
     if args.json:
+        revisions = {"this tree": revision(HERE), "settings": args.set}
+        if args.baseline:
+            revisions.update(baseline=args.baseline, baseline_settings=args.baseline_set)
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(runs, handle, indent=2)
+            json.dump({**runs, "revisions": revisions}, handle, indent=2)
     new = summaries["this tree"]
     print(f"\nthis tree: {new['trials_per_hour']:.1f} trials/h (target: 2x the baseline), training at "
           f"{new['matmul_fraction']:.2f} of the matmul rate (target 0.8), overhead {new['overhead']:.1%} "
