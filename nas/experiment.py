@@ -159,6 +159,8 @@ class ConstraintsConfig:
 class ScreeningConfig:
     """Training-free screening: every trial is the best of ``candidates`` genomes by a zero-cost ``proxy``.
 
+    ``proxy`` with a leading minus (``-multiply_adds``) prefers the lowest score.
+
     Evolution screens ``candidates`` mutants of each tournament winner; any
     other sampler gets a pre-screen that scores ``candidates`` x ``prescreen``
     random genomes and queues the best ``prescreen`` (default: half of
@@ -171,12 +173,12 @@ class ScreeningConfig:
     batch_size: int = 8
 
     def __post_init__(self):
-        from nas.screening.registry import proxy_names
+        from nas.screening.registry import check_name
 
-        names = proxy_names()
-        if self.proxy not in names:
-            raise ConfigError(f"proxy: unknown proxy {self.proxy!r}{closest(self.proxy, names)}; "
-                              f"proxies: {', '.join(names)}")
+        try:
+            check_name(self.proxy)
+        except ConfigError as err:
+            raise ConfigError(f"proxy: {err}") from None
         if self.candidates < 1:
             raise ConfigError(f"candidates: must be at least 1, got {self.candidates}")
         if self.prescreen is not None and self.prescreen < 1:

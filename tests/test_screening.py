@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nas.cli import main
+from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
 from nas.screening import ENSEMBLE_MEMBERS, PROXIES, kendall, rank_ensemble, score_genomes
 from nas.search import run_search
@@ -147,6 +148,24 @@ def test_screened_search_scores_candidates_in_a_child(tmp_path, monkeypatch):
     assert len(queued) == 1
 
 
+def test_a_minus_proxy_prefers_low_scores(tmp_path):
+    from nas.search.screen import Screener
+
+    class Costs:  # multiply_adds needs no model, so no process is asked for scores
+        def score(self, *args):
+            raise AssertionError("a cost proxy built a model")
+
+    genomes = [random_genome(random.Random(i), num_intermediate=4, min_level=3, max_level=5) for i in range(6)]
+    for proxy, pick in (("multiply_adds", max), ("-multiply_adds", min)):
+        experiment = load_experiment(tiny_experiment(tmp_path, name=proxy.strip("-"),
+                                                     search={"screening": {"proxy": proxy}}))
+        screener = Screener(experiment, Costs(), num_classes=3)
+        costs = [row["multiply_adds"] for row in screener.scores(genomes)]
+        assert screener.best(genomes) is genomes[costs.index(pick(costs))]
+    with pytest.raises(ConfigError, match=r"proxy: unknown proxy '-multiply_add' \(did you mean 'multiply_adds'"):
+        load_experiment(tiny_experiment(tmp_path, name="typo", search={"screening": {"proxy": "-multiply_add"}}))
+
+
 def test_screening_absent_keeps_the_fingerprint(tmp_path):
     plain = load_experiment(tiny_experiment(tmp_path))
     screened = load_experiment(tiny_experiment(tmp_path, name="s", search={"screening": {"proxy": "synflow"}}))
@@ -218,8 +237,10 @@ def test_benchmark_on_a_synthetic_table(tmp_path):
     assert report["correlations"]["oracle"]["short"]["kendall"] > 0.5
     assert report["correlations"]["AP@short"]["long"]["spearman"] > 0.5
     search = report["search"]
-    assert set(search) == {"random", "proxy:params", "proxy:multiply_adds", "proxy:oracle", "predictor", "evolution"}
+    assert set(search) == {"random", "predictor", "evolution", *(f"proxy:{sign}{name}" for sign in ("", "-")
+                                                                 for name in ("params", "multiply_adds", "oracle"))}
     assert search["proxy:oracle"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
+    assert search["proxy:-oracle"]["to_top5"]["mean"] > search["random"]["to_top5"]["mean"]  # the wrong way round
     assert all(1 <= row[k]["mean"] <= 40 for row in search.values() for k in ("to_best", "to_top5"))
     assert "to top 5%" in format_report(report)
 

@@ -25,6 +25,9 @@ def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: st
           refit_every: int = 1) -> dict:
     """Correlations of every proxy (plus params, multiply-adds, ensemble) with the objective, and the pool comparison.
 
+    The pool comparison orders genomes by each proxy both ways: ``proxy:name``
+    highest first, ``proxy:-name`` lowest first.
+
     ``scores``: proxy name -> one score per entry. ``features``: one feature row per
     entry for the predictor and evolution (default: params and multiply-adds).
     Entries without ``fidelity`` are left out.
@@ -51,8 +54,12 @@ def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: st
                                                           "kendall": kendall(*zip(*pairs)) if pairs else None}}
     X = np.array([features[i] for i in kept], float) if features is not None else \
         np.array([[entries[i].params, entries[i].multiply_adds] for i in kept], float)
-    search = compare(X, y, {f"proxy:{name}": values for name, values in columns.items()},
-                     repetitions=repetitions, seed=seed, refit_every=refit_every)
+    # Both directions: on this space cheap networks may train better, so "lowest first" is a strategy too.
+    orders = {}
+    for name, values in columns.items():
+        orders[f"proxy:{name}"] = values
+        orders[f"proxy:-{name}"] = [None if v is None else -v for v in values]
+    search = compare(X, y, orders, repetitions=repetitions, seed=seed, refit_every=refit_every)
     return {"genomes": len(kept), "fidelity": fidelity, "correlations": correlations, "search": search}
 
 

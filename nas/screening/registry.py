@@ -9,13 +9,17 @@ The runner restores the weights after each proxy, so a proxy may change them.
 Cost proxies (``params``, ``multiply_adds``) come from the analytic cost model
 without building anything; they are the baselines every proxy must beat.
 ``ensemble`` is the mean rank of :data:`ENSEMBLE_MEMBERS` over the genomes
-scored together.
+scored together. Where a search should prefer *low* scores (on the shapes
+proxy smaller networks trained better), name the proxy with a leading minus:
+``-multiply_adds`` ranks the cheapest genome first.
 
 Example:
     >>> sorted(PROXIES)
     ['grad_norm', 'naswot', 'snip', 'synflow', 'zen']
     >>> proxy_names()[-3:]
     ['params', 'multiply_adds', 'ensemble']
+    >>> oriented("-multiply_adds")
+    ('multiply_adds', -1.0)
 """
 
 from __future__ import annotations
@@ -60,15 +64,27 @@ def proxy_names() -> list[str]:
     return [*PROXIES, *COST_PROXIES, ENSEMBLE]
 
 
-def expand(names) -> list[str]:
-    """``names`` with ``ensemble`` replaced by its members (kept once each, in order); unknown names raise."""
+def oriented(name: str) -> tuple[str, float]:
+    """``(proxy, sign)``: ``-name`` means the lowest score predicts best (sign -1), ``name`` the highest (+1)."""
+    return (name[1:], -1.0) if name.startswith("-") else (name, 1.0)
+
+
+def check_name(name: str) -> str:
+    """``name`` when it names a proxy (optionally with a leading minus); otherwise a ConfigError saying which exist."""
     known = proxy_names()
+    if oriented(name)[0] not in known:
+        from nas.config import ConfigError, closest
+
+        raise ConfigError(f"unknown proxy {name!r}{closest(oriented(name)[0], known)}; proxies: {', '.join(known)} "
+                          "(a leading minus prefers low scores)")
+    return name
+
+
+def expand(names) -> list[str]:
+    """``names`` without signs, ``ensemble`` replaced by its members (each once, in order); unknown names raise."""
     out = []
     for name in names:
-        if name not in known:
-            from nas.config import ConfigError, closest
-
-            raise ConfigError(f"unknown proxy {name!r}{closest(name, known)}; proxies: {', '.join(known)}")
+        name = oriented(check_name(name))[0]
         for member in (ENSEMBLE_MEMBERS if name == ENSEMBLE else (name,)):
             if member not in out:
                 out.append(member)

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from nas.config import to_data
 from nas.screening.ranks import rank_ensemble
-from nas.screening.registry import COST_PROXIES, ENSEMBLE, ENSEMBLE_MEMBERS, expand
+from nas.screening.registry import COST_PROXIES, ENSEMBLE, ENSEMBLE_MEMBERS, expand, oriented
 from nas.tasks.base import model_cost
 
 
@@ -54,14 +54,17 @@ class Screener:
         return [dict(self.cache[g.fingerprint]) for g in genomes]
 
     def values(self, genomes: Sequence) -> list[float]:
-        """The screening value of each genome (the ensemble ranks within ``genomes``); -inf when over budget."""
+        """The screening value of each genome, higher preferred (the ensemble ranks within ``genomes``; a ``-proxy``
+        negated); -inf when over budget."""
         feasible = [self.budget is None or all(v <= 0 for v in self.budget(g)) for g in genomes]
         kept = [g for g, ok in zip(genomes, feasible) if ok]
         rows = self.scores(kept)
-        if self.proxy == ENSEMBLE:
+        proxy, sign = oriented(self.proxy)
+        if proxy == ENSEMBLE:
             scored = rank_ensemble({m: [r[m] for r in rows] for m in ENSEMBLE_MEMBERS})
         else:
-            scored = [r[self.proxy] for r in rows]
+            scored = [r[proxy] for r in rows]
+        scored = [sign * v for v in scored]
         it = iter(scored)
         return [next(it) if ok else -math.inf for ok in feasible]
 
