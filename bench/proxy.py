@@ -189,8 +189,13 @@ def main() -> None:
     flop_per_image = training_gflop_per_image(args.config, args.set)
     print(f"load {load()}; {os.cpu_count()} cores; SpineNet-49 proxy trial, "
           f"{flop_per_image:.3f} GFLOP per training image (analytic, forward + backward)")
+    # Resolved before measuring: a commit made during a long run must not be recorded as the one measured.
+    revisions = {"this tree": revision(HERE), "settings": args.set}
     baseline_tree = None
     if args.baseline:
+        resolved = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=HERE, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        revisions.update(baseline=resolved, baseline_settings=args.baseline_set)
         baseline_tree = tempfile.mkdtemp(prefix="spinenas-baseline-")
         subprocess.run(["git", "worktree", "add", "--detach", "--force", baseline_tree, args.baseline],
                        cwd=HERE, check=True, capture_output=True)
@@ -206,11 +211,8 @@ def main() -> None:
             shutil.rmtree(baseline_tree, ignore_errors=True)
     summaries = {name: describe(name, r, flop_per_image) for name, r in runs.items() if r}
     if args.json:
-        revisions = {"this tree": revision(HERE), "settings": args.set}
-        if args.baseline:
-            revisions.update(baseline=args.baseline, baseline_settings=args.baseline_set)
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({**runs, "revisions": revisions}, handle, indent=2)
+            json.dump({"runs": runs, "revisions": revisions}, handle, indent=2)
     new = summaries["this tree"]
     print(f"\nthis tree: {new['trials_per_hour']:.1f} trials/h (target: 2x the baseline), training at "
           f"{new['matmul_fraction']:.2f} of the matmul rate (target 0.8), overhead {new['overhead']:.1%} "

@@ -245,6 +245,8 @@ def test_training_settings_out_of_range_name_the_key():
         "task.training.momentum=1.5": r"momentum: must be in \[0, 1\)",
         "task.training.warmup_steps=-1": r"warmup_steps: must be 0 or more",
         "task.training.weight_decay=-1e-4": r"weight_decay: must be 0 or more",
+        "task.training.weight_decay=.nan": r"weight_decay: must be 0 or more",
+        "task.training.gradient_clip_norm=.nan": r"gradient_clip_norm: must be positive",
         "task.training.gradient_clip_norm=0": r"gradient_clip_norm: must be positive",
         "task.training.step_boundaries=[0.9, 0.5]": r"step_boundaries: need increasing fractions",
         "task.training.step_factor=2": r"step_factor: must be in \(0, 1\]",

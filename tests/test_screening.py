@@ -162,7 +162,7 @@ def test_a_minus_proxy_prefers_low_scores(tmp_path):
         screener = Screener(experiment, Costs(), num_classes=3)
         costs = [row["multiply_adds"] for row in screener.scores(genomes)]
         assert screener.best(genomes) is genomes[costs.index(pick(costs))]
-    with pytest.raises(ConfigError, match=r"proxy: unknown proxy '-multiply_add' \(did you mean 'multiply_adds'"):
+    with pytest.raises(ConfigError, match=r"proxy: unknown proxy '-multiply_add' \(did you mean '-multiply_adds'"):
         load_experiment(tiny_experiment(tmp_path, name="typo", search={"screening": {"proxy": "-multiply_add"}}))
 
 

@@ -75,7 +75,9 @@ def check_name(name: str) -> str:
     if oriented(name)[0] not in known:
         from nas.config import ConfigError, closest
 
-        raise ConfigError(f"unknown proxy {name!r}{closest(oriented(name)[0], known)}; proxies: {', '.join(known)} "
+        # The suggestion keeps the name's sign: copying it must not turn the search round.
+        signed = [f"-{k}" for k in known] if name.startswith("-") else known
+        raise ConfigError(f"unknown proxy {name!r}{closest(name, signed)}; proxies: {', '.join(known)} "
                           "(a leading minus prefers low scores)")
     return name
 

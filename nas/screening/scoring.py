@@ -15,7 +15,7 @@ import time
 from typing import Optional, Sequence
 
 from nas.screening.ranks import rank_ensemble
-from nas.screening.registry import COST_PROXIES, ENSEMBLE, ENSEMBLE_MEMBERS, PROXIES, expand
+from nas.screening.registry import COST_PROXIES, ENSEMBLE, ENSEMBLE_MEMBERS, PROXIES, expand, oriented
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -53,7 +53,7 @@ def score_genomes(genomes: Sequence, train_config, proxies: Sequence[str] = (ENS
         if model_proxies:
             row.update(_score_model(task, genome, train_config, num_classes, batch, functions, seed, timings))
         rows.append(row)
-    if ENSEMBLE in proxies:
+    if ENSEMBLE in {oriented(p)[0] for p in proxies}:
         for row, value in zip(rows, rank_ensemble({m: [r[m] for r in rows] for m in ENSEMBLE_MEMBERS})):
             row[ENSEMBLE] = value
     return [{n: row[n] for n in [*names, ENSEMBLE] if n in row} for row in rows]

@@ -48,9 +48,10 @@ class TrainingConfig:
             raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps: must be 0 or more, got {self.warmup_steps}")
-        if self.weight_decay < 0:
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"weight_decay: must be 0 or more, got {self.weight_decay}")
-        if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
+        if self.gradient_clip_norm is not None and not (self.gradient_clip_norm > 0
+                                                        and math.isfinite(self.gradient_clip_norm)):
             raise ConfigError(f"gradient_clip_norm: must be positive (or null for none), got {self.gradient_clip_norm}")
         if any(not 0 < b < 1 for b in self.step_boundaries) or list(self.step_boundaries) != sorted(self.step_boundaries):
             raise ConfigError(f"step_boundaries: need increasing fractions of training in (0, 1), "
