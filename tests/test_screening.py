@@ -146,6 +146,8 @@ def test_screened_search_scores_candidates_in_a_child(tmp_path, monkeypatch):
     assert trial.user_attrs["proxy"] == "naswot" and math.isfinite(trial.user_attrs["proxy_scores"]["naswot"])
     queued = [t for t in study.trials if "prescreen_rank" in t.user_attrs]
     assert len(queued) == 1
+    assert study.user_attrs["proxy_check"]["screened_by"] == "naswot"
+    assert "screened by naswot (it helps where its tau is positive)" in "\n".join(lines)
 
 
 def test_a_minus_proxy_prefers_low_scores(tmp_path):

@@ -152,9 +152,16 @@ def _proxy_check_html(study) -> str:
         return ""
     rows = "".join(f"<tr><td style='text-align:left'>{html.escape(name)}</td>"
                    f"<td>{'-' if tau is None else f'{tau:+.3f}'}</td></tr>" for name, tau in check["kendall"].items())
+    screened = check.get("screened_by")
+    note = ""
+    if isinstance(screened, str):
+        helps = "negative" if screened.startswith("-") else "positive"
+        note = (f" The search screened candidates by <code>{html.escape(screened)}</code>: "
+                f"it helps where its tau is {helps}.")
     return (f"<h2>Proxies against the trained objective</h2><p>Kendall tau with {html.escape(check['objective'])} "
             f"over {check['trials']} trials (positive: a higher score picked better trials; params and "
-            f"multiply-adds are the baselines to beat).</p><table><tr><th>score</th><th>tau</th></tr>{rows}</table>")
+            f"multiply-adds are the baselines to beat).{note}</p>"
+            f"<table><tr><th>score</th><th>tau</th></tr>{rows}</table>")
 
 
 def _html(study, figures, skipped, diagrams, top: int) -> str:

@@ -12,6 +12,8 @@ Example:
     >>> check = {"trials": 10, "objective": "AP", "kendall": {"multiply_adds": 0.2, "naswot": None}}
     >>> format_check(check)
     'proxy check over 10 trials (Kendall tau with AP): multiply_adds +0.20, naswot -'
+    >>> format_check({**check, "screened_by": "-multiply_adds"}).split("; ")[1]
+    'screened by -multiply_adds (it helps where its tau is negative)'
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def check_study(study) -> dict:
     taus = {name: kendall(values, y) for name, values in proxy_columns(trials).items()}
     if len(trials) >= MIN_PREDICTOR_TRIALS:
         taus["predictor"] = kendall(list(_out_of_fold(trials, y)), y)
-    return {"trials": len(trials), "objective": metric_names(study)[0], "kendall": taus}
+    screened = sorted({t.user_attrs["proxy"] for t in trials if t.user_attrs.get("proxy")})
+    return {"trials": len(trials), "objective": metric_names(study)[0], "kendall": taus,
+            "screened_by": screened[0] if len(screened) == 1 else (screened or None)}
 
 
 def _out_of_fold(trials, y):
@@ -79,4 +83,9 @@ def format_check(check: dict) -> str:
     """One line: each column's tau."""
     parts = ", ".join(f"{name} {tau:+.2f}" if tau is not None else f"{name} -"
                       for name, tau in check["kendall"].items())
-    return f"proxy check over {check['trials']} trials (Kendall tau with {check['objective']}): {parts}"
+    line = f"proxy check over {check['trials']} trials (Kendall tau with {check['objective']}): {parts}"
+    screened = check.get("screened_by")
+    if isinstance(screened, str):
+        helps = "negative" if screened.startswith("-") else "positive"
+        line += f"; screened by {screened} (it helps where its tau is {helps})"
+    return line
