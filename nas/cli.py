@@ -63,8 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     quiet_tensorflow(verbose)  # before any command imports TensorFlow
     quiet_python(verbose)
-    if argv is None and not verbose:
-        hide_tensorflow_logs()
+    if argv is None:
+        from nas.workers import interrupt_on_sigterm
+
+        interrupt_on_sigterm()  # `kill` (and batch schedulers) stop a command as Ctrl-C does
+        if not verbose:
+            hide_tensorflow_logs()
     try:
         return args.handler(args)
     except (UserError, ValueError, OSError) as err:

@@ -11,9 +11,26 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from typing import Optional, Sequence
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in this process's main thread, so ``kill`` stops like Ctrl-C.
+
+    Batch schedulers (SLURM preemption, Kubernetes, ``timeout``) send SIGTERM
+    before SIGKILL; handled like Ctrl-C, the running trial is marked failed
+    (queued again where the command does so) and its training process is
+    stopped, instead of the trial staying RUNNING until a later worker on the
+    same host notices. Only the main thread may install it.
+    """
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def gpu_count() -> int:
@@ -39,6 +56,7 @@ def gpu_assignments(workers: int, per_worker: Optional[int], available: int) -> 
 def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
                  study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
                  cuda_devices: Optional[str]) -> None:
+    interrupt_on_sigterm()
     if cuda_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
     from nas.experiment import load_experiment

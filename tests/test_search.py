@@ -393,3 +393,36 @@ def test_a_killed_worker_leaves_no_training_child(tmp_path):
     finally:
         if not _gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_search_like_ctrl_c(tmp_path):
+    # Batch schedulers send SIGTERM before SIGKILL. Regression: it killed the search outright, leaving
+    # its trial RUNNING (only a later start on the same host failed it) and its training child alive.
+    path = tiny_experiment(tmp_path, task={"training": {"epochs": 200, "warmup_steps": 2}})
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    storage = f"sqlite:///{tmp_path}/study.db"
+    deadline = time.monotonic() + 300
+    running = None
+    try:
+        while running is None and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            try:
+                trials = optuna.load_study(study_name="tiny", storage=storage).trials
+            except Exception:
+                continue
+            running = next((t for t in trials if t.state.name == "RUNNING" and "fingerprint" in t.user_attrs), None)
+        assert running is not None, process.stdout.read() if process.poll() is not None else "no running trial"
+        time.sleep(2)  # the child is training
+        children = [int(p) for p in open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()]
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, output
+    assert "interrupted: finished trials are stored" in output and "Traceback" not in output
+    trial = optuna.load_study(study_name="tiny", storage=storage).trials[running.number]
+    assert trial.state.name == "FAIL"
+    assert children and all(_gone(pid) for pid in children)

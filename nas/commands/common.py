@@ -99,6 +99,33 @@ def quiet_python(verbose: bool = False) -> None:
     warnings.showwarning = _one_line_warning
     for name in ("tensorflow", "absl", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.get_logger("optuna")  # creates Optuna's handler, so the filter has somewhere to go
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(_HideInterruptedTrial())
+
+
+class _HideInterruptedTrial(logging.Filter):
+    """Drop Optuna's traceback (and its "failed with value None" line) for a trial stopped by Ctrl-C or SIGTERM.
+
+    The command says it was interrupted and that finished trials are stored; a
+    traceback would read as a crash.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if info and info[0] is not None and issubclass(info[0], KeyboardInterrupt):
+            self.interrupted = True
+            return False
+        if self.interrupted and "failed with value None" in record.getMessage():
+            self.interrupted = False
+            return False
+        return True
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

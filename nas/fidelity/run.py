@@ -323,6 +323,9 @@ def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequen
 
 def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple) -> None:
     from nas.experiment import load_experiment
+    from nas.workers import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
 
     def log(line: str) -> None:
         print(f"[worker {index}] {line}", flush=True)

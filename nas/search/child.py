@@ -64,7 +64,7 @@ class TrialProcess:
             self._conn.send(("train", genome.to_dict(), config, out_dir, report is not None))
             outcome = self._wait(report)
         except BaseException:
-            self.close()  # interrupted mid-trial: the child's state is unknown
+            self.close(wait=False)  # interrupted mid-trial: the child is busy and its state unknown
             raise
         if outcome is None:
             self._process.join(5)
@@ -92,7 +92,7 @@ class TrialProcess:
             self._conn.send(("score", [g.to_dict() for g in genomes], config, list(proxies), seed))
             outcome = self._wait(None)
         except BaseException:
-            self.close()
+            self.close(wait=False)
             raise
         if outcome is None or outcome[0] == "error":
             reason = outcome[1] if outcome else f"scoring process ended ({describe_exit(self._process.exitcode)})"
@@ -142,8 +142,8 @@ class TrialProcess:
         elif resident - self._baseline_mb > self.max_memory_growth_mb:
             self.close()
 
-    def close(self) -> None:
-        """Stop the child (politely, then by force)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the child: politely (it finishes what it is doing, up to 10 s), or at once when not ``wait``."""
         process, conn = self._process, self._conn
         self._process = self._conn = None
         if process is None:
@@ -153,7 +153,7 @@ class TrialProcess:
                 conn.send(("stop",))
         except (OSError, EOFError, ValueError):
             pass
-        process.join(10)
+        process.join(10 if wait else 0)
         if process.is_alive():
             process.terminate()
             process.join(10)
