@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from typing import Optional, Sequence
 
 
@@ -56,7 +57,10 @@ def gpu_assignments(workers: int, per_worker: Optional[int], available: int) -> 
 def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
                  study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
                  cuda_devices: Optional[str]) -> None:
+    from nas.commands.common import quiet_python
+
     interrupt_on_sigterm()
+    quiet_python()
     if cuda_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
     from nas.experiment import load_experiment
@@ -71,12 +75,15 @@ def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], sto
     except (TrialFailed, SearchStopped, ConnectionError, ValueError) as err:
         log(f"stopped: {err}")
         sys.exit(3)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
 
 
 def wait_for_workers(processes) -> None:
     """Wait for every worker process, reaping each as it ends (a killed one never lingers as a zombie).
 
-    Ctrl-C terminates them all and re-raises.
+    Ctrl-C (or SIGTERM) gives them a few seconds to stop on their own, terminates the rest and re-raises.
     """
     try:
         waiting = list(processes)
@@ -86,8 +93,18 @@ def wait_for_workers(processes) -> None:
                 process.join()
                 waiting.remove(process)
     except KeyboardInterrupt:
+        # The workers got the same Ctrl-C or SIGTERM and are failing their trials: give them time to
+        # finish that write before forcing them (a second SIGTERM would kill them mid-write).
+        deadline = time.monotonic() + 5
         for process in processes:
-            process.terminate()
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(15)
+            if process.is_alive():
+                process.kill()
+                process.join()
         raise
 
 

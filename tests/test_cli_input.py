@@ -123,3 +123,28 @@ def test_no_tensorflow_log_lines_unless_verbose(tmp_path):
     assert '"params"' in quiet.stdout
     loud = subprocess.run(argv[:3] + ["--verbose"] + argv[3:], capture_output=True, text=True, timeout=300, env=env)
     assert loud.returncode == 0 and TF_LOG.search(loud.stderr)  # the lines exist; only --verbose shows them
+
+
+def test_optuna_interrupt_traceback_is_hidden_and_real_failures_are_not():
+    import logging
+    import sys
+
+    from nas.commands.common import _HideInterruptedTrial
+
+    hide = _HideInterruptedTrial()
+
+    def record(message, error=None):
+        exc_info = None
+        if error is not None:
+            try:
+                raise error
+            except BaseException:
+                exc_info = sys.exc_info()
+        return logging.LogRecord("optuna.study._optimize", logging.WARNING, __file__, 1, message, None, exc_info)
+
+    assert not hide.filter(record("Trial 3 failed with parameters: {} because of the following error: "
+                                  "KeyboardInterrupt('terminated by SIGTERM').", KeyboardInterrupt("x")))
+    assert not hide.filter(record("Trial 3 failed with value None."))
+    assert hide.filter(record("Trial 4 failed with value None."))  # not interrupted: shown
+    assert hide.filter(record("Trial 5 failed with parameters: {} because of the following error: "
+                              "ValueError('boom').", ValueError("boom")))

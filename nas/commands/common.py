@@ -103,7 +103,8 @@ def quiet_python(verbose: bool = False) -> None:
 
     optuna.logging.get_logger("optuna")  # creates Optuna's handler, so the filter has somewhere to go
     for handler in logging.getLogger("optuna").handlers:
-        handler.addFilter(_HideInterruptedTrial())
+        if not any(isinstance(f, _HideInterruptedTrial) for f in handler.filters):
+            handler.addFilter(_HideInterruptedTrial())
 
 
 class _HideInterruptedTrial(logging.Filter):
@@ -115,15 +116,17 @@ class _HideInterruptedTrial(logging.Filter):
 
     def __init__(self):
         super().__init__()
-        self.interrupted = False
+        self.interrupted: set = set()  # the trial numbers ("Trial 3 failed ...") stopped by an interrupt
 
     def filter(self, record: logging.LogRecord) -> bool:
+        words = record.getMessage().split()
+        number = words[1] if len(words) > 1 and words[0] == "Trial" else None
         info = record.exc_info
         if info and info[0] is not None and issubclass(info[0], KeyboardInterrupt):
-            self.interrupted = True
+            self.interrupted.add(number)
             return False
-        if self.interrupted and "failed with value None" in record.getMessage():
-            self.interrupted = False
+        if number in self.interrupted and "failed with value None" in record.getMessage():
+            self.interrupted.discard(number)
             return False
         return True
 

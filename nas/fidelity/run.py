@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import platform
 import socket
+import sys
 import time
 from typing import Callable, Optional, Sequence
 
@@ -322,10 +323,12 @@ def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequen
 
 
 def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple) -> None:
+    from nas.commands.common import quiet_python
     from nas.experiment import load_experiment
     from nas.workers import interrupt_on_sigterm
 
     interrupt_on_sigterm()
+    quiet_python()
 
     def log(line: str) -> None:
         print(f"[worker {index}] {line}", flush=True)
@@ -335,8 +338,12 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
     plan = _plan(experiment, *sample, prepare_fidelities(experiment, lambda line: None,
                                                          _data_needed(experiment, sample[3])))
     study = open_fidelity_study(experiment, storage_url, study_name, create=False)
-    with Worker(experiment, study, plan.keys, log) as worker:
-        worker.run()
+    try:
+        with Worker(experiment, study, plan.keys, log) as worker:
+            worker.run()
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
 
 
 def _run_processes(workers: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,

@@ -85,7 +85,14 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
         log(f"[{complete}/{target} complete] starting a trial")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            with_retries(lambda: study.optimize(objective, n_trials=1, catch=(TrialFailed,)), url, log)
+            try:
+                with_retries(lambda: study.optimize(objective, n_trials=1, catch=(TrialFailed,)), url, log)
+            except Exception as err:
+                # Ctrl-C or SIGTERM while Optuna writes a trial's result surfaces from its cleanup as another
+                # error; it is still the user's interrupt (the trial left RUNNING is failed on the next start).
+                if isinstance(err.__context__, KeyboardInterrupt):
+                    raise KeyboardInterrupt(str(err.__context__)) from err
+                raise
         last = with_retries(lambda: _last_own_trial(study), url, log)
         if last is None or last.user_attrs.get("cancelled"):
             continue
