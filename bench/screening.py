@@ -64,7 +64,8 @@ def table(path: str, experiment: str, metric: str, fidelity: str, long_fidelity,
         json.dump(scores, open(cache, "w"))
     columns = {name: [scores[e.fingerprint][name] for e in entries] for name in PROXIES}
     names = feature_names(entries[0].genome)
-    features = [[genome_features(e.genome, e.params, e.multiply_adds)[n] for n in names] for e in entries]
+    features = [[genome_features(e.genome, e.cost(fidelity, "params"), e.cost(fidelity, "multiply_adds"))[n]
+                 for n in names] for e in entries]
     report = judge(entries, columns, fidelity, long_fidelity, features, repetitions, seed)
     print(format_report(report))
 

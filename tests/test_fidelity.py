@@ -221,6 +221,27 @@ def test_report_leaves_failures_out_of_pairs_and_measures_seed_noise():
     assert fidelity_report(unseeded, ["quick", "long"])["seed_genome"] == "s"
 
 
+def test_costs_are_compared_at_one_fidelity(tmp_path):
+    # Regression: a genome's costs depend on the fidelity's head (its class count), and the report and
+    # load_genomes took each genome's costs from whichever record came first, so at "photos" (1 class) a
+    # genome was compared with the seed's multiply-adds at "long" (6 classes) and looked cheaper than it was.
+    def at(genome, fidelity, value, madds, seed=0, role="sample"):
+        return {**record(genome, fidelity, value, seed=seed, role=role), "multiply_adds": madds, "params": madds / 2}
+
+    records = [at("s", "long", 0.50, 100.0, role="seed"), at("s", "photos", 0.10, 90.0, role="seed"),
+               at("s", "photos", 0.11, 90.0, seed=1, role="seed"), at("s", "photos", 0.09, 90.0, seed=2, role="seed"),
+               at("x", "photos", 0.30, 95.0),  # better, but dearer than the seed at photos (95 > 90)
+               at("y", "long", 0.40, 99.0), at("y", "photos", 0.05, 89.0)]
+    report = fidelity_report(records, ["photos", "long"], direction="maximize")
+    assert report["seed_standing"]["photos"]["beats"] == []
+    path = tmp_path / "table.jsonl"
+    path.write_text("".join(json.dumps({**r, "genome": TINY_GENOME.to_yaml(), "metrics": {"AP": r["value"]}})
+                            + "\n" for r in records))
+    rows = {row.fingerprint: row for row in load_genomes(str(path), "AP")}
+    assert rows["y"].cost("photos", "multiply_adds") == 89.0 and rows["y"].cost("long", "multiply_adds") == 99.0
+    assert rows["x"].cost("long", "multiply_adds") == 95.0  # not measured there: its first fidelity's
+
+
 # ------------------------------------------------------- resume and table
 
 

@@ -166,8 +166,9 @@ def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None,
             genomes[fingerprint]["scores"][name] = value
     failures = [{"fingerprint": r["fingerprint"], "fidelity": r["fidelity"], "seed": r["seed"],
                  "reason": r.get("fail_reason")} for r in records if r["state"] != "COMPLETE"]
-    madds = {g["fingerprint"]: g.get("multiply_adds") for g in genomes.values()}
-    standing = {name: seed_standing(by_fidelity[name], seed, noise[name]["std"], madds, sign) for name in fidelities}
+    # Multiply-adds at each fidelity itself: the head (its class count) differs between fidelities.
+    standing = {name: seed_standing(by_fidelity[name], seed, noise[name]["std"],
+                                    costs(records, name, "multiply_adds"), sign) for name in fidelities}
     return {"metric": metric, "direction": direction, "fidelities": fidelities, "reference": reference,
             "top_k": top_k, "counts": counts, "pairs": pairs, "against_reference": against,
             "seed_genome": seed, "seed_spread": noise, "seed_standing": standing, "genomes": list(genomes.values()),

@@ -126,7 +126,13 @@ def export_jsonl(records: list[dict], path: str) -> int:
 
 @dataclasses.dataclass
 class GenomeRow:
-    """One genome of a table: its costs and, per fidelity, its metric's mean over seeds and the seed count."""
+    """One genome of a table: its costs and, per fidelity, its metric's mean over seeds and the seed count.
+
+    Costs cover backbone plus head, and the head depends on the fidelity's data
+    (its class count): compare genomes by ``cost(fidelity)``, never by costs
+    recorded at different fidelities. ``params`` and ``multiply_adds`` are those
+    of the genome's first recorded fidelity.
+    """
 
     fingerprint: str
     genome: object  # a search_spaces Genome
@@ -135,6 +141,11 @@ class GenomeRow:
     multiply_adds: float
     objective: dict  # fidelity -> mean metric over its complete runs
     seeds: dict  # fidelity -> number of complete runs
+    costs: dict = dataclasses.field(default_factory=dict)  # fidelity -> {"params": ..., "multiply_adds": ...}
+
+    def cost(self, fidelity: str, key: str) -> float:
+        """``params`` or ``multiply_adds`` at ``fidelity`` (the first recorded fidelity's when not measured there)."""
+        return self.costs.get(fidelity, {}).get(key, getattr(self, key))
 
 
 def load_genomes(source, metric: Optional[str] = None, settings: Optional[dict] = None) -> list[GenomeRow]:
@@ -165,6 +176,8 @@ def load_genomes(source, metric: Optional[str] = None, settings: Optional[dict] 
             rows[key] = GenomeRow(key, Genome.from_yaml(record["genome"]), record.get("role") or "sample",
                                   float(record.get("params") or 0), float(record.get("multiply_adds") or 0), {}, {})
         values.setdefault(key, {}).setdefault(record["fidelity"], []).append(float(value))
+        rows[key].costs.setdefault(record["fidelity"], {"params": float(record.get("params") or 0),
+                                                        "multiply_adds": float(record.get("multiply_adds") or 0)})
     for key, row in rows.items():
         for fidelity, runs in values[key].items():
             row.objective[fidelity] = sum(runs) / len(runs)

@@ -33,7 +33,8 @@ def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: st
     Entries without ``fidelity`` are left out.
     """
     kept = [i for i, e in enumerate(entries) if fidelity in e.objective]
-    columns = {"params": [entries[i].params for i in kept], "multiply_adds": [entries[i].multiply_adds for i in kept]}
+    # Costs at the objective's fidelity: the head (its class count) differs between fidelities.
+    columns = {key: [entries[i].cost(fidelity, key) for i in kept] for key in ("params", "multiply_adds")}
     columns.update({name: [values[i] for i in kept] for name, values in scores.items()})
     if all(m in columns for m in ENSEMBLE_MEMBERS):
         columns[ENSEMBLE] = rank_ensemble({m: columns[m] for m in ENSEMBLE_MEMBERS})
@@ -53,7 +54,7 @@ def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: st
         correlations[f"AP@{fidelity}"] = {long_fidelity: {"spearman": spearman(*zip(*pairs)) if pairs else None,
                                                           "kendall": kendall(*zip(*pairs)) if pairs else None}}
     X = np.array([features[i] for i in kept], float) if features is not None else \
-        np.array([[entries[i].params, entries[i].multiply_adds] for i in kept], float)
+        np.array([columns["params"], columns["multiply_adds"]], float).T
     # Both directions: on this space cheap networks may train better, so "lowest first" is a strategy too.
     orders = {}
     for name, values in columns.items():
