@@ -57,10 +57,10 @@ def gpu_assignments(workers: int, per_worker: Optional[int], available: int) -> 
 def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
                  study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
                  cuda_devices: Optional[str]) -> None:
-    from nas.commands.common import quiet_python
+    from nas.search.study import hide_interrupted_trials
 
     interrupt_on_sigterm()
-    quiet_python()
+    hide_interrupted_trials()
     if cuda_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
     from nas.experiment import load_experiment
@@ -98,13 +98,10 @@ def wait_for_workers(processes) -> None:
         deadline = time.monotonic() + 5
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))
+        from nas.search.child import end_process
+
         for process in processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(15)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            end_process(process, grace=15)
         raise
 
 

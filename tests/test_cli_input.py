@@ -129,7 +129,7 @@ def test_optuna_interrupt_traceback_is_hidden_and_real_failures_are_not():
     import logging
     import sys
 
-    from nas.commands.common import _HideInterruptedTrial
+    from nas.search.study import _HideInterruptedTrial
 
     hide = _HideInterruptedTrial()
 

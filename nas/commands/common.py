@@ -99,36 +99,9 @@ def quiet_python(verbose: bool = False) -> None:
     warnings.showwarning = _one_line_warning
     for name in ("tensorflow", "absl", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    import optuna
+    from nas.search.study import hide_interrupted_trials
 
-    optuna.logging.get_logger("optuna")  # creates Optuna's handler, so the filter has somewhere to go
-    for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _HideInterruptedTrial) for f in handler.filters):
-            handler.addFilter(_HideInterruptedTrial())
-
-
-class _HideInterruptedTrial(logging.Filter):
-    """Drop Optuna's traceback (and its "failed with value None" line) for a trial stopped by Ctrl-C or SIGTERM.
-
-    The command says it was interrupted and that finished trials are stored; a
-    traceback would read as a crash.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.interrupted: set = set()  # the trial numbers ("Trial 3 failed ...") stopped by an interrupt
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        words = record.getMessage().split()
-        number = words[1] if len(words) > 1 and words[0] == "Trial" else None
-        info = record.exc_info
-        if info and info[0] is not None and issubclass(info[0], KeyboardInterrupt):
-            self.interrupted.add(number)
-            return False
-        if number in self.interrupted and "failed with value None" in record.getMessage():
-            self.interrupted.discard(number)
-            return False
-        return True
+    hide_interrupted_trials()
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

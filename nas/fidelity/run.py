@@ -323,12 +323,12 @@ def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequen
 
 
 def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple) -> None:
-    from nas.commands.common import quiet_python
+    from nas.search.study import hide_interrupted_trials
     from nas.experiment import load_experiment
     from nas.workers import interrupt_on_sigterm
 
     interrupt_on_sigterm()
-    quiet_python()
+    hide_interrupted_trials()
 
     def log(line: str) -> None:
         print(f"[worker {index}] {line}", flush=True)

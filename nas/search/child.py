@@ -154,12 +154,7 @@ class TrialProcess:
         except (OSError, EOFError, ValueError):
             pass
         process.join(10 if wait else 0)
-        if process.is_alive():
-            process.terminate()
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        end_process(process)
         conn.close()
 
     def __enter__(self):
@@ -167,6 +162,16 @@ class TrialProcess:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def end_process(process, grace: float = 10.0) -> None:
+    """Terminate ``process`` if it still runs, wait up to ``grace`` seconds, then kill it."""
+    if process.is_alive():
+        process.terminate()
+        process.join(grace)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def train_in_child(genome, config: dict, out_dir: str, report: Optional[Callable[[int, dict], bool]] = None) -> dict:

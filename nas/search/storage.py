@@ -59,7 +59,9 @@ def open_storage(url: str, heartbeat_interval: int = 30, max_retries: int = 1, *
 
 def _created_concurrently(err: Exception) -> bool:
     text = cause(err).lower()
-    return "already exists" in text or "duplicate key" in text
+    # PostgreSQL says "duplicate key"; SQLite says "UNIQUE constraint failed" (two processes stamping
+    # alembic_version at once).
+    return "already exists" in text or "duplicate key" in text or "unique constraint failed" in text
 
 
 def _raise_storage_error(url: str, err: Exception):

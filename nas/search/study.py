@@ -7,6 +7,7 @@ and package versions, so a study can be read back without the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Optional
@@ -18,6 +19,38 @@ from nas.config import ConfigError
 from nas.search.storage import open_storage, redacted
 
 EXPERIMENT_KEY = "experiment_fingerprint"
+
+
+def hide_interrupted_trials() -> None:
+    """Keep Optuna from printing a traceback for a trial stopped by Ctrl-C or SIGTERM (the command says so)."""
+    optuna.logging.get_logger("optuna")  # creates Optuna's handler, so the filter has somewhere to go
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _HideInterruptedTrial) for f in handler.filters):
+            handler.addFilter(_HideInterruptedTrial())
+
+
+class _HideInterruptedTrial(logging.Filter):
+    """Drop Optuna's traceback (and its "failed with value None" line) for a trial stopped by Ctrl-C or SIGTERM.
+
+    The command says it was interrupted and that finished trials are stored; a
+    traceback would read as a crash.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted: set = set()  # the trial numbers ("Trial 3 failed ...") stopped by an interrupt
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        words = record.getMessage().split()
+        number = words[1] if len(words) > 1 and words[0] == "Trial" else None
+        info = record.exc_info
+        if info and info[0] is not None and issubclass(info[0], KeyboardInterrupt):
+            self.interrupted.add(number)
+            return False
+        if number in self.interrupted and "failed with value None" in record.getMessage():
+            self.interrupted.discard(number)
+            return False
+        return True
 
 
 def open_study(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None,
