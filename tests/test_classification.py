@@ -275,3 +275,17 @@ def test_classification_search_runs_resumes_and_reports(tmp_path, monkeypatch, c
     assert os.path.exists("best/genome.yaml")
     assert main(["report", path, "--out", "report"]) == 0
     assert "top1 against multiply-adds" in open("report/index.html").read()
+
+
+def test_evaluation_traces_once_whatever_the_last_batch(tmp_path):
+    from nas.tasks.classification.train import _evaluate, _make_eval_step
+
+    write_shapes_dataset(str(tmp_path / "d"), train=10, val=10, image_size=32, seed=0)
+    val = read_image_folder(str(tmp_path / "d" / "val"), class_names=CLASSES)
+    inputs = tf.keras.Input((32, 32, 3))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(len(CLASSES))(tf.keras.layers.GlobalAveragePooling2D()(inputs)))
+    eval_step = _make_eval_step(model)
+    dataset = make_dataset(val, image_size=32, batch_size=4, training=False)  # batches of 4, 4 and 2
+    first = _evaluate(eval_step, dataset)
+    assert _evaluate(eval_step, dataset) == first and 0 <= first["top1"] <= first["top5"] <= 1
+    assert eval_step.experimental_get_tracing_count() == 1

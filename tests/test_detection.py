@@ -257,3 +257,22 @@ def test_training_settings_out_of_range_name_the_key():
         with pytest.raises(ConfigError, match=message):
             load_train_config(None, [override])
     assert load_train_config(None, []).task.training.warmup_steps == 100
+
+
+def test_evaluation_traces_the_detector_once_whatever_the_last_batch(tmp_path):
+    from nas.tasks.detection.config import EvaluationConfig
+    from nas.tasks.detection.data import make_dataset, read_coco
+    from nas.tasks.detection.evaluate import detect, make_postprocess
+    from nas.tasks.detection.shapes import write_shapes_dataset
+
+    write_shapes_dataset(str(tmp_path / "d"), train=4, val=10, image_size=64, seed=0)
+    split = read_coco(str(tmp_path / "d" / "instances_val.json"), str(tmp_path / "d" / "val"))
+    head = HeadConfig(num_convs=1, num_filters=16, num_scales=1, aspect_ratios=(1.0,))
+    model = build_detector(decode(TINY_GENOME, input_shape=(64, 64, 3), **TINY), split.num_classes, head)
+    anchors = generate_anchors(64, 3, 5, 1, (1.0,), 4.0)
+    postprocess = make_postprocess(model, anchors, EvaluationConfig(score_threshold=0.0))
+    dataset = make_dataset(split, image_size=64, batch_size=4, training=False)  # batches of 4, 4 and 2
+    first = detect(postprocess, dataset, split)
+    assert detect(postprocess, dataset, split) == first
+    assert {d["image_id"] for d in first} == set(split.image_ids)
+    assert postprocess.experimental_get_tracing_count() == 1

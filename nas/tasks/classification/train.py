@@ -157,6 +157,8 @@ def _make_eval_step(model):
 
 def _evaluate(eval_step, val_ds) -> dict:
     totals, count = np.zeros(3), 0
+    # One trace for every batch size, the last smaller batch included.
+    eval_step = eval_step.get_concrete_function(*val_ds.element_spec)
     for images, labels in val_ds:
         totals += [float(v) for v in eval_step(images, labels)]
         count += int(labels.shape[0])

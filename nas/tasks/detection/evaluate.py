@@ -40,6 +40,9 @@ def detect(postprocess, dataset, split: CocoSplit) -> list[dict]:
     sizes = dict(zip(split.image_ids, split.image_sizes))
     category_ids = np.asarray(split.category_ids)
     results = []
+    # One trace for every batch size: the last, smaller batch would otherwise trace the whole
+    # detector a second time (seconds per trial at proxy sizes).
+    postprocess = postprocess.get_concrete_function(dataset.element_spec[0])
     for images, targets in dataset:
         boxes, scores, classes, counts = (t.numpy() for t in postprocess(images))
         image_ids = targets["image_id"].numpy()
