@@ -16,7 +16,7 @@ from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
 from nas.fidelity import (export_jsonl, fidelity_report, format_report, load_genomes, load_table, make_plan,
                           open_fidelity_study, rank_pair, records_from_study, run_fidelity)
-from nas.fidelity.run import claim
+from nas.fidelity.run import claim, describe_time_left, time_left
 from tests.test_detection import TINY_GENOME
 from tests.test_search import fake_metrics, fake_training, tiny_experiment
 
@@ -146,6 +146,23 @@ def test_genomes_at_is_checked_on_the_command_line(tmp_path, capsys):
     assert "expected NAME=N" in capsys.readouterr().err
     assert main(["fidelity", path, "--genomes-at", "lng=2", "--no-train"]) != 0
     assert "no fidelity 'lng'" in capsys.readouterr().err
+
+
+def test_time_left_costs_each_fidelity_at_its_median_run():
+    study = optuna.create_study()
+    for item, fidelity, wall in [("a/quick", "quick", 100.0), ("b/quick", "quick", 120.0),
+                                 ("c/quick", "quick", 1300.0),  # slowed by a paused machine
+                                 ("a/long", "long", 600.0), ("z/other", "long", 9999.0)]:
+        study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
+            "item": item, "fidelity": fidelity, "wall_time_s": wall}))
+    for item, fidelity in [("d/quick", "quick"), ("e/quick", "quick"), ("b/long", "long"), ("a/photos", "photos"),
+                           ("y/other", "quick")]:
+        study.enqueue_trial({}, user_attrs={"item": item, "fidelity": fidelity})
+    keys = {"a/quick", "b/quick", "c/quick", "d/quick", "e/quick", "a/long", "b/long", "a/photos"}
+    assert time_left(study, keys) == (4, 2 * 120.0 + 600.0, ["photos"])
+    assert describe_time_left(study, keys) == \
+        "4 run(s) left, about 14 min of one worker's time (photos not timed yet: no finished run)"
+    assert describe_time_left(study, {"a/quick"}) == "no run left"
 
 
 def test_r50_like_is_measured_in_the_papers_space():

@@ -17,8 +17,10 @@ import multiprocessing
 import os
 import platform
 import socket
+import statistics
 import sys
 import time
+from collections import Counter, defaultdict
 from typing import Callable, Optional, Sequence
 
 import optuna
@@ -162,6 +164,39 @@ def requeue_orphans(study: optuna.Study) -> list[int]:
     return failed
 
 
+def time_left(study: optuna.Study, keys: set) -> tuple[int, float, list[str]]:
+    """Planned runs not finished yet, the seconds one worker needs for them, and the fidelities not yet timed.
+
+    Each fidelity's runs are costed at the median wall time of its finished
+    runs: a median, so a run slowed by a busy or paused machine does not skew it.
+    """
+    walls, left = defaultdict(list), Counter()
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        if attrs.get("item") not in keys:
+            continue
+        if trial.state == TrialState.COMPLETE and "wall_time_s" in attrs:
+            walls[attrs["fidelity"]].append(float(attrs["wall_time_s"]))
+        elif trial.state in (TrialState.WAITING, TrialState.RUNNING):
+            left[attrs["fidelity"]] += 1
+    seconds = sum(count * statistics.median(walls[name]) for name, count in left.items() if walls[name])
+    return sum(left.values()), seconds, sorted(name for name in left if not walls[name])
+
+
+def describe_time_left(study: optuna.Study, keys: set) -> str:
+    """``"12 run(s) left, about 1.5 h of one worker's time"`` (or what cannot be timed yet)."""
+    count, seconds, untimed = time_left(study, keys)
+    if count == 0:
+        return "no run left"
+    text = f"{count} run(s) left"
+    if seconds:
+        text += f", about {seconds / 3600:.1f} h" if seconds >= 5400 else f", about {seconds / 60:.0f} min"
+        text += " of one worker's time"
+    if untimed:
+        text += f" ({', '.join(untimed)} not timed yet: no finished run)"
+    return text
+
+
 class Worker:
     """Trains claimed items in one warm training process (a context manager)."""
 
@@ -232,7 +267,7 @@ class Worker:
             return
         self.study.tell(trial, value)
         self.trained += 1
-        self.log(f"{label}: {self.metric}={value:.4f} in {wall:.0f} s")
+        self.log(f"{label}: {self.metric}={value:.4f} in {wall:.0f} s; {describe_time_left(self.study, self.keys)}")
 
     def _complete_twin(self, key: str, number: int) -> Optional[int]:
         for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -289,7 +324,7 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
                      if not only or name in only)
     log(f"{len(plan.items)} run(s) planned ({len(plan.genomes)} genomes at {', '.join(only or plan.fidelities)}"
         f"{capped}; repeats included): {counts['complete']} complete, {counts['pending']} already queued or running, "
-        f"{counts['queued']} queued now")
+        f"{counts['queued']} queued now; {describe_time_left(study, plan.keys)}")
     if counts["given_up"]:
         log(f"{len(counts['given_up'])} item(s) failed more than search.max_retries="
             f"{experiment.search.max_retries} time(s) and are not retried: {', '.join(counts['given_up'][:5])}")
