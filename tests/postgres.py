@@ -49,8 +49,16 @@ class ThrowawayPostgres:
             shutil.chown(self.folder, "postgres", "postgres")
         data = os.path.join(self.folder, "data")
         self._run("initdb", "-D", data, "-U", self.user, "--auth=trust", "-E", "UTF8")
-        self._run("pg_ctl", "-D", data, "-l", os.path.join(self.folder, "log"), "-w", "-t", "60", "start",
-                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off")
+        # Parallel test workers may pick the same free port before either binds it: the loser
+        # fails to start (pg_ctl -w reports it) and tries another port.
+        for attempt in range(3):
+            try:
+                self.start()
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 2:
+                    raise
+                self.port = _free_port()
         url = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -65,7 +73,7 @@ class ThrowawayPostgres:
         self._run("pg_ctl", "-D", os.path.join(self.folder, "data"), "-m", "fast", "-w", "stop")
 
     def start(self) -> None:
-        """Start the server again on the same port and data."""
+        """Start the server on its port and data (again after :meth:`stop`)."""
         self._run("pg_ctl", "-D", os.path.join(self.folder, "data"), "-l", os.path.join(self.folder, "log"), "-w",
                   "-t", "60", "start", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off")
 

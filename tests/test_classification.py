@@ -282,8 +282,10 @@ def test_evaluation_traces_once_whatever_the_last_batch(tmp_path):
 
     write_shapes_dataset(str(tmp_path / "d"), train=10, val=10, image_size=32, seed=0)
     val = read_image_folder(str(tmp_path / "d" / "val"), class_names=CLASSES)
-    inputs = tf.keras.Input((32, 32, 3))
-    model = tf.keras.Model(inputs, tf.keras.layers.Dense(len(CLASSES))(tf.keras.layers.GlobalAveragePooling2D()(inputs)))
+    import tf_keras
+
+    inputs = tf_keras.Input((32, 32, 3))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(len(CLASSES))(tf_keras.layers.GlobalAveragePooling2D()(inputs)))
     eval_step = _make_eval_step(model)
     dataset = make_dataset(val, image_size=32, batch_size=4, training=False)  # batches of 4, 4 and 2
     first = _evaluate(eval_step, dataset)

@@ -155,13 +155,13 @@ def test_time_left_costs_each_fidelity_at_its_median_run():
                                  ("a/long", "long", 600.0), ("z/other", "long", 9999.0)]:
         study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
             "item": item, "fidelity": fidelity, "wall_time_s": wall}))
-    for item, fidelity in [("d/quick", "quick"), ("e/quick", "quick"), ("b/long", "long"), ("a/photos", "photos"),
-                           ("y/other", "quick")]:
+    for item, fidelity in [("d/quick", "quick"), ("e/quick", "quick"), ("e/quick", "quick"),  # queued twice
+                           ("b/long", "long"), ("a/photos", "photos"), ("y/other", "quick")]:
         study.enqueue_trial({}, user_attrs={"item": item, "fidelity": fidelity})
     keys = {"a/quick", "b/quick", "c/quick", "d/quick", "e/quick", "a/long", "b/long", "a/photos"}
     assert time_left(study, keys) == (4, 2 * 120.0 + 600.0, ["photos"])
     assert describe_time_left(study, keys) == \
-        "4 run(s) left, about 14 min of one worker's time (photos not timed yet: no finished run)"
+        "4 run(s) left, about 14 min of runs at the pace so far (photos not timed yet: no finished run)"
     assert describe_time_left(study, {"a/quick"}) == "no run left"
 
 

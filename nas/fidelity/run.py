@@ -165,33 +165,40 @@ def requeue_orphans(study: optuna.Study) -> list[int]:
 
 
 def time_left(study: optuna.Study, keys: set) -> tuple[int, float, list[str]]:
-    """Planned runs not finished yet, the seconds one worker needs for them, and the fidelities not yet timed.
+    """Planned runs not finished yet, the seconds they take one after another, and the fidelities not yet timed.
 
     Each fidelity's runs are costed at the median wall time of its finished
     runs: a median, so a run slowed by a busy or paused machine does not skew it.
     """
-    walls, left = defaultdict(list), Counter()
+    walls, pending, done = defaultdict(list), {}, set()
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
         if attrs.get("item") not in keys:
             continue
-        if trial.state == TrialState.COMPLETE and "wall_time_s" in attrs:
-            walls[attrs["fidelity"]].append(float(attrs["wall_time_s"]))
+        if trial.state == TrialState.COMPLETE:
+            done.add(attrs["item"])
+            if "wall_time_s" in attrs:
+                walls[attrs["fidelity"]].append(float(attrs["wall_time_s"]))
         elif trial.state in (TrialState.WAITING, TrialState.RUNNING):
-            left[attrs["fidelity"]] += 1
+            pending[attrs["item"]] = attrs["fidelity"]  # an item queued twice is one run
+    left = Counter(fidelity for item, fidelity in pending.items() if item not in done)
     seconds = sum(count * statistics.median(walls[name]) for name, count in left.items() if walls[name])
     return sum(left.values()), seconds, sorted(name for name in left if not walls[name])
 
 
 def describe_time_left(study: optuna.Study, keys: set) -> str:
-    """``"12 run(s) left, about 1.5 h of one worker's time"`` (or what cannot be timed yet)."""
+    """``"12 run(s) left, about 1.5 h of runs at the pace so far"`` (or what cannot be timed yet).
+
+    The time is the runs' own, one after another: workers on separate
+    machines divide it between them.
+    """
     count, seconds, untimed = time_left(study, keys)
     if count == 0:
         return "no run left"
     text = f"{count} run(s) left"
     if seconds:
-        text += f", about {seconds / 3600:.1f} h" if seconds >= 5400 else f", about {seconds / 60:.0f} min"
-        text += " of one worker's time"
+        text += f", about {seconds / 3600:.1f} h" if seconds >= 5400 else f", about {max(1, round(seconds / 60))} min"
+        text += " of runs at the pace so far"
     if untimed:
         text += f" ({', '.join(untimed)} not timed yet: no finished run)"
     return text
