@@ -232,6 +232,10 @@ def test_report_leaves_failures_out_of_pairs_and_measures_seed_noise():
     assert cheap_c["seed_standing"]["quick"]["beats"] == ["c"]
     assert "rank 2 of 4; 1 beat it by more than 0.040: c" in format_report(cheap_c)
     assert "noise unknown" in format_report(report)
+    # Every genome, best at the reference first; one not measured there (c failed) last.
+    listing = format_report(report).split("genomes: AP at each fidelity")[1].splitlines()[2:6]
+    assert [line.split()[0] for line in listing] == ["s", "b", "a", "c"]
+    assert listing[0].split() == ["s", "*", "0.300", "0.500"] and listing[3].split()[-1] == "-"
     json.dumps(report)  # what fidelity.json holds
     # Without a seed genome, the genome with the most runs (the one --repeats went to) stands in.
     unseeded = [{**r, "role": "sample"} for r in records]

@@ -237,11 +237,32 @@ def format_report(report: dict) -> str:
                 f"{len(beats)} beat it by more than {standing['margin']:.3f}" + (f": {', '.join(beats[:5])}"
                                                                                  if beats else ""))
         lines.append(f"  {name:<14} rank {standing['rank']} of {standing['of']}; {said}")
+    lines.extend(_genome_lines(report))
     if report["failures"]:
         lines.append(f"{len(report['failures'])} failed run(s) left out:")
         lines.extend(f"  {f['fingerprint']} at {f['fidelity']} seed {f['seed']}: {f['reason']}"
                      for f in report["failures"][:10])
     return "\n".join(lines)
+
+
+def _genome_lines(report: dict) -> list[str]:
+    """Every genome's mean at each fidelity, best at the reference first (then by the next costliest)."""
+    names = list(report["counts"])
+    order = [report["reference"], *[n for n in reversed(names) if n != report["reference"]]]
+    better = -1.0 if report["direction"] == "maximize" else 1.0
+
+    def key(genome):
+        scores = genome["scores"]
+        return [(name not in scores, better * scores.get(name, 0.0)) for name in order]
+
+    marks = {"seed": "*", "reference": "r"}
+    # No cost column: a genome's multiply-adds differ between fidelities (the head's class count).
+    lines = [f"genomes: {report['metric']} at each fidelity, mean over seeds (* seed genome, r r50-like)",
+             f"  {'genome':<18} " + " ".join(f"{n:>8}" for n in names)]
+    for genome in sorted(report["genomes"], key=key):
+        cells = " ".join(f"{genome['scores'][n]:8.3f}" if n in genome["scores"] else f"{'-':>8}" for n in names)
+        lines.append(f"  {genome['fingerprint']:<16}{marks.get(genome['role'], ' '):>2} {cells}")
+    return lines
 
 
 def _fmt(value) -> str:
