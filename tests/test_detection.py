@@ -196,10 +196,14 @@ def test_precision_resolves_from_the_hardware():
         resolve_precision("float64")
 
 
-def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind(tmp_path):
+def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind(tmp_path, monkeypatch):
     import tf_keras
 
-    from nas.tasks.training import precision_policy
+    from nas.tasks.detection import train
+    from nas.tasks.training import compile_step, precision_policy
+
+    steps = []  # every compiled train step, to count its traces
+    monkeypatch.setattr(train, "compile_step", lambda *a, **k: steps.append(compile_step(*a, **k)) or steps[-1])
 
     with precision_policy("mixed_bfloat16"):
         detector = build_detector(decode(TINY_GENOME, input_shape=(64, 64, 3), **TINY), 3, HeadConfig(num_filters=8))
@@ -216,6 +220,8 @@ def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind
         metrics = train_and_evaluate(TINY_GENOME, config)
         assert metrics["precision"] == precision and np.isfinite(metrics["loss"])
         assert tf_keras.mixed_precision.global_policy().name == "float32"
+        # Regression: the optimizer made its slots inside the first step, which traced the step twice.
+        assert steps[-1].experimental_get_tracing_count() == 1
 
 
 def test_disk_cache_gives_the_same_pixels_once_per_dataset(tmp_path):
