@@ -221,10 +221,13 @@ def test_quickstart_experiment_loads_with_the_task_default_objective():
 
 def test_tiny_training_reports_scores_and_writes_outputs(shapes_root, tmp_path, monkeypatch):
     from nas.tasks.classification import train
-    from nas.tasks.training import compile_step
+    from nas.tasks.training import compile_step, train_epochs
 
     steps = []  # the compiled train step, to count its traces
     monkeypatch.setattr(train, "compile_step", lambda *a, **k: steps.append(compile_step(*a, **k)) or steps[-1])
+    batches = []  # how many batches the training dataset holds
+    monkeypatch.setattr(train, "train_epochs", lambda step_fn, dataset, *a, **k: batches.append(
+        int(dataset.cardinality())) or train_epochs(step_fn, dataset, *a, **k))
     reports = []
     config = tiny_config(shapes_root)
     result = train_and_evaluate(small_genome(), config, lambda step, metrics: reports.append((step, metrics)),
@@ -236,6 +239,7 @@ def test_tiny_training_reports_scores_and_writes_outputs(shapes_root, tmp_path, 
     assert result["steps"] == 2 * (30 // 8) and result["num_classes"] == 10
     assert [step for step, _ in reports] == [3, 6]  # after epoch 1, then the final evaluation
     assert steps[0].experimental_get_tracing_count() == 1  # slots made before the step, not in its first trace
+    assert batches == [result["steps"]]  # a finite dataset: an endless one blocked for seconds when torn down
     assert result["history"] == [{"step": s, **m} for s, m in reports]
     timing = result["timing"]
     assert timing["total"] >= timing["train"] > 0

@@ -200,10 +200,17 @@ def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind
     import tf_keras
 
     from nas.tasks.detection import train
-    from nas.tasks.training import compile_step, precision_policy
+    from nas.tasks.training import compile_step, precision_policy, train_epochs
 
     steps = []  # every compiled train step, to count its traces
     monkeypatch.setattr(train, "compile_step", lambda *a, **k: steps.append(compile_step(*a, **k)) or steps[-1])
+    batches = []  # how many batches each training dataset holds
+
+    def counting_train_epochs(step_fn, dataset, *args, **kwargs):
+        batches.append(int(dataset.cardinality()))
+        return train_epochs(step_fn, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epochs", counting_train_epochs)
 
     with precision_policy("mixed_bfloat16"):
         detector = build_detector(decode(TINY_GENOME, input_shape=(64, 64, 3), **TINY), 3, HeadConfig(num_filters=8))
@@ -222,6 +229,9 @@ def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind
         assert tf_keras.mixed_precision.global_policy().name == "float32"
         # Regression: the optimizer made its slots inside the first step, which traced the step twice.
         assert steps[-1].experimental_get_tracing_count() == 1
+        # Regression: an endless dataset was still filling its buffers when training ended, and tearing
+        # it down blocked the trial for 25-38 s; it now holds exactly the batches training reads.
+        assert batches[-1] == metrics["steps"] == 32 // 16
 
 
 def test_disk_cache_gives_the_same_pixels_once_per_dataset(tmp_path):

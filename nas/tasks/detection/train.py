@@ -96,7 +96,9 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
                                    tf_keras.mixed_precision.global_policy().name)
         create_optimizer_weights(optimizer, model.trainable_variables)
     train_step = _make_train_step(model, optimizer, tf.constant(anchors), task, training, strategy)
-    train_ds = train_ds.repeat()  # epochs are steps_per_epoch batches of one iterator (drop_remainder)
+    # Epochs are steps_per_epoch batches of one iterator (drop_remainder), and exactly that many: an
+    # endless one was still filling its buffers when training ended, and tearing it down blocked 25-38 s.
+    train_ds = train_ds.repeat(training.epochs)
     if strategy is not None:
         train_ds = strategy.experimental_distribute_dataset(train_ds)
     postprocess = make_postprocess(model, anchors, task.evaluation)
