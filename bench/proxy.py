@@ -76,9 +76,9 @@ def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
     """One proxy trial in the current tree (the working directory), as the search runs it.
 
     With ``warm`` (and a tree that has warm trial processes), the measured
-    trial is the second in its process, after a short trial of ``r50-like``:
-    what a search's trials pay between the first and the last of each
-    ``search.trials_per_process``.
+    trial is the second of three in its process, after a short trial of
+    ``r50-like``: what a search's trials pay between the first and the last
+    of each ``search.trials_per_process``.
     """
     sys.path.insert(0, os.getcwd())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -102,6 +102,7 @@ def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
     prepared = time.perf_counter() - started
     data = to_data(config)
     out_dir = tempfile.mkdtemp(prefix="proxy-bench-")
+    process = None
     try:
         try:
             from nas.search.child import TrialProcess
@@ -112,7 +113,9 @@ def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
                 return train_in_child(SPINENET_49, data, out_dir)
             warm = False  # that tree started a process per trial: every trial was cold
         else:
-            process = TrialProcess(trials_per_process=2)
+            # Cold: the process starts and ends with the trial, as with trials_per_process 1. Warm: the
+            # measured trial is neither the process's first nor its last, so neither start nor exit is timed.
+            process = TrialProcess(trials_per_process=3 if warm else 1)
             if warm:
                 from spinenet.specs import REFERENCE_GENOMES
 
@@ -121,15 +124,16 @@ def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
                 process.run(REFERENCE_GENOMES["r50-like"], to_data(warm_up), os.path.join(out_dir, "warm-up"))
 
             def run():
-                with process:
-                    return process.run(SPINENET_49, data, out_dir)
+                return process.run(SPINENET_49, data, out_dir)
         start = time.perf_counter()
         metrics = run()
         wall = time.perf_counter() - start
     finally:
+        if process is not None:
+            process.close()
         shutil.rmtree(out_dir, ignore_errors=True)
     timing = dict(metrics["timing"])
-    # Cold: spawn and TensorFlow import. Warm: only the hand-over (config, result, writing the outputs).
+    # Cold: spawn, TensorFlow import and exit. Warm: only the hand-over (config, result, writing the outputs).
     timing["spawn"] = wall - timing.pop("total")
     return {"wall": wall, "prepare": prepared, "timing": timing, "AP": metrics["AP"], "AP50": metrics["AP50"],
             "images_per_s": metrics["train_images_per_s"], "steps": metrics["steps"],
@@ -226,14 +230,14 @@ def main() -> None:
                  "baseline_settings": args.baseline_set, "baselines": []}
     trees = {}  # name -> (folder, overrides), measured in this order, alternating
     try:
-        for ref in args.baseline:
+        for ref in dict.fromkeys(args.baseline):  # each revision once
             resolved = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True,
                                       text=True, check=True).stdout.strip()
             revisions["baselines"].append(resolved)
             folder = tempfile.mkdtemp(prefix="spinenas-baseline-")
+            trees[f"baseline {ref}"] = (folder, args.baseline_set)  # removed in `finally`, even if the add fails
             subprocess.run(["git", "worktree", "add", "--detach", "--force", folder, ref],
                            cwd=HERE, check=True, capture_output=True)
-            trees[f"baseline {ref}"] = (folder, args.baseline_set)
         trees["this tree"] = (HERE, args.set)
         runs: dict[str, list] = {name: [] for name in trees}
         for _ in range(args.repeat):
@@ -252,7 +256,7 @@ def main() -> None:
     print(f"\nthis tree: {new['trials_per_hour']:.1f} trials/h (target: 2x 1e9f694), training at "
           f"{new['matmul_fraction']:.2f} of the matmul rate (target 0.8), overhead {new['overhead']:.1%} "
           "(target under 10%)")
-    for ref in args.baseline:
+    for ref in dict.fromkeys(args.baseline):
         old = summaries[f"baseline {ref}"]
         speedup = new["trials_per_hour"] / old["trials_per_hour"]
         print(f"same-run ratios against {ref} (medians): trials/h x{speedup:.2f}, "

@@ -292,3 +292,36 @@ def test_evaluation_traces_the_detector_once_whatever_the_last_batch(tmp_path):
     assert detect(postprocess, dataset, split) == first
     assert {d["image_id"] for d in first} == set(split.image_ids)
     assert postprocess.experimental_get_tracing_count() == 1
+
+
+def test_optimizer_weights_made_up_front_let_the_step_trace_once():
+    # Every optimizer the tasks use: legacy SGD (detection) and the newer SGD (classification), each bare
+    # and inside the loss scale mixed_float16 adds. Made inside the step, the slots traced it twice.
+    import tf_keras
+
+    from nas.tasks.training import create_optimizer_weights
+
+    makers = {
+        "legacy": lambda: tf_keras.optimizers.legacy.SGD(0.1, momentum=0.9),
+        "legacy+scale": lambda: tf_keras.mixed_precision.LossScaleOptimizer(
+            tf_keras.optimizers.legacy.SGD(0.1, momentum=0.9)),
+        "new": lambda: tf_keras.optimizers.SGD(0.1, momentum=0.9),
+        "new+scale": lambda: tf_keras.mixed_precision.LossScaleOptimizer(tf_keras.optimizers.SGD(0.1, momentum=0.9)),
+    }
+    for name, make in makers.items():
+        model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2)])
+        optimizer = make()
+        create_optimizer_weights(optimizer, model.trainable_variables)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(x) ** 2)
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+            return loss
+
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        step(tf.ones([4, 3]))
+        step(tf.ones([4, 3]))
+        assert step.experimental_get_tracing_count() == 1, name
+        assert any((a != v.numpy()).any() for a, v in zip(before, model.trainable_variables)), name  # it trains

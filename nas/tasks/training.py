@@ -110,9 +110,9 @@ def create_optimizer_weights(optimizer, variables) -> None:
     A ``tf.function`` that creates variables on its first call is traced
     twice (once creating them, once more to check it no longer does), and the
     optimizer creates its slots in its first ``apply_gradients``. Creating them
-    here halves the train step's Python tracing (12.3 s to 7.8 s for the proxy's
-    detector on a loaded 2-core machine) and changes no number: the slots start
-    at zero either way.
+    here traces the step once: the proxy's first step took 7.5 s against 14.2 s
+    on the idle 2-core machine (``bench/results/proxy_warm_idle.json``). No number
+    changes: the slots start at zero either way.
     """
     if hasattr(optimizer, "_create_all_weights"):
         # The legacy OptimizerV2 (and its LossScaleOptimizer) has no public way; it is frozen code.
