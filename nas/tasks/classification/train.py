@@ -25,9 +25,8 @@ from nas.tasks.classification.config import TrainingConfig
 from nas.tasks.classification.data import ImageFolderSplit, make_dataset
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
-from nas.tasks.training import (WarmupDecay, compile_step, create_optimizer_weights, precision_policy,
-                                resolve_precision, scale_loss, train_epochs, unscale_gradients, write_outputs,
-                                wrap_optimizer)
+from nas.tasks.training import (WarmupDecay, compile_step, epoch_batches, precision_policy, resolve_precision,
+                                scale_loss, train_epochs, unscale_gradients, write_outputs, wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -84,14 +83,9 @@ def _train_and_evaluate(genome: Genome, config, report: Optional[Report] = None,
                               training.schedule, training.step_boundaries, training.step_factor)
     with scope():
         optimizer = wrap_optimizer(tf_keras.optimizers.SGD(learning_rate=schedule, momentum=training.momentum),
-                                   tf_keras.mixed_precision.global_policy().name)
-        create_optimizer_weights(optimizer, model.trainable_variables)
+                                   tf_keras.mixed_precision.global_policy().name, model.trainable_variables)
     train_step = _make_train_step(model, optimizer, task.loss.label_smoothing, training, strategy)
-    # Epochs are steps_per_epoch batches of one iterator (drop_remainder), and exactly that many: an
-    # endless one was still filling its buffers when training ended, and tearing it down blocked 25-38 s.
-    train_ds = train_ds.repeat(training.epochs)
-    if strategy is not None:
-        train_ds = strategy.experimental_distribute_dataset(train_ds)
+    train_ds = epoch_batches(train_ds, training.epochs, strategy)
     eval_step = _make_eval_step(model)
     timing["build"] = time.perf_counter() - mark
 

@@ -25,9 +25,8 @@ from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.training import (WarmupDecay, compile_step, create_optimizer_weights, precision_policy,
-                                resolve_precision, scale_loss, train_epochs, unscale_gradients, write_outputs,
-                                wrap_optimizer)
+from nas.tasks.training import (WarmupDecay, compile_step, epoch_batches, precision_policy, resolve_precision,
+                                scale_loss, train_epochs, unscale_gradients, write_outputs, wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -93,14 +92,9 @@ def _train_and_evaluate(genome, config, report, out_dir, progress, data) -> dict
         # the same update rule); the new one emits ~11 ops per variable, a third of the train step's
         # graph, which costs tracing time and per-step executor overhead.
         optimizer = wrap_optimizer(tf_keras.optimizers.legacy.SGD(learning_rate=schedule, momentum=training.momentum),
-                                   tf_keras.mixed_precision.global_policy().name)
-        create_optimizer_weights(optimizer, model.trainable_variables)
+                                   tf_keras.mixed_precision.global_policy().name, model.trainable_variables)
     train_step = _make_train_step(model, optimizer, tf.constant(anchors), task, training, strategy)
-    # Epochs are steps_per_epoch batches of one iterator (drop_remainder), and exactly that many: an
-    # endless one was still filling its buffers when training ended, and tearing it down blocked 25-38 s.
-    train_ds = train_ds.repeat(training.epochs)
-    if strategy is not None:
-        train_ds = strategy.experimental_distribute_dataset(train_ds)
+    train_ds = epoch_batches(train_ds, training.epochs, strategy)
     postprocess = make_postprocess(model, anchors, task.evaluation)
     timing["build"] = time.perf_counter() - mark
 
