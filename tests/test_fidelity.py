@@ -379,6 +379,26 @@ def test_training_failures_are_retried_then_given_up(tmp_path, monkeypatch):
     assert report["pairs"][0]["n"] == 0
 
 
+def test_a_trial_finished_elsewhere_while_it_trained_leaves_the_worker_running(tmp_path, monkeypatch):
+    # Someone (or a second worker) failed the trial mid-training: its outcome stands, the worker goes on.
+    monkeypatch.chdir(tmp_path)
+    experiment = load_experiment(fidelity_experiment(tmp_path))
+    study = open_fidelity_study(experiment)
+
+    def fake_train(genome, config, out_dir, report=None):
+        if not any("finished elsewhere" in line for line in lines):
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))[0]
+            study._storage.set_trial_state_values(running._trial_id, optuna.trial.TrialState.FAIL)
+        return fake_metrics(0.2)
+
+    fake_training(monkeypatch, fake_train)
+    lines = []
+    study, _ = run_fidelity(experiment, 1, log=lines.append)
+    assert sum("trial 0 was finished elsewhere while it trained" in line for line in lines) == 1
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "COMPLETE"]
+
+
 def test_one_fidelity_at_a_time_and_reports_from_the_study(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     epochs = []

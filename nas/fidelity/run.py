@@ -225,7 +225,11 @@ class Worker:
             trial = claim(self.study, self.keys)
             if trial is None:
                 break
-            self.train(trial)
+            try:
+                self.train(trial)
+            except optuna.exceptions.UpdateFinishedTrialError as err:
+                # Another process finished it meanwhile (a person failing it by hand, say): its outcome stands.
+                self.log(f"trial {trial.number} was finished elsewhere while it trained; this result is dropped ({err})")
             ran += 1
         return ran
 

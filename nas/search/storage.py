@@ -82,15 +82,27 @@ def _engine_kwargs(url: str) -> dict:
 
 
 def _use_wal(storage) -> None:
-    """Write-ahead logging: readers never block the writer, so concurrent workers do not lock each other out."""
+    """Write-ahead logging and whole-transaction locks for a SQLite file shared by local workers.
+
+    Write-ahead logging lets readers run beside the writer. ``BEGIN
+    IMMEDIATE`` makes each transaction take the write lock when it starts:
+    sqlite3 otherwise starts one only at the first write, so two workers could
+    both read a queued trial as WAITING and both claim it (``study.ask`` and
+    the fidelity workers decide that way).
+    """
     import sqlalchemy
 
     @sqlalchemy.event.listens_for(storage.engine, "connect")
     def _on_connect(connection, _record):
+        connection.isolation_level = None  # sqlite3 issues no BEGIN of its own; "begin" below does
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=300000")
         cursor.close()
+
+    @sqlalchemy.event.listens_for(storage.engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     storage.engine.dispose()  # reconnect so every pooled connection gets the pragmas
 
