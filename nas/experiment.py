@@ -160,6 +160,8 @@ class ScreeningConfig:
     """Training-free screening: every trial is the best of ``candidates`` genomes by a zero-cost ``proxy``.
 
     ``proxy`` with a leading minus (``-multiply_adds``) prefers the lowest score.
+    The default, ``-ensemble``, ranked the recorded table's genomes best (the
+    README's screening section); ``-multiply_adds`` is the free alternative.
 
     Evolution screens ``candidates`` mutants of each tournament winner; any
     other sampler gets a pre-screen that scores ``candidates`` x ``prescreen``
@@ -167,7 +169,7 @@ class ScreeningConfig:
     ``n_trials``). Every trial records its proxy scores (``proxy_scores``).
     """
 
-    proxy: str = "multiply_adds"
+    proxy: str = "-ensemble"
     candidates: int = 8
     prescreen: Optional[int] = None
     batch_size: int = 8

@@ -168,6 +168,21 @@ def test_a_minus_proxy_prefers_low_scores(tmp_path):
         load_experiment(tiny_experiment(tmp_path, name="typo", search={"screening": {"proxy": "-multiply_add"}}))
 
 
+def test_the_default_proxy_is_the_reversed_ensemble(tmp_path):
+    # The recorded table: every model proxy correlated negatively with trained AP, the ensemble most.
+    from nas.search.screen import Screener
+
+    class Scores:  # genome i scores i on every member: the last has the highest ensemble rank
+        def score(self, genomes, config, names, seed):
+            assert sorted(names) == sorted(ENSEMBLE_MEMBERS)
+            return [{name: float(i) for name in names} for i, _ in enumerate(genomes)]
+
+    genomes = [random_genome(random.Random(i), num_intermediate=4, min_level=3, max_level=5) for i in range(5)]
+    experiment = load_experiment(tiny_experiment(tmp_path, search={"screening": {"candidates": 5}}))
+    assert experiment.search.screening.proxy == "-ensemble"
+    assert Screener(experiment, Scores(), num_classes=3).best(genomes) is genomes[0]
+
+
 def test_screening_absent_keeps_the_fingerprint(tmp_path):
     plain = load_experiment(tiny_experiment(tmp_path))
     screened = load_experiment(tiny_experiment(tmp_path, name="s", search={"screening": {"proxy": "synflow"}}))
