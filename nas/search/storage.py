@@ -84,11 +84,13 @@ def _engine_kwargs(url: str) -> dict:
 def _use_wal(storage) -> None:
     """Write-ahead logging and whole-transaction locks for a SQLite file shared by local workers.
 
-    Write-ahead logging lets readers run beside the writer. ``BEGIN
-    IMMEDIATE`` makes each transaction take the write lock when it starts:
-    sqlite3 otherwise starts one only at the first write, so two workers could
-    both read a queued trial as WAITING and both claim it (``study.ask`` and
-    the fidelity workers decide that way).
+    ``BEGIN IMMEDIATE`` makes each transaction take the write lock when it
+    starts: sqlite3 otherwise starts one only at the first write, so two
+    workers could both read a queued trial as WAITING and both claim it
+    (``study.ask`` and the fidelity workers decide that way). Reads inside a
+    transaction therefore wait their turn too; Optuna's transactions are short
+    and the busy timeout is long. Write-ahead logging still lets other readers
+    (a dashboard, the sqlite3 shell) read while a worker writes.
     """
     import sqlalchemy
 
