@@ -53,7 +53,7 @@ def open_storage(url: str, heartbeat_interval: int = 30, max_retries: int = 1, *
                 continue
             _raise_storage_error(url, err)
     if url.startswith("sqlite"):
-        _use_wal(storage)
+        _share_sqlite(storage)
     return storage
 
 
@@ -81,7 +81,7 @@ def _engine_kwargs(url: str) -> dict:
     return {"pool_pre_ping": True}
 
 
-def _use_wal(storage) -> None:
+def _share_sqlite(storage) -> None:
     """Write-ahead logging and whole-transaction locks for a SQLite file shared by local workers.
 
     ``BEGIN IMMEDIATE`` makes each transaction take the write lock when it
