@@ -214,6 +214,28 @@ def test_predictor_search_runs_and_results_show_the_check(tmp_path, monkeypatch,
     assert json.loads(capsys.readouterr().out)["proxy_check"]["trials"] == 7
 
 
+def test_a_three_trial_predictor_search_trains_for_real(tmp_path, monkeypatch):
+    # Two random trials, then the surrogate, fitted on their trained AP, picks the third.
+    from nas.samplers import predictor
+
+    monkeypatch.chdir(tmp_path)
+    fits = []
+    fit = predictor.Surrogate.fit
+
+    def counted_fit(self, X, y):
+        fits.append(len(y))
+        return fit(self, X, y)
+
+    monkeypatch.setattr(predictor.Surrogate, "fit", counted_fit)
+    path = tiny_experiment(tmp_path, search={"n_trials": 3, "sampler": {
+        "name": "predictor", "options": {"n_startup_trials": 2, "n_candidates": 4}}})
+    study = run_search(load_experiment(path), log=lambda line: None)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3 and all(0.0 <= t.value <= 1.0 for t in complete)
+    assert fits == [2]
+    assert len({t.user_attrs["fingerprint"] for t in complete}) == 3
+
+
 def test_score_command_prints_json(tmp_path, capsys):
     genome = tmp_path / "g.yaml"
     random_genome(random.Random(4), num_intermediate=4, min_level=3, max_level=5).save(genome)
