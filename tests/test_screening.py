@@ -272,16 +272,32 @@ def test_benchmark_on_a_synthetic_table(tmp_path):
     assert len(entries) == 40 and entries[0].seeds == {"short": 2, "long": 2}
     oracle = [e.objective["long"] for e in entries]
     report = judge(entries, {"oracle": oracle}, "short", "long",
-                   features=[[genome_features(e.genome)["depth"]] for e in entries], repetitions=20, refit_every=8)
+                   features=[[genome_features(e.genome)["depth"]] for e in entries], repetitions=20, refit_every=8,
+                   screened=("oracle", "-params", "-ensemble"))
     assert report["correlations"]["oracle"]["short"]["kendall"] > 0.5
     assert report["correlations"]["AP@short"]["long"]["spearman"] > 0.5
     search = report["search"]
     assert set(search) == {"random", "predictor", "evolution", *(f"proxy:{sign}{name}" for sign in ("", "-")
-                                                                 for name in ("params", "multiply_adds", "oracle"))}
+                                                                 for name in ("params", "multiply_adds", "oracle")),
+                           "screened:oracle", "screened:-params"}  # no ensemble in this table: not screened by it
     assert search["proxy:oracle"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
     assert search["proxy:-oracle"]["to_top5"]["mean"] > search["random"]["to_top5"]["mean"]  # the wrong way round
+    assert search["screened:oracle"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
     assert all(1 <= row[k]["mean"] <= 40 for row in search.values() for k in ("to_best", "to_top5"))
     assert "to top 5%" in format_report(report)
+
+
+def test_a_screened_order_trains_the_best_of_each_draw():
+    from nas.screening.pool import order_screened
+
+    scores = [0.3, None, 0.9, 0.1, 0.5]
+    rng = np.random.default_rng(0)
+    assert order_screened(scores, rng, candidates=5) == [2, 4, 0, 3, 1]  # the whole pool drawn: score order
+    orders = [order_screened(scores, rng, candidates=2) for _ in range(200)]
+    assert all(sorted(order) == [0, 1, 2, 3, 4] for order in orders)
+    assert all(order[0] != 1 for order in orders)  # a missing score never beats the one drawn beside it
+    first = [order[0] for order in orders]
+    assert first.count(2) > first.count(4) > first.count(0) > 0 and 3 in first  # 3 wins only when drawn with 1
 
 
 def test_report_shows_feature_importances_and_proxy_check(tmp_path, monkeypatch):

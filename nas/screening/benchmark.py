@@ -22,11 +22,15 @@ from nas.screening.registry import ENSEMBLE, ENSEMBLE_MEMBERS
 
 def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: str,
           long_fidelity: Optional[str] = None, features=None, repetitions: int = 20, seed: int = 0,
-          refit_every: int = 1) -> dict:
+          refit_every: int = 1, screened: Sequence[str] = (f"-{ENSEMBLE}", "-params", "-multiply_adds"),
+          candidates: int = 8) -> dict:
     """Correlations of every proxy (plus params, multiply-adds, ensemble) with the objective, and the pool comparison.
 
     The pool comparison orders genomes by each proxy both ways: ``proxy:name``
-    highest first, ``proxy:-name`` lowest first.
+    highest first, ``proxy:-name`` lowest first; the ``screened`` ones also as
+    a screened search would use them (``screened:name``: each training the best
+    of ``candidates`` untrained genomes drawn at random). The defaults are
+    screening's default proxy and the two cost baselines it must beat.
 
     ``scores``: proxy name -> one score per entry. ``features``: one feature row per
     entry for the predictor and evolution (default: params and multiply-adds).
@@ -60,7 +64,9 @@ def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: st
     for name, values in columns.items():
         orders[f"proxy:{name}"] = values
         orders[f"proxy:-{name}"] = [None if v is None else -v for v in values]
-    search = compare(X, y, orders, repetitions=repetitions, seed=seed, refit_every=refit_every)
+    screened = [name for name in screened if f"proxy:{name}" in orders]
+    search = compare(X, y, orders, repetitions=repetitions, seed=seed, refit_every=refit_every,
+                     screened=screened, candidates=candidates)
     return {"genomes": len(kept), "fidelity": fidelity, "correlations": correlations, "search": search}
 
 

@@ -2,7 +2,10 @@
 
 Every genome of the pool has a known (recorded) objective; a strategy is an
 order in which to "train" them. Strategies: ``random``; ``proxy:<name>``
-(highest score first, ties at random); ``predictor`` (random for
+(highest score first, ties at random: a pre-screen that scores the whole
+pool); ``screened:<name>`` (each training the best-scored of ``candidates``
+untrained genomes drawn at random, as every trial of a screened search is);
+``predictor`` (random for
 ``n_startup``, then the highest expected improvement of the surrogate fitted
 on what has been trained); ``evolution`` (aging evolution restricted to the
 pool: a mutation is the untrained pool genome nearest the tournament winner
@@ -36,6 +39,18 @@ def order_by_score(scores: Sequence[float], rng) -> list[int]:
     """Highest score first; ties (and missing scores, last) in random order."""
     values = np.array([s if s is not None and math.isfinite(s) else -np.inf for s in scores], float)
     return list(np.lexsort((rng.random(len(values)), -values)))
+
+
+def order_screened(scores: Sequence[float], rng, candidates: int = 8) -> list[int]:
+    """Each next training is the highest-scored of ``candidates`` untrained genomes drawn at random."""
+    values = np.array([s if s is not None and math.isfinite(s) else -np.inf for s in scores], float)
+    rest = list(range(len(values)))
+    order = []
+    while rest:
+        drawn = rng.choice(len(rest), size=min(candidates, len(rest)), replace=False)
+        best = drawn[np.lexsort((rng.random(len(drawn)), -values[np.array(rest)[drawn]]))[0]]
+        order.append(rest.pop(int(best)))
+    return order
 
 
 def order_predictor(X, y, rng, n_startup: int = 5, n_models: int = 3, refit_every: int = 1) -> list[int]:
@@ -84,13 +99,17 @@ def trainings_needed(order: Sequence[int], y, top_fraction: float = 0.05) -> tup
 
 
 def compare(X, y, scores: Mapping[str, Sequence[float]], repetitions: int = 20, seed: int = 0,
-            strategies: Sequence[str] | None = None, n_startup: int = 5, refit_every: int = 1) -> dict:
+            strategies: Sequence[str] | None = None, n_startup: int = 5, refit_every: int = 1,
+            screened: Sequence[str] = (), candidates: int = 8) -> dict:
     """Strategy -> ``{"to_best": {mean, std}, "to_top5": {mean, std}}`` over ``repetitions`` seeded repetitions.
 
     ``scores`` maps ``proxy:<name>`` to one score per genome (higher predicts better).
+    ``screened`` names proxies (``<name>``, a key ``proxy:<name>`` of ``scores``) also
+    run as ``screened:<name>``, best of ``candidates`` per training.
     """
     X, y = np.asarray(X, float), np.asarray(y, float)
-    strategies = list(strategies or ["random", *scores, "predictor", "evolution"])
+    strategies = list(strategies or ["random", *scores, *(f"screened:{name}" for name in screened),
+                                     "predictor", "evolution"])
     out = {}
     for name in strategies:
         counts = []
@@ -102,6 +121,8 @@ def compare(X, y, scores: Mapping[str, Sequence[float]], repetitions: int = 20, 
                 order = order_predictor(X, y, rng, n_startup, refit_every=refit_every)
             elif name == "evolution":
                 order = order_evolution(X, y, rng)
+            elif name.startswith("screened:"):
+                order = order_screened(scores[f"proxy:{name[len('screened:'):]}"], rng, candidates)
             else:
                 order = order_by_score(scores[name], rng)
             counts.append(trainings_needed(order, y))
