@@ -7,6 +7,10 @@ A record is plain data (JSON round-trips it unchanged)::
      "multiply_adds", "settings" (the train config), "timing", "wall_time_s", "versions", "machine",
      "fail_reason", "trial", "experiment", "experiment_fingerprint"}
 
+``trial`` is the run's number in the study that trained it: a table imported
+into a new study keeps its numbers, so numbers of runs trained in different
+studies can repeat; ``item`` is the key.
+
 :func:`load_genomes` reads the same table one genome at a time, its metric
 averaged over training seeds at every fidelity: what benchmarks and
 predictors need.
@@ -48,7 +52,8 @@ def records_from_study(study) -> list[dict]:
         if "item" not in attrs or (trial.state == TrialState.FAIL and not attrs.get("training_failed")):
             continue  # an interrupted or orphaned run says nothing about the genome
         record = {key: attrs.get(key) for key in _FROM_TRIAL}
-        record.update(state=trial.state.name, trial=trial.number, metric=metric,
+        # An imported run keeps the number it had in the study that trained it, which notes may cite.
+        record.update(state=trial.state.name, trial=attrs.get("trial", trial.number), metric=metric,
                       value=trial.value if trial.state == TrialState.COMPLETE else None,
                       experiment=experiment, experiment_fingerprint=fingerprint)
         records.append(record)
@@ -101,6 +106,8 @@ def import_records(study, records: list[dict]) -> int:
             continue
         attrs = {k: record[k] for k in _FROM_TRIAL if record.get(k) is not None}
         attrs["imported"] = True
+        if record.get("trial") is not None:
+            attrs["trial"] = record["trial"]
         complete = record.get("state", "COMPLETE") == "COMPLETE"
         if not complete:
             attrs["training_failed"] = True
