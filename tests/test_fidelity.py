@@ -337,6 +337,13 @@ def test_resume_repeats_nothing_and_redoes_an_orphan(tmp_path, monkeypatch):
     lines = []
     run_fidelity(experiment, 4, repeats=1, log=lines.append, storage_url=fresh, import_tables=[str(path)])
     assert any(line.startswith("imported 0 run(s) from") for line in lines) and len(trained) == 10
+    # Runs trained after the import are numbered after the table's last run, as the log says.
+    lines = []
+    study, _ = run_fidelity(experiment, 5, repeats=1, log=lines.append, storage_url=fresh)
+    new = [r for r in load_table(study) if r["item"] not in {old["item"] for old in records}]
+    last = max(r["trial"] for r in records)
+    assert len(trained) == 12 and sorted(r["trial"] for r in new) == [last + 1, last + 2]
+    assert any(line.startswith(f"trial {last + 1}: ") for line in lines)
 
 
 def test_a_fidelity_without_its_data_is_named_and_can_be_left_out(tmp_path, monkeypatch, capsys):

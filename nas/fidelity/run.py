@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from nas.config import ConfigError
 from nas.tasks.base import DataError
 from nas.fidelity.plan import ITEM_ATTRS, Plan, make_plan
-from nas.fidelity.table import import_records, load_table
+from nas.fidelity.table import import_records, load_table, run_number
 from nas.search.child import TrialFailed, TrialProcess
 from nas.search.objective import package_versions
 from nas.search.storage import open_storage, redacted
@@ -229,7 +229,8 @@ class Worker:
                 self.train(trial)
             except optuna.exceptions.UpdateFinishedTrialError as err:
                 # Another process finished it meanwhile (a person failing it by hand, say): its outcome stands.
-                self.log(f"trial {trial.number} was finished elsewhere while it trained; this result is dropped ({err})")
+                self.log(f"trial {run_number(self.study, trial.number)} was finished elsewhere while it trained; "
+                         f"this result is dropped ({err})")
             ran += 1
         return ran
 
@@ -246,8 +247,8 @@ class Worker:
 
         genome = Genome.from_yaml(attrs["genome"])
         out_dir = os.path.join(self.experiment.run_dir, "fidelity", f"{trial.number:05d}")
-        label = (f"trial {trial.number}: {attrs['fingerprint']} ({attrs['role']}) at {attrs['fidelity']} "
-                 f"seed {attrs['seed']}")
+        label = (f"trial {run_number(self.study, trial.number)}: {attrs['fingerprint']} ({attrs['role']}) at "
+                 f"{attrs['fidelity']} seed {attrs['seed']}")
         started = time.perf_counter()
         try:
             metrics = self.process.run(genome, attrs["settings"], out_dir)

@@ -7,9 +7,10 @@ A record is plain data (JSON round-trips it unchanged)::
      "multiply_adds", "settings" (the train config), "timing", "wall_time_s", "versions", "machine",
      "fail_reason", "trial", "experiment", "experiment_fingerprint"}
 
-``trial`` is the run's number in the study that trained it: a table imported
-into a new study keeps its numbers, so numbers of runs trained in different
-studies can repeat; ``item`` is the key.
+``trial`` numbers the runs of one table: the run's number in its study, except
+that a study which imported a table keeps the imported numbers and numbers
+its own runs after the table's last (:func:`run_number`), so notes citing a
+trial stay right as the table grows across machines.
 
 :func:`load_genomes` reads the same table one genome at a time, its metric
 averaged over training seeds at every fidelity: what benchmarks and
@@ -36,6 +37,7 @@ from optuna.trial import TrialState
 
 from nas.search.study import EXPERIMENT_KEY
 
+NUMBERING_KEY = "imported_numbering"  # study attribute: {"from": first own trial, "offset": added to its number}
 _FROM_TRIAL = ("item", "genome", "fingerprint", "role", "fidelity", "fidelity_fingerprint", "seed", "repeat",
                "params", "multiply_adds", "settings", "metrics", "timing", "wall_time_s", "versions", "machine",
                "fail_reason")
@@ -52,12 +54,18 @@ def records_from_study(study) -> list[dict]:
         if "item" not in attrs or (trial.state == TrialState.FAIL and not attrs.get("training_failed")):
             continue  # an interrupted or orphaned run says nothing about the genome
         record = {key: attrs.get(key) for key in _FROM_TRIAL}
-        # An imported run keeps the number it had in the study that trained it, which notes may cite.
-        record.update(state=trial.state.name, trial=attrs.get("trial", trial.number), metric=metric,
+        number = attrs["trial"] if attrs.get("imported") and "trial" in attrs else run_number(study, trial.number)
+        record.update(state=trial.state.name, trial=number, metric=metric,
                       value=trial.value if trial.state == TrialState.COMPLETE else None,
                       experiment=experiment, experiment_fingerprint=fingerprint)
         records.append(record)
     return _one_per_item(records)
+
+
+def run_number(study, number: int) -> int:
+    """The table's number for trial ``number`` of ``study``: after an imported table's last run where one was imported."""
+    shift = study.user_attrs.get(NUMBERING_KEY)
+    return number + shift["offset"] if shift and number >= shift["from"] else number
 
 
 def _one_per_item(records: Iterable[dict]) -> list[dict]:
@@ -116,6 +124,12 @@ def import_records(study, records: list[dict]) -> int:
                                                   user_attrs=attrs))
         done.add(record["item"])
         added += 1
+    if added and NUMBERING_KEY not in study.user_attrs:
+        # The first import fixes the numbering: later trials continue after the table's last run.
+        imported = [t.user_attrs["trial"] for t in study.get_trials(deepcopy=False)
+                    if t.user_attrs.get("imported") and "trial" in t.user_attrs]
+        count = len(study.get_trials(deepcopy=False))
+        study.set_user_attr(NUMBERING_KEY, {"from": count, "offset": max(0, max(imported, default=-1) + 1 - count)})
     return added
 
 
