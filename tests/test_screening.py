@@ -215,7 +215,7 @@ def test_predictor_search_runs_and_results_show_the_check(tmp_path, monkeypatch,
 
 
 def test_a_three_trial_predictor_search_trains_for_real(tmp_path, monkeypatch):
-    # Two random trials, then the surrogate, fitted on their trained AP, picks the third.
+    # The seed genome and a random trial, then the surrogate, fitted on their trained AP, picks the third.
     from nas.samplers import predictor
 
     monkeypatch.chdir(tmp_path)
@@ -285,6 +285,8 @@ def test_benchmark_on_a_synthetic_table(tmp_path):
     assert search["screened:oracle"]["to_top5"]["mean"] < search["random"]["to_top5"]["mean"]
     assert all(1 <= row[k]["mean"] <= 40 for row in search.values() for k in ("to_best", "to_top5"))
     assert "to top 5%" in format_report(report)
+    with pytest.raises(ValueError, match="screened: no proxy '-oracel'"):
+        judge(entries, {"oracle": oracle}, "short", repetitions=1, screened=("-oracel",))
 
 
 def test_a_screened_order_trains_the_best_of_each_draw():
@@ -293,9 +295,11 @@ def test_a_screened_order_trains_the_best_of_each_draw():
     scores = [0.3, None, 0.9, 0.1, 0.5]
     rng = np.random.default_rng(0)
     assert order_screened(scores, rng, candidates=5) == [2, 4, 0, 3, 1]  # the whole pool drawn: score order
-    orders = [order_screened(scores, rng, candidates=2) for _ in range(200)]
+    orders = [order_screened(scores, rng, candidates=2) for _ in range(2000)]
     assert all(sorted(order) == [0, 1, 2, 3, 4] for order in orders)
-    assert all(order[0] != 1 for order in orders)  # a missing score never beats the one drawn beside it
+    assert all(order[0] != 1 for order in orders)
+    with pytest.raises(ValueError, match="candidates must be at least 1"):
+        order_screened(scores, rng, candidates=0)  # a missing score never beats the one drawn beside it
     first = [order[0] for order in orders]
     assert first.count(2) > first.count(4) > first.count(0) > 0 and 3 in first  # 3 wins only when drawn with 1
 

@@ -64,6 +64,10 @@ def judge(entries: Sequence, scores: Mapping[str, Sequence[float]], fidelity: st
     for name, values in columns.items():
         orders[f"proxy:{name}"] = values
         orders[f"proxy:-{name}"] = [None if v is None else -v for v in values]
+    # The ensemble exists only where the table has all its members' scores; any other missing name is a typo.
+    unknown = [name for name in screened if f"proxy:{name}" not in orders and name.lstrip("-") != ENSEMBLE]
+    if unknown:
+        raise ValueError(f"screened: no proxy {unknown[0]!r}; proxies are {', '.join(sorted(columns))}")
     screened = [name for name in screened if f"proxy:{name}" in orders]
     search = compare(X, y, orders, repetitions=repetitions, seed=seed, refit_every=refit_every,
                      screened=screened, candidates=candidates)

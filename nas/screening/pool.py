@@ -4,7 +4,8 @@ Every genome of the pool has a known (recorded) objective; a strategy is an
 order in which to "train" them. Strategies: ``random``; ``proxy:<name>``
 (highest score first, ties at random: a pre-screen that scores the whole
 pool); ``screened:<name>`` (each training the best-scored of ``candidates``
-untrained genomes drawn at random, as every trial of a screened search is);
+untrained genomes drawn at random: a screened random search, which is how
+evolution's screening of mutants behaves without the tournament);
 ``predictor`` (random for
 ``n_startup``, then the highest expected improvement of the surrogate fitted
 on what has been trained); ``evolution`` (aging evolution restricted to the
@@ -42,14 +43,21 @@ def order_by_score(scores: Sequence[float], rng) -> list[int]:
 
 
 def order_screened(scores: Sequence[float], rng, candidates: int = 8) -> list[int]:
-    """Each next training is the highest-scored of ``candidates`` untrained genomes drawn at random."""
+    """Each next training is the highest-scored of ``candidates`` untrained genomes drawn at random.
+
+    Scores are compared as given: a rank ensemble ranked over the whole pool
+    stands in for one ranked within each draw.
+    """
+    if candidates < 1:
+        raise ValueError(f"candidates must be at least 1, got {candidates}")
     values = np.array([s if s is not None and math.isfinite(s) else -np.inf for s in scores], float)
     rest = list(range(len(values)))
     order = []
     while rest:
         drawn = rng.choice(len(rest), size=min(candidates, len(rest)), replace=False)
-        best = drawn[np.lexsort((rng.random(len(drawn)), -values[np.array(rest)[drawn]]))[0]]
-        order.append(rest.pop(int(best)))
+        drawn_genomes = np.array(rest)[drawn]
+        winner = drawn[np.lexsort((rng.random(len(drawn)), -values[drawn_genomes]))[0]]  # a position in rest
+        order.append(rest.pop(int(winner)))
     return order
 
 
