@@ -63,7 +63,7 @@ def records_from_study(study) -> list[dict]:
 
 
 def run_number(study, number: int) -> int:
-    """The table's number for trial ``number`` of ``study``: after an imported table's last run where one was imported."""
+    """The table's number for trial ``number`` of ``study``: shifted past an imported table's last run, if any."""
     shift = study.user_attrs.get(NUMBERING_KEY)
     return number + shift["offset"] if shift and number >= shift["from"] else number
 
