@@ -297,11 +297,11 @@ def test_a_screened_order_trains_the_best_of_each_draw():
     assert order_screened(scores, rng, candidates=5) == [2, 4, 0, 3, 1]  # the whole pool drawn: score order
     orders = [order_screened(scores, rng, candidates=2) for _ in range(2000)]
     assert all(sorted(order) == [0, 1, 2, 3, 4] for order in orders)
-    assert all(order[0] != 1 for order in orders)
-    with pytest.raises(ValueError, match="candidates must be at least 1"):
-        order_screened(scores, rng, candidates=0)  # a missing score never beats the one drawn beside it
+    assert all(order[0] != 1 for order in orders)  # a missing score never beats the one drawn beside it
     first = [order[0] for order in orders]
     assert first.count(2) > first.count(4) > first.count(0) > 0 and 3 in first  # 3 wins only when drawn with 1
+    with pytest.raises(ValueError, match="candidates must be at least 1"):
+        order_screened(scores, rng, candidates=0)
 
 
 def test_report_shows_feature_importances_and_proxy_check(tmp_path, monkeypatch):

@@ -48,13 +48,14 @@ def records_from_study(study) -> list[dict]:
     metric = study.user_attrs.get("metric")
     experiment = (study.user_attrs.get("experiment") or {}).get("name")
     fingerprint = study.user_attrs.get(EXPERIMENT_KEY)
+    shift = study.user_attrs.get(NUMBERING_KEY)
     records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         attrs = trial.user_attrs
         if "item" not in attrs or (trial.state == TrialState.FAIL and not attrs.get("training_failed")):
             continue  # an interrupted or orphaned run says nothing about the genome
         record = {key: attrs.get(key) for key in _FROM_TRIAL}
-        number = attrs["trial"] if attrs.get("imported") and "trial" in attrs else run_number(study, trial.number)
+        number = attrs["trial"] if "trial" in attrs else _shifted(trial.number, shift)  # only imports carry one
         record.update(state=trial.state.name, trial=number, metric=metric,
                       value=trial.value if trial.state == TrialState.COMPLETE else None,
                       experiment=experiment, experiment_fingerprint=fingerprint)
@@ -64,7 +65,10 @@ def records_from_study(study) -> list[dict]:
 
 def run_number(study, number: int) -> int:
     """The table's number for trial ``number`` of ``study``: shifted past an imported table's last run, if any."""
-    shift = study.user_attrs.get(NUMBERING_KEY)
+    return _shifted(number, study.user_attrs.get(NUMBERING_KEY))
+
+
+def _shifted(number: int, shift: Optional[dict]) -> int:
     return number + shift["offset"] if shift and number >= shift["from"] else number
 
 

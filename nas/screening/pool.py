@@ -38,8 +38,13 @@ def order_random(n: int, rng) -> list[int]:
 
 def order_by_score(scores: Sequence[float], rng) -> list[int]:
     """Highest score first; ties (and missing scores, last) in random order."""
-    values = np.array([s if s is not None and math.isfinite(s) else -np.inf for s in scores], float)
+    values = _comparable(scores)
     return list(np.lexsort((rng.random(len(values)), -values)))
+
+
+def _comparable(scores: Sequence[float]) -> np.ndarray:
+    # A missing or non-finite score loses to every real one.
+    return np.array([s if s is not None and math.isfinite(s) else -np.inf for s in scores], float)
 
 
 def order_screened(scores: Sequence[float], rng, candidates: int = 8) -> list[int]:
@@ -50,7 +55,7 @@ def order_screened(scores: Sequence[float], rng, candidates: int = 8) -> list[in
     """
     if candidates < 1:
         raise ValueError(f"candidates must be at least 1, got {candidates}")
-    values = np.array([s if s is not None and math.isfinite(s) else -np.inf for s in scores], float)
+    values = _comparable(scores)
     rest = list(range(len(values)))
     order = []
     while rest:
