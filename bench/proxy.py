@@ -1,6 +1,7 @@
 """Benchmark the default proxy trial as a search runs it, optionally against another git revision.
 
-Run from the repository root: ``python bench/proxy.py [--baseline 1e9f694] [--repeat 2] [--warm] [--set k=v ...]``.
+Run from the repository root: ``python bench/proxy.py [--baseline 1e9f694] [--repeat 2] [--warm] [--workers 2]
+[--set k=v ...]``.
 
 Each measurement is a subprocess whose working directory (and first import
 path) is the tree being measured, so old code is measured with old code. It
@@ -12,6 +13,13 @@ a search pay (``search.trials_per_process``, 8 by default). A 2048x2048 float32 
 is timed before and after each trial, so throughput is a fraction of what the
 machine delivers at that moment. With ``--baseline`` (repeatable) the trees
 alternate and every speed-up is a same-run ratio.
+
+With ``--workers N`` (or ``--baseline REF@N``), a tree runs N such trials side
+by side, as N local search workers do: on a tree whose workers split the
+cores (``nas.workers.thread_settings``) each gets its share, as there; older
+trees' workers did not, so theirs run unpinned. Its trials per hour are then
+N trials per the slowest one's wall time, and its matmul share counts the
+images/s of all N.
 
 Targets (issue 12): 2x trials per hour against 1e9f694 with AP within its
 seed-to-seed spread (AP 0.405-0.436, AP50 0.526-0.556); training at 0.8 or more
@@ -72,7 +80,8 @@ def matmul_gflops() -> float:
 WARM_UP = ["task.data.generate_shapes={train: 32, val: 8, seed: 1}", "task.training.epochs=1"]
 
 
-def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
+def measure(config_path: str, overrides: list[str], warm: bool = False, workers: int = 1,
+            prepare_only: bool = False) -> dict:
     """One proxy trial in the current tree (the working directory), as the search runs it.
 
     With ``warm`` (and a tree that has warm trial processes), the measured
@@ -82,6 +91,13 @@ def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
     """
     sys.path.insert(0, os.getcwd())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if workers > 1:
+        try:  # as this tree's search workers would run (set before its trial process starts TensorFlow)
+            from nas.workers import thread_settings, usable_cores, use_settings
+
+            use_settings(thread_settings(workers, usable_cores()))
+        except ImportError:
+            pass  # a tree before 2026-11-23: its workers left TensorFlow's threads at all cores
     from nas.config import to_data
     from nas.experiment import load_train_config
     from spinenet import SPINENET_49
@@ -100,6 +116,10 @@ def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
     started = time.perf_counter()
     prepare(config)
     prepared = time.perf_counter() - started
+    if prepare_only:  # before trials side by side, so they do not both write the data and its cache
+        if warm:
+            prepare(load_train_config(config_path, overrides + WARM_UP))
+        return {"prepare": prepared}
     data = to_data(config)
     out_dir = tempfile.mkdtemp(prefix="proxy-bench-")
     process = None
@@ -138,27 +158,36 @@ def measure(config_path: str, overrides: list[str], warm: bool = False) -> dict:
     return {"wall": wall, "prepare": prepared, "timing": timing, "AP": metrics["AP"], "AP50": metrics["AP50"],
             "images_per_s": metrics["train_images_per_s"], "steps": metrics["steps"],
             "batch_size": config.task.training.batch_size, "precision": metrics.get("precision", "float32"),
-            "warm": warm, "load": load()}
+            "warm": warm, "load": load(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all")}
 
 
 # ---------------------------------------------------------------- the driver (this tree's code)
-def run_tree(tree: str, config_path: str, overrides: list[str], warm: bool = False) -> dict:
-    """:func:`measure` in a subprocess with ``tree`` as working directory and first on the import path."""
+def run_tree(tree: str, config_path: str, overrides: list[str], warm: bool = False, workers: int = 1) -> list[dict]:
+    """:func:`measure` in ``workers`` subprocesses side by side, each with ``tree`` as working directory and first on
+    the import path; one record per trial."""
     env = dict(os.environ, PYTHONPATH=tree + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    command = [sys.executable, os.path.abspath(__file__), "--measure", "--config", config_path]
+    command = [sys.executable, os.path.abspath(__file__), "--measure", "--config", config_path,
+               "--workers", str(workers)]
     if warm:
         command.append("--warm")
     for item in overrides:
         command += ["--set", item]
-    out = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"measuring {tree} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    before = result["load"]
-    result["matmul_gflops"] = matmul_gflops()
-    result["load_after"] = load()
-    result["load"] = before
-    return result
+    if workers > 1:
+        subprocess.run(command + ["--prepare-only"], cwd=tree, env=env, capture_output=True, check=True)
+    processes = [subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(workers)]
+    outputs = [p.communicate() for p in processes]
+    results = []
+    for process, (stdout, stderr) in zip(processes, outputs):
+        if process.returncode != 0:
+            raise SystemExit(f"measuring {tree} failed:\n{stderr[-3000:]}")
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    matmul, after = matmul_gflops(), load()
+    for result in results:
+        result.update(matmul_gflops=matmul, load_after=after, workers=workers,
+                      group_wall=max(r["wall"] for r in results),
+                      group_images_per_s=sum(r["images_per_s"] for r in results))
+    return results
 
 
 def training_gflop_per_image(config_path: str, overrides: list[str]) -> float:
@@ -182,23 +211,30 @@ def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
     summary = {}
     for i, r in enumerate(runs, 1):
         t = r["timing"]
-        gflops = r["images_per_s"] * flop_per_image
+        workers = r.get("workers", 1)
+        # Side by side, the machine's throughput is all the trials' images/s, and N trials end with the slowest.
+        gflops = r.get("group_images_per_s", r["images_per_s"]) * flop_per_image
         overhead = t["spawn"] + sum(t.get(k, 0) for k in ("trace", "evaluate", "data", "build", "iterator", "other"))
         r.update(gflops=gflops, matmul_fraction=gflops / r["matmul_gflops"], overhead=overhead / r["wall"],
-                 trials_per_hour=3600 / r["wall"])
-        print(f"run {i} (load {r['load']} -> {r['load_after']}): wall {r['wall']:.1f} s, "
+                 trials_per_hour=workers * 3600 / r.get("group_wall", r["wall"]))
+        side_by_side = f", one of {workers} side by side ({r.get('threads', 'all')} thread(s) each)" if workers > 1 else ""
+        print(f"run {i} (load {r['load']} -> {r['load_after']}): wall {r['wall']:.1f} s{side_by_side}, "
               f"{r['trials_per_hour']:.1f} trials/h, AP {r['AP']:.3f} AP50 {r['AP50']:.3f}, "
               f"{r['precision']}, batch {r['batch_size']}, {r['steps']} steps")
         print(f"  data preparation outside the trial (once per study): {r['prepare']:.1f} s")
         parts = {"hand-over (warm process)" if r.get("warm") else "spawn+import": t["spawn"],
                  **{k: v for k, v in t.items() if k != "spawn"}}
         print("  " + ", ".join(f"{k} {v:.1f} s ({v / r['wall']:.0%})" for k, v in parts.items()))
-        print(f"  training {r['images_per_s']:.1f} images/s = {gflops:.1f} GFLOP/s = "
+        print(f"  training {r['images_per_s']:.1f} images/s" + (f" ({r['group_images_per_s']:.1f} in all)"
+                                                                 if workers > 1 else "") + f" = {gflops:.1f} GFLOP/s = "
               f"{r['matmul_fraction']:.2f} of the matmul rate ({r['matmul_gflops']:.1f} GFLOP/s); "
               f"input wait {t['input'] / max(t['train'], 1e-9):.1%} of training; "
               f"overhead (spawn, import, data, build, tracing, evaluation, unmeasured) {r['overhead']:.1%} "
               "of the trial")
-    for key in ("wall", "trials_per_hour", "AP", "AP50", "images_per_s", "gflops", "matmul_fraction", "overhead"):
+    for r in runs:
+        r.setdefault("group_images_per_s", r["images_per_s"])  # records of one trial at a time
+    for key in ("wall", "trials_per_hour", "AP", "AP50", "images_per_s", "group_images_per_s", "gflops",
+                "matmul_fraction", "overhead"):
         summary[key] = statistics.median(r[key] for r in runs)
     summary["trace"] = statistics.median(r["timing"]["trace"] for r in runs)
     return summary
@@ -209,42 +245,46 @@ def main() -> None:
     parser.add_argument("--config", default="experiments/proxy_shapes.yaml",
                         help="relative to each tree (the baseline reads its own copy)")
     parser.add_argument("--set", action="append", default=[], help="override for this tree's config")
-    parser.add_argument("--baseline", metavar="REF", action="append", default=[],
-                        help="git revision to measure in the same run (repeatable)")
+    parser.add_argument("--baseline", metavar="REF[@N]", action="append", default=[],
+                        help="git revision to measure in the same run (repeatable); @N: N trials side by side")
     parser.add_argument("--baseline-set", action="append", default=[], help="override for the baseline's config")
     parser.add_argument("--repeat", type=int, default=1, help="trials per tree (alternating)")
     parser.add_argument("--warm", action="store_true",
                         help="measure the second trial of a warm trial process (trees without one run cold)")
+    parser.add_argument("--workers", type=int, default=1, help="this tree's trials side by side, as N search workers")
     parser.add_argument("--json", metavar="FILE", help="also write every run here")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.config, args.set, args.warm)))
+        print(json.dumps(measure(args.config, args.set, args.warm, args.workers, args.prepare_only)))
         return
 
     flop_per_image = training_gflop_per_image(args.config, args.set)
     print(f"load {load()}; {os.cpu_count()} cores; SpineNet-49 proxy trial, "
           f"{flop_per_image:.3f} GFLOP per training image (analytic, forward + backward)")
     # Resolved before measuring: a commit made during a long run must not be recorded as the one measured.
-    revisions = {"this tree": revision(HERE), "settings": args.set, "warm": args.warm,
+    revisions = {"this tree": revision(HERE), "settings": args.set, "warm": args.warm, "workers": args.workers,
                  "baseline_settings": args.baseline_set, "baselines": []}
-    trees = {}  # name -> (folder, overrides), measured in this order, alternating
+    trees = {}  # name -> (folder, overrides, workers), measured in this order, alternating
     try:
-        for ref in dict.fromkeys(args.baseline):  # each revision once
+        for spec in dict.fromkeys(args.baseline):  # each revision once
+            ref, _, count = spec.partition("@")
             resolved = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True,
                                       text=True, check=True).stdout.strip()
-            revisions["baselines"].append(resolved)
+            revisions["baselines"].append(resolved + (f"@{count}" if count else ""))
             folder = tempfile.mkdtemp(prefix="spinenas-baseline-")
-            trees[f"baseline {ref}"] = (folder, args.baseline_set)  # removed in `finally`, even if the add fails
+            # removed in `finally`, even if the add fails
+            trees[f"baseline {spec}"] = (folder, args.baseline_set, int(count or 1))
             subprocess.run(["git", "worktree", "add", "--detach", "--force", folder, ref],
                            cwd=HERE, check=True, capture_output=True)
-        trees["this tree"] = (HERE, args.set)
+        trees["this tree"] = (HERE, args.set, args.workers)
         runs: dict[str, list] = {name: [] for name in trees}
         for _ in range(args.repeat):
-            for name, (folder, overrides) in trees.items():
-                runs[name].append(run_tree(folder, args.config, overrides, args.warm))
+            for name, (folder, overrides, workers) in trees.items():
+                runs[name] += run_tree(folder, args.config, overrides, args.warm, workers)
     finally:
-        for name, (folder, _) in trees.items():
+        for name, (folder, _, _) in trees.items():
             if folder != HERE:
                 subprocess.run(["git", "worktree", "remove", "--force", folder], cwd=HERE, capture_output=True)
                 shutil.rmtree(folder, ignore_errors=True)
@@ -258,9 +298,10 @@ def main() -> None:
           "(target under 10%)")
     for ref in dict.fromkeys(args.baseline):
         old = summaries[f"baseline {ref}"]
+        # Side by side, images/s is all the trials' together (one trial's figure is in its line above).
         speedup = new["trials_per_hour"] / old["trials_per_hour"]
         print(f"same-run ratios against {ref} (medians): trials/h x{speedup:.2f}, "
-              f"training images/s x{new['images_per_s'] / old['images_per_s']:.2f}, "
+              f"training images/s x{new['group_images_per_s'] / old['group_images_per_s']:.2f}, "
               f"tracing {old['trace']:.1f} -> {new['trace']:.1f} s; "
               f"AP {old['AP']:.3f} -> {new['AP']:.3f}, AP50 {old['AP50']:.3f} -> {new['AP50']:.3f}")
 

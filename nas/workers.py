@@ -45,6 +45,77 @@ def gpu_count() -> int:
     return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
 
 
+# What ``--workers auto`` allows each local worker: a proxy trial's processes (worker, trial child,
+# screening child) peak at about 2.5 GiB resident on the default proxy; 4 GiB leaves room for larger images.
+MEMORY_PER_WORKER = 4 * 2**30
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def physical_memory() -> Optional[int]:
+    """This machine's memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def auto_workers(trials_left: int, *, gpus: int, cores: int, memory: Optional[int]) -> int:
+    """How many local workers ``--workers auto`` runs.
+
+    On a machine without GPUs, one single-threaded worker per core: a proxy
+    trial's small convolutions use a second core poorly (the train step is 1.4x
+    faster on 2 threads, not 2x), so trials side by side finish more of them an
+    hour (``bench/proxy.py --workers 2``). At most one worker per
+    :data:`MEMORY_PER_WORKER` of memory and one per trial still to run. With
+    GPUs, one worker, as before (``--gpus-per-worker`` spreads them).
+
+        >>> auto_workers(50, gpus=0, cores=2, memory=24 * 2**30)
+        2
+        >>> auto_workers(1, gpus=0, cores=2, memory=24 * 2**30)
+        1
+        >>> auto_workers(50, gpus=1, cores=32, memory=None)
+        1
+    """
+    if gpus:
+        return 1
+    by_memory = cores if memory is None else memory // MEMORY_PER_WORKER
+    return max(1, min(cores, by_memory, trials_left))
+
+
+def thread_settings(workers: int, cores: int) -> dict[str, str]:
+    """TensorFlow's thread-pool sizes for each of ``workers`` CPU workers sharing ``cores``.
+
+    Environment variables, so they reach the worker's training processes and
+    take effect before TensorFlow starts. Left unpinned, every worker's
+    TensorFlow sizes its pools to all cores and the workers' threads fight over
+    them.
+
+        >>> thread_settings(2, cores=2)
+        {'TF_NUM_INTRAOP_THREADS': '1', 'TF_NUM_INTEROP_THREADS': '1'}
+    """
+    threads = str(max(1, cores // workers))
+    return {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads}
+
+
+def describe_threads(settings: dict) -> str:
+    """How many threads ``settings`` gives a worker, as its start line says it (the user's own values win)."""
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", settings["TF_NUM_INTRAOP_THREADS"])
+    return f"{threads} CPU thread{'s' if threads != '1' else ''}"
+
+
+def use_settings(environment: Optional[dict]) -> None:
+    """Put ``environment`` into this process's environment, keeping any variable the user set already."""
+    for key, value in (environment or {}).items():
+        os.environ.setdefault(key, value)
+
+
 def gpu_assignments(workers: int, per_worker: Optional[int], available: int) -> list[Optional[str]]:
     """``CUDA_VISIBLE_DEVICES`` for each worker: its own ``per_worker`` GPUs, or None (no pinning)."""
     if not per_worker:
@@ -56,13 +127,14 @@ def gpu_assignments(workers: int, per_worker: Optional[int], available: int) -> 
 
 def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
                  study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
-                 cuda_devices: Optional[str]) -> None:
+                 cuda_devices: Optional[str], threads: Optional[dict] = None) -> None:
     from nas.search.study import hide_interrupted_trials
 
     interrupt_on_sigterm()
     hide_interrupted_trials()
     if cuda_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
+    use_settings(threads)  # likewise, and before anything here imports TensorFlow
     from nas.experiment import load_experiment
     from nas.search import SearchStopped, TrialFailed, run_search
 
@@ -108,32 +180,47 @@ def wait_for_workers(processes) -> None:
 def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *, storage_url: Optional[str] = None,
                 study_name: Optional[str] = None, n_trials: Optional[int] = None, timeout: Optional[float] = None,
                 gpus_per_worker: Optional[int] = None, log=print) -> list[int]:
-    """Prepare the study once, run ``workers`` worker processes on it, and return their exit codes."""
+    """Prepare the study once, run ``workers`` worker processes on it, and return their exit codes.
+
+    On a machine without GPUs, each worker's TensorFlow gets its share of the
+    cores (:func:`thread_settings`).
+    """
     from nas.experiment import load_experiment
-    from nas.search import enqueue_seeds, open_study, prepare
+    from nas.search import open_study, prepare
+    from nas.search.driver import queue_first_trials
+    from nas.search.objective import Objective
 
     experiment = load_experiment(experiment_path, overrides)
-    prepare(experiment, log)  # generated once, before any worker reads it
+    data = prepare(experiment, log)  # generated once, before any worker reads it
     study = open_study(experiment, storage_url, study_name)
-    queued = enqueue_seeds(study, experiment.search_space.build(),
-                           experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source)))
-    if queued:
-        log(f"queued {queued} seed genome(s)")
+    space = experiment.search_space.build()
+    target = experiment.search.n_trials if n_trials is None else n_trials
+    # Queued here, before any worker samples, so a screened search's first trials are the pre-screened ones.
+    objective = Objective(experiment, space, data.num_classes, log, target=target) \
+        if experiment.search.screening and not study.user_attrs.get("prescreened") else None
+    try:
+        queue_first_trials(study, experiment, space, objective and objective.screener, target, log)
+    finally:
+        if objective is not None:
+            objective.close()
     available = gpu_count()
     devices = gpu_assignments(workers, gpus_per_worker, available)
     if gpus_per_worker and devices[0] is None:
         log(f"--gpus-per-worker {gpus_per_worker}: {available} GPU(s) found, {workers * gpus_per_worker} needed; "
             "workers share the visible devices")
+    threads = None if available else thread_settings(workers, usable_cores())
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):
         process = context.Process(
             target=_worker_main, name=f"spinenas-worker-{index}",
-            args=(index, experiment_path, list(overrides), storage_url, study_name, n_trials, timeout, devices[index]))
+            args=(index, experiment_path, list(overrides), storage_url, study_name, n_trials, timeout, devices[index],
+                  threads))
         process.start()
         processes.append(process)
-        log(f"worker {index} started (pid {process.pid}"
-            + (f", CUDA_VISIBLE_DEVICES={devices[index]})" if devices[index] is not None else ")"))
+        pinned = (f"CUDA_VISIBLE_DEVICES={devices[index]}" if devices[index] is not None
+                  else f"{describe_threads(threads)}" if threads else "")
+        log(f"worker {index} started (pid {process.pid}" + (f", {pinned})" if pinned else ")"))
     wait_for_workers(processes)
     codes = [p.exitcode for p in processes]
     for index, code in enumerate(codes):

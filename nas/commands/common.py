@@ -20,6 +20,11 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
+def worker_count(text: str):
+    """An argparse type: ``auto`` or an integer of at least 1."""
+    return "auto" if text == "auto" else _number(text, int, lambda v: v >= 1, "auto or a positive integer")
+
+
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer of at least 0."""
     return _number(text, int, lambda v: v >= 0, "an integer of 0 or more")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from nas.commands.common import UserError, add_study_options, positive_float, positive_int, study_from_args
+from nas.commands.common import (UserError, add_study_options, positive_float, positive_int, study_from_args,
+                                 worker_count)
 
 EXIT_TRIALS_FAILED = 1
 
@@ -81,14 +82,15 @@ def run_search(args) -> int:
     experiment, overrides = _experiment(args)
     storage = args.storage or experiment.storage_url
     print(f"experiment {experiment.name}: storage {storage}, study {args.study_name or experiment.study_name}")
+    workers = _workers(args, experiment, storage) if args.workers == "auto" else args.workers
     try:
-        if args.workers == 1 and not args.gpus_per_worker:
+        if workers == 1 and not args.gpus_per_worker:
             study = search(experiment, n_trials=args.n_trials, timeout=args.timeout, storage_url=args.storage,
                            study_name=args.study_name)
         else:
             from nas.workers import run_workers
 
-            codes = run_workers(args.file, overrides, args.workers, storage_url=args.storage,
+            codes = run_workers(args.file, overrides, workers, storage_url=args.storage,
                                 study_name=args.study_name, n_trials=args.n_trials, timeout=args.timeout,
                                 gpus_per_worker=args.gpus_per_worker)
             study = load_study(storage, args.study_name or experiment.study_name)
@@ -104,6 +106,38 @@ def run_search(args) -> int:
         return 130
     _print_best(study, best_trials(study))
     return 0
+
+
+def _workers(args, experiment, storage: str) -> int:
+    """What ``--workers auto`` means for this search on this machine (see :func:`nas.workers.auto_workers`)."""
+    from nas.workers import auto_workers, gpu_count, physical_memory, usable_cores
+
+    gpus = gpu_count()
+    if args.gpus_per_worker:
+        return max(1, gpus // args.gpus_per_worker)
+    if args.strategy == "mirrored":
+        return 1
+    workers = auto_workers(_trials_left(args, experiment, storage), gpus=gpus, cores=usable_cores(),
+                           memory=physical_memory())
+    if workers > 1:
+        print(f"--workers auto: {workers} workers side by side, one CPU thread each "
+              "(--workers 1 trains one trial at a time on every core)")
+    return workers
+
+
+def _trials_left(args, experiment, storage: str) -> int:
+    """Complete trials the search still needs; its whole budget when the study does not exist yet."""
+    from optuna.trial import TrialState
+
+    from nas.config import ConfigError
+    from nas.search import load_study
+
+    target = args.n_trials or experiment.search.n_trials
+    try:
+        study = load_study(storage, args.study_name or experiment.study_name)
+    except (ConfigError, ConnectionError):  # no study yet, or no storage: the search itself reports the latter
+        return target
+    return max(0, target - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))))
 
 
 def run_worker(args) -> int:
@@ -275,7 +309,10 @@ def add_parser(subparsers) -> None:
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/<name>/study.db)")
     search.add_argument("--study-name", help="study name (default: the experiment's name)")
     _budget_options(search)
-    search.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    search.add_argument("--workers", type=worker_count, default="auto",
+                        help="worker processes on this machine, or auto (default): one per CPU core, each on one "
+                             "thread, on a machine without GPUs (at most one per 4 GiB of memory and per trial "
+                             "left); one with GPUs")
     search.add_argument("--gpus-per-worker", type=positive_int, metavar="K",
                         help="pin each local worker to its own K GPUs (CUDA_VISIBLE_DEVICES)")
     search.set_defaults(handler=run_search)

@@ -369,13 +369,15 @@ def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequen
     return plan
 
 
-def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple) -> None:
+def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,
+                 threads: Optional[dict] = None) -> None:
     from nas.search.study import hide_interrupted_trials
     from nas.experiment import load_experiment
-    from nas.workers import interrupt_on_sigterm
+    from nas.workers import interrupt_on_sigterm, use_settings
 
     interrupt_on_sigterm()
     hide_interrupted_trials()
+    use_settings(threads)  # this worker's share of the cores, inherited by its training processes
 
     def log(line: str) -> None:
         print(f"[worker {index}] {line}", flush=True)
@@ -395,15 +397,17 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
 
 def _run_processes(workers: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,
                    log) -> None:
+    from nas.workers import describe_threads, gpu_count, thread_settings, usable_cores, wait_for_workers
+
+    threads = None if gpu_count() else thread_settings(workers, usable_cores())
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):
         process = context.Process(target=_worker_main, name=f"spinenas-fidelity-{index}",
-                                  args=(index, experiment_path, overrides, storage_url, study_name, sample))
+                                  args=(index, experiment_path, overrides, storage_url, study_name, sample, threads))
         process.start()
         processes.append(process)
-        log(f"worker {index} started (pid {process.pid})")
-    from nas.workers import wait_for_workers
+        log(f"worker {index} started (pid {process.pid}" + (f", {describe_threads(threads)})" if threads else ")"))
 
     wait_for_workers(processes)
     for index, process in enumerate(processes):

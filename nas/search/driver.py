@@ -51,23 +51,29 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     data = prepare(experiment, log, progress=enqueue)  # fail early on bad data
     study = open_study(experiment, storage_url, study_name)
     space = experiment.search_space.build()
-    if enqueue:
-        queued = enqueue_seeds(study, space, experiment.search_space.load_seed_genomes(
-            os.path.dirname(experiment.source or ".")))
-        if queued:
-            log(f"queued {queued} seed genome(s)")
     objective = Objective(experiment, space, data.num_classes, log, target=target)
     if hasattr(study.sampler, "bind"):  # samplers that screen or cost their own candidates (evolution, predictor)
         study.sampler.bind(screener=objective.screener, cost=objective.cost)
     try:
-        if objective.screener is not None and not hasattr(study.sampler, "bind") and enqueue:
-            queued = prescreen(study, space, objective.screener, target, experiment.seed, log)
-            if queued:
-                log(f"pre-screen queued the {queued} best-scored genome(s)")
+        if enqueue:
+            queue_first_trials(study, experiment, space, objective.screener, target, log)
         _loop(study, objective, experiment, target, budget, redacted(storage_url or experiment.storage_url), log)
     finally:
         objective.close()
     return study
+
+
+def queue_first_trials(study, experiment, space, screener, target: int, log: Callable[[str], None] = print) -> None:
+    """Queue what a study starts with: the seed genomes, then, when ``screener`` is given and the sampler does not
+    screen its own candidates, the best-scored of a pool of random genomes (once per study)."""
+    queued = enqueue_seeds(study, space, experiment.search_space.load_seed_genomes(
+        os.path.dirname(experiment.source or ".")))
+    if queued:
+        log(f"queued {queued} seed genome(s)")
+    if screener is not None and not hasattr(study.sampler, "bind"):
+        queued = prescreen(study, space, screener, target, experiment.seed, log)
+        if queued:
+            log(f"pre-screen queued the {queued} best-scored genome(s)")
 
 
 def _loop(study, objective, experiment, target: int, budget: Optional[float], url: str, log) -> None:

@@ -75,6 +75,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+        if threads.isdigit():  # a worker given its share of the cores: its trials' times depend on it
+            trial.set_user_attr("cpu_threads", int(threads))
         if self.target is not None:
             # Another worker may have started the last needed trial a moment before this one.
             trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
