@@ -45,8 +45,9 @@ def gpu_count() -> int:
     return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
 
 
-# What ``--workers auto`` allows each local worker: a proxy trial's processes (worker, trial child,
-# screening child) peak at about 2.5 GiB resident on the default proxy; 4 GiB leaves room for larger images.
+# The memory ``--workers auto`` allows each local worker. Side by side on the default proxy, each
+# training process peaked at 1.46-1.52 GB resident (sampled during bench/proxy.py --workers 2); 4 GiB leaves room
+# for larger images and a screening process.
 MEMORY_PER_WORKER = 4 * 2**30
 
 
@@ -127,9 +128,11 @@ def gpu_assignments(workers: int, per_worker: Optional[int], available: int) -> 
 
 def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
                  study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
-                 cuda_devices: Optional[str], threads: Optional[dict] = None) -> None:
+                 cuda_devices: Optional[str], parent: int, threads: Optional[dict] = None) -> None:
+    from nas.search.child import exit_with_parent
     from nas.search.study import hide_interrupted_trials
 
+    exit_with_parent(parent)  # a search killed outright takes its workers with it
     interrupt_on_sigterm()
     hide_interrupted_trials()
     if cuda_devices is not None:
@@ -215,7 +218,7 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
         process = context.Process(
             target=_worker_main, name=f"spinenas-worker-{index}",
             args=(index, experiment_path, list(overrides), storage_url, study_name, n_trials, timeout, devices[index],
-                  threads))
+                  os.getpid(), threads))
         process.start()
         processes.append(process)
         pinned = (f"CUDA_VISIBLE_DEVICES={devices[index]}" if devices[index] is not None

@@ -15,7 +15,7 @@ from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
 from nas.search import StorageError, open_storage, open_study, run_search
-from nas.workers import gpu_assignments
+from nas.workers import MEMORY_PER_WORKER, auto_workers, gpu_assignments, thread_settings, use_settings
 from tests.postgres import ThrowawayPostgres, server_binaries
 from tests.test_search import tiny_experiment
 
@@ -139,6 +139,114 @@ def test_gpu_assignment():
     assert gpu_assignments(2, 2, available=4) == ["0,1", "2,3"]
     assert gpu_assignments(3, 2, available=4) == [None, None, None]  # too few: no pinning
     assert gpu_assignments(2, None, available=8) == [None, None]
+
+
+def test_auto_workers_fill_the_cores_within_memory_and_trials_left():
+    gib = 2**30
+    assert MEMORY_PER_WORKER == 4 * gib
+    assert auto_workers(50, gpus=0, cores=8, memory=64 * gib) == 8
+    assert auto_workers(50, gpus=0, cores=8, memory=12 * gib) == 3  # 4 GiB a worker
+    assert auto_workers(3, gpus=0, cores=8, memory=64 * gib) == 3  # no worker without a trial
+    assert auto_workers(0, gpus=0, cores=8, memory=64 * gib) == 1  # a finished study: one process reports it
+    assert auto_workers(50, gpus=0, cores=8, memory=2 * gib) == 1
+    assert auto_workers(50, gpus=0, cores=8, memory=None) == 8
+    assert auto_workers(50, gpus=2, cores=64, memory=None) == 1  # GPUs: as before (--gpus-per-worker spreads)
+
+
+def test_thread_settings_share_the_cores_and_keep_the_users_own(monkeypatch):
+    assert thread_settings(2, cores=8) == {"TF_NUM_INTRAOP_THREADS": "4", "TF_NUM_INTEROP_THREADS": "4"}
+    assert thread_settings(3, cores=2) == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    use_settings(thread_settings(2, cores=2))
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "3" and os.environ["TF_NUM_INTEROP_THREADS"] == "1"
+
+
+def test_auto_workers_count_the_trials_a_resumed_study_still_needs(tmp_path, monkeypatch):
+    from nas.cli import build_parser
+    from nas.commands.search import _trials_left
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path)  # n_trials 3
+    experiment = load_experiment(path)
+    args = build_parser().parse_args(["search", path])
+    assert args.workers == "auto"
+    assert _trials_left(args, experiment, experiment.storage_url) == 3  # no study yet
+    study = open_study(experiment)
+    for value in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    assert _trials_left(args, experiment, experiment.storage_url) == 1
+    assert _trials_left(build_parser().parse_args(["search", path, "--n-trials", "6"]), experiment,
+                        experiment.storage_url) == 4
+
+
+@pytest.mark.slow
+def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monkeypatch, capsys):
+    # --workers auto on a 2-core machine without GPUs: two workers, one TensorFlow thread each, and the
+    # pre-screen (queued before the workers start) still decides the first trials.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nas.workers.usable_cores", lambda: 2)
+    monkeypatch.setattr("nas.workers.gpu_count", lambda: 0)
+    monkeypatch.setattr("nas.workers.physical_memory", lambda: 16 * 2**30)
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    path = tiny_experiment(tmp_path, search={"n_trials": 2, "storage": f"sqlite:///{tmp_path}/study.db",
+                                             "screening": {"proxy": "-params", "candidates": 2, "prescreen": 2}})
+    assert main(["search", path]) == 0
+    out = capsys.readouterr().out
+    assert "--workers auto: 2 workers side by side, one CPU thread each" in out
+    assert out.count(", 1 CPU thread)") == 2, out
+    assert "pre-screen: scoring 4 random genomes with -params" in out
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/study.db")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 2
+    assert [t.user_attrs["cpu_threads"] for t in complete] == [1, 1]
+    assert all(t.user_attrs["worker"]["pid"] != os.getpid() for t in complete)  # trained in the workers
+    assert study.user_attrs["prescreened"] and any("prescreen_rank" in t.user_attrs for t in study.trials)
+    assert "TF_NUM_INTRAOP_THREADS" not in os.environ  # the split is the workers' own, not this process's
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_a_killed_search_takes_its_workers_with_it(tmp_path):
+    # Regression: SIGKILL on `spinenas search --workers 2` left both workers training on.
+    path = tiny_experiment(tmp_path, task={"training": {"epochs": 200, "warmup_steps": 2}})
+    search = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path, "--workers", "2"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{tmp_path}/study.db"
+    deadline = time.monotonic() + 300
+    workers = set()
+    try:
+        while len(workers) < 2 and time.monotonic() < deadline and search.poll() is None:
+            time.sleep(0.5)
+            try:
+                trials = optuna.load_study(study_name="tiny", storage=storage).trials
+            except Exception:
+                continue
+            workers = {t.user_attrs["worker"]["pid"] for t in trials
+                       if t.state.name == "RUNNING" and "worker" in t.user_attrs}
+        assert len(workers) == 2, "two workers never trained at once"
+        search.kill()
+        search.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its search"
+    finally:
+        if search.poll() is None:
+            search.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, already dead, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @pytest.mark.slow

@@ -31,14 +31,14 @@ def test_exit_codes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     path = tiny_experiment(tmp_path)
     fake_training(monkeypatch, lambda *a, **k: fake_metrics(0.5))
-    assert _cli(capsys, "search", path, "--n-trials", "2")[0] == 0
+    assert _cli(capsys, "search", path, "--workers", "1", "--n-trials", "2")[0] == 0
 
     def broken(*a, **k):
         from nas.search import TrialFailed
         raise TrialFailed("RuntimeError: broken (at train.py:1)")
 
     fake_training(monkeypatch, broken)
-    code, out, err = _cli(capsys, "search", path, "--n-trials", "9")
+    code, out, err = _cli(capsys, "search", path, "--workers", "1", "--n-trials", "9")
     assert code == 1 and "5 trials in a row failed" in out and "Traceback" not in out + err
 
     code, out, err = _cli(capsys, "search", path, "--set", "search.samplr=tpe")
@@ -48,7 +48,7 @@ def test_exit_codes(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     fake_training(monkeypatch, interrupted)
-    code, out, _ = _cli(capsys, "search", path, "--n-trials", "9")
+    code, out, _ = _cli(capsys, "search", path, "--workers", "1", "--n-trials", "9")
     assert code == 130 and "run the same command again to resume" in out
 
 
@@ -56,7 +56,8 @@ def test_exit_codes(tmp_path, monkeypatch, capsys):
     (["--n-trials", "0"], "--n-trials: expected a positive integer"),
     (["--n-trials", "-1"], "--n-trials: expected a positive integer"),
     (["--timeout", "-5"], "--timeout: expected a positive number"),
-    (["--workers", "0"], "--workers: expected a positive integer"),
+    (["--workers", "0"], "--workers: expected auto or a positive integer"),
+    (["--workers", "many"], "--workers: expected auto or a positive integer"),
 ])
 def test_budget_flags_obey_the_files_rules(tmp_path, capsys, flags, message):
     code, out, err = _cli(capsys, "search", tiny_experiment(tmp_path), *flags)
@@ -67,7 +68,8 @@ def test_budget_flags_obey_the_files_rules(tmp_path, capsys, flags, message):
 def test_every_infeasible_search_says_why(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     fake_training(monkeypatch, lambda *a, **k: pytest.fail("an infeasible genome was trained"))
-    code, out, err = _cli(capsys, "search", tiny_experiment(tmp_path), "--set", "search.constraints.max_params=1000")
+    code, out, err = _cli(capsys, "search", tiny_experiment(tmp_path), "--workers", "1",
+                           "--set", "search.constraints.max_params=1000")
     assert code == 1
     assert "all over the constraints" in out and "max_params=1000" in out
     assert "no feasible trial completed yet" not in err and "Traceback" not in out + err
@@ -84,7 +86,7 @@ def test_database_restart_mid_search_loses_nothing(tmp_path):
         path = tiny_experiment(tmp_path, name="restart", search={"n_trials": 3, "storage": url},
                                task={"training": {"epochs": 2, "warmup_steps": 2}})
         log = open(tmp_path / "search.log", "w")
-        search = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path], cwd=tmp_path,
+        search = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path, "--workers", "1"], cwd=tmp_path,
                                   stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 300
@@ -166,7 +168,7 @@ def test_two_objective_study_end_to_end(tmp_path, monkeypatch, capsys):
     fake_training(monkeypatch, lambda *a, **k: fake_metrics(next(aps)))
     path = tiny_experiment(tmp_path, search={"sampler": {"name": "nsga2"}, "n_trials": 5,
                                              "objectives": [{"AP": "maximize"}, {"multiply_adds": "minimize"}]})
-    assert _cli(capsys, "search", path)[0] == 0
+    assert _cli(capsys, "search", path, "--workers", "1")[0] == 0
     code, out, _ = _cli(capsys, "results", path, "--top", "3", "--json")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 3 and set(rows[0]["values"]) == {"AP", "multiply_adds"}

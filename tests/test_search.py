@@ -106,7 +106,7 @@ def completed(study):
 def test_end_to_end_search_resume_results_and_export(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tiny_experiment(tmp_path)
-    assert main(["search", path]) == 0
+    assert main(["search", path, "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "best trial:" in out and "best genome:" in out
     study = open_study(load_experiment(path), create=False)
@@ -242,7 +242,7 @@ def test_child_process_failures_are_reported(tmp_path):
 @pytest.mark.slow
 def test_sigkilled_search_resumes_without_losing_trials(tmp_path):
     path = tiny_experiment(tmp_path, task={"training": {"epochs": 3, "warmup_steps": 2}})
-    command = [sys.executable, "-m", "nas.cli", "search", path]
+    command = [sys.executable, "-m", "nas.cli", "search", path, "--workers", "1"]
     process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path}/study.db"
@@ -414,7 +414,7 @@ def test_sigterm_stops_a_search_like_ctrl_c(tmp_path):
     # Batch schedulers send SIGTERM before SIGKILL. Regression: it killed the search outright, leaving
     # its trial RUNNING (only a later start on the same host failed it) and its training child alive.
     path = tiny_experiment(tmp_path, task={"training": {"epochs": 200, "warmup_steps": 2}})
-    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path], cwd=tmp_path,
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path, "--workers", "1"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     storage = f"sqlite:///{tmp_path}/study.db"
     deadline = time.monotonic() + 300

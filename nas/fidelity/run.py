@@ -370,11 +370,13 @@ def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequen
 
 
 def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,
-                 threads: Optional[dict] = None) -> None:
+                 parent: int, threads: Optional[dict] = None) -> None:
+    from nas.search.child import exit_with_parent
     from nas.search.study import hide_interrupted_trials
     from nas.experiment import load_experiment
     from nas.workers import interrupt_on_sigterm, use_settings
 
+    exit_with_parent(parent)
     interrupt_on_sigterm()
     hide_interrupted_trials()
     use_settings(threads)  # this worker's share of the cores, inherited by its training processes
@@ -404,7 +406,8 @@ def _run_processes(workers: int, experiment_path: str, overrides: list, storage_
     processes = []
     for index in range(workers):
         process = context.Process(target=_worker_main, name=f"spinenas-fidelity-{index}",
-                                  args=(index, experiment_path, overrides, storage_url, study_name, sample, threads))
+                                  args=(index, experiment_path, overrides, storage_url, study_name, sample,
+                                        os.getpid(), threads))
         process.start()
         processes.append(process)
         log(f"worker {index} started (pid {process.pid}" + (f", {describe_threads(threads)})" if threads else ")"))

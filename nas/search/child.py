@@ -205,20 +205,25 @@ class _Pruned(Exception):
     pass
 
 
-def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
-    """End this process once ``parent`` is gone: its trial is failed and requeued anyway, so training on only burns CPU.
+def exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """End this process once ``parent`` is gone (checked every ``interval`` s by a daemon thread).
 
-    ``daemon=True`` ends a child when its parent exits normally; a parent
+    For the processes a search spawns (training processes, local workers):
+    ``daemon=True`` ends a child when its parent exits normally, but a parent
     killed by a signal (SIGTERM, SIGKILL, out of memory) leaves it running.
+    Its trial is failed and requeued anyway, so training on only burns CPU.
     """
-    while os.getppid() == parent:
-        time.sleep(interval)
-    os._exit(3)
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="spinenas-parent-watch", daemon=True).start()
 
 
 def _child_main(conn, parent: Optional[int] = None) -> None:
     if parent is not None:
-        threading.Thread(target=_exit_when_orphaned, args=(parent,), name="spinenas-parent-watch", daemon=True).start()
+        exit_with_parent(parent)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":  # "0" is what --verbose asks for
         import logging
