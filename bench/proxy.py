@@ -19,7 +19,8 @@ by side, as N local search workers do: on a tree whose workers split the
 cores (``nas.workers.thread_settings``) each gets its share, as there; older
 trees' workers did not, so theirs run unpinned. Its trials per hour are then
 N trials per the slowest one's wall time, and its matmul share counts the
-images/s of all N.
+images/s of all N. The N trials start together, where a search's workers
+drift apart; N a divisor of the cores gives every trial the same share.
 
 Targets (issue 12): 2x trials per hour against 1e9f694 with AP within its
 seed-to-seed spread (AP 0.405-0.436, AP50 0.526-0.556); training at 0.8 or more
@@ -173,7 +174,9 @@ def run_tree(tree: str, config_path: str, overrides: list[str], warm: bool = Fal
     for item in overrides:
         command += ["--set", item]
     if workers > 1:
-        subprocess.run(command + ["--prepare-only"], cwd=tree, env=env, capture_output=True, check=True)
+        prepared = subprocess.run(command + ["--prepare-only"], cwd=tree, env=env, capture_output=True, text=True)
+        if prepared.returncode != 0:
+            raise SystemExit(f"preparing the data in {tree} failed:\n{prepared.stderr[-3000:]}")
     processes = [subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(workers)]
     outputs = [p.communicate() for p in processes]
@@ -256,6 +259,8 @@ def main() -> None:
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers: expected a positive integer")
     if args.measure:
         print(json.dumps(measure(args.config, args.set, args.warm, args.workers, args.prepare_only)))
         return
@@ -270,6 +275,8 @@ def main() -> None:
     try:
         for spec in dict.fromkeys(args.baseline):  # each revision once
             ref, _, count = spec.partition("@")
+            if count and not (count.isdigit() and int(count) >= 1):
+                raise SystemExit(f"--baseline {spec}: expected REF or REF@N with N a positive integer")
             resolved = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, capture_output=True,
                                       text=True, check=True).stdout.strip()
             revisions["baselines"].append(resolved + (f"@{count}" if count else ""))

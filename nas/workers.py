@@ -46,31 +46,53 @@ def gpu_count() -> int:
 
 
 # The memory ``--workers auto`` allows each local worker. Side by side on the default proxy, each
-# training process peaked at 1.46-1.52 GB resident (sampled during bench/proxy.py --workers 2); 4 GiB leaves room
-# for larger images and a screening process.
-MEMORY_PER_WORKER = 4 * 2**30
+# training process peaked at 1.46-1.52 GB resident (sampled during bench/proxy.py --workers 2); 3 GiB leaves
+# twice that, and an "8 GB" machine (about 7.6 GiB usable) still runs two workers.
+MEMORY_PER_WORKER = 3 * 2**30
+
+# cgroup v2 files that hold a container's limits (Docker --cpus/--memory, Kubernetes limits).
+CGROUP_CPU = "/sys/fs/cgroup/cpu.max"
+CGROUP_MEMORY = "/sys/fs/cgroup/memory.max"
+
+
+def _cgroup_limit(path: str) -> Optional[list[int]]:
+    """The numbers in a cgroup limit file, or None when there is no file or no limit ("max")."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            fields = handle.read().split()
+        return [int(f) for f in fields]
+    except (OSError, ValueError):  # absent (not Linux, cgroup v1) or "max"
+        return None
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    """CPU cores this process may use: its affinity mask (``taskset``), capped by a container's CPU quota."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity call (macOS, Windows)
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_limit(CGROUP_CPU)
+    if quota and len(quota) == 2 and quota[1] > 0:
+        cores = min(cores, max(1, quota[0] // quota[1]))
+    return cores
 
 
 def physical_memory() -> Optional[int]:
-    """This machine's memory in bytes, or None where the system does not say."""
+    """This machine's memory in bytes, capped by a container's memory limit; None where the system does not say."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
-        return None
+        memory = None
+    limit = _cgroup_limit(CGROUP_MEMORY)
+    if limit:
+        memory = limit[0] if memory is None else min(memory, limit[0])
+    return memory
 
 
 def auto_workers(trials_left: int, *, gpus: int, cores: int, memory: Optional[int]) -> int:
     """How many local workers ``--workers auto`` runs.
 
-    On a machine without GPUs, one single-threaded worker per core: a proxy
+    On a machine without GPUs, one worker per core, each on one thread: a proxy
     trial's small convolutions use a second core poorly (the train step is 1.4x
     faster on 2 threads, not 2x), so trials side by side finish more of them an
     hour (``bench/proxy.py --workers 2``). At most one worker per
@@ -90,18 +112,21 @@ def auto_workers(trials_left: int, *, gpus: int, cores: int, memory: Optional[in
     return max(1, min(cores, by_memory, trials_left))
 
 
-def thread_settings(workers: int, cores: int) -> dict[str, str]:
-    """TensorFlow's thread-pool sizes for each of ``workers`` CPU workers sharing ``cores``.
+def thread_settings(workers: int, cores: int, index: int = 0) -> dict[str, str]:
+    """TensorFlow's thread-pool sizes for worker ``index`` of ``workers`` CPU workers sharing ``cores``.
 
-    Environment variables, so they reach the worker's training processes and
-    take effect before TensorFlow starts. Left unpinned, every worker's
-    TensorFlow sizes its pools to all cores and the workers' threads fight over
-    them.
+    Each gets ``cores // workers`` threads, and the first ``cores % workers``
+    one more, so no core is left over. Environment variables, so they reach the
+    worker's training processes and take effect before TensorFlow starts. Left
+    unpinned, every worker's TensorFlow sizes its pools to all cores and the
+    workers' threads fight over them.
 
         >>> thread_settings(2, cores=2)
         {'TF_NUM_INTRAOP_THREADS': '1', 'TF_NUM_INTEROP_THREADS': '1'}
+        >>> [thread_settings(3, cores=8, index=i)["TF_NUM_INTRAOP_THREADS"] for i in range(3)]
+        ['3', '3', '2']
     """
-    threads = str(max(1, cores // workers))
+    threads = str(max(1, cores // workers + (index < cores % workers)))
     return {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads}
 
 
@@ -211,18 +236,19 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     if gpus_per_worker and devices[0] is None:
         log(f"--gpus-per-worker {gpus_per_worker}: {available} GPU(s) found, {workers * gpus_per_worker} needed; "
             "workers share the visible devices")
-    threads = None if available else thread_settings(workers, usable_cores())
+    cores = usable_cores()
+    threads = [None if available else thread_settings(workers, cores, index) for index in range(workers)]
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):
         process = context.Process(
             target=_worker_main, name=f"spinenas-worker-{index}",
             args=(index, experiment_path, list(overrides), storage_url, study_name, n_trials, timeout, devices[index],
-                  os.getpid(), threads))
+                  os.getpid(), threads[index]))
         process.start()
         processes.append(process)
         pinned = (f"CUDA_VISIBLE_DEVICES={devices[index]}" if devices[index] is not None
-                  else f"{describe_threads(threads)}" if threads else "")
+                  else describe_threads(threads[index]) if threads[index] else "")
         log(f"worker {index} started (pid {process.pid}" + (f", {pinned})" if pinned else ")"))
     wait_for_workers(processes)
     codes = [p.exitcode for p in processes]

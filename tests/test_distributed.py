@@ -15,7 +15,7 @@ from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
 from nas.search import StorageError, open_storage, open_study, run_search
-from nas.workers import MEMORY_PER_WORKER, auto_workers, gpu_assignments, thread_settings, use_settings
+from nas.workers import auto_workers, gpu_assignments, physical_memory, thread_settings, usable_cores, use_settings
 from tests.postgres import ThrowawayPostgres, server_binaries
 from tests.test_search import tiny_experiment
 
@@ -143,9 +143,9 @@ def test_gpu_assignment():
 
 def test_auto_workers_fill_the_cores_within_memory_and_trials_left():
     gib = 2**30
-    assert MEMORY_PER_WORKER == 4 * gib
     assert auto_workers(50, gpus=0, cores=8, memory=64 * gib) == 8
-    assert auto_workers(50, gpus=0, cores=8, memory=12 * gib) == 3  # 4 GiB a worker
+    assert auto_workers(50, gpus=0, cores=8, memory=10 * gib) == 3  # 3 GiB a worker
+    assert auto_workers(50, gpus=0, cores=2, memory=int(7.6 * gib)) == 2  # an "8 GB" laptop
     assert auto_workers(3, gpus=0, cores=8, memory=64 * gib) == 3  # no worker without a trial
     assert auto_workers(0, gpus=0, cores=8, memory=64 * gib) == 1  # a finished study: one process reports it
     assert auto_workers(50, gpus=0, cores=8, memory=2 * gib) == 1
@@ -156,10 +156,25 @@ def test_auto_workers_fill_the_cores_within_memory_and_trials_left():
 def test_thread_settings_share_the_cores_and_keep_the_users_own(monkeypatch):
     assert thread_settings(2, cores=8) == {"TF_NUM_INTRAOP_THREADS": "4", "TF_NUM_INTEROP_THREADS": "4"}
     assert thread_settings(3, cores=2) == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    shares = [int(thread_settings(3, cores=8, index=i)["TF_NUM_INTRAOP_THREADS"]) for i in range(3)]
+    assert shares == [3, 3, 2]  # no core left idle
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
     monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
     use_settings(thread_settings(2, cores=2))
     assert os.environ["TF_NUM_INTRAOP_THREADS"] == "3" and os.environ["TF_NUM_INTEROP_THREADS"] == "1"
+
+
+def test_a_containers_limits_cap_cores_and_memory(tmp_path, monkeypatch):
+    # Docker --cpus 1.5 --memory 6g: the host's cores and memory are not the search's.
+    cpu, memory = tmp_path / "cpu.max", tmp_path / "memory.max"
+    cpu.write_text("150000 100000\n")
+    memory.write_text(f"{6 * 2**30}\n")
+    monkeypatch.setattr("nas.workers.CGROUP_CPU", str(cpu))
+    monkeypatch.setattr("nas.workers.CGROUP_MEMORY", str(memory))
+    assert usable_cores() == 1 and physical_memory() == 6 * 2**30
+    cpu.write_text("max 100000\n")
+    memory.write_text("max\n")
+    assert usable_cores() == len(os.sched_getaffinity(0)) and physical_memory() > 0
 
 
 def test_auto_workers_count_the_trials_a_resumed_study_still_needs(tmp_path, monkeypatch):
@@ -194,7 +209,7 @@ def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monke
                                              "screening": {"proxy": "-params", "candidates": 2, "prescreen": 2}})
     assert main(["search", path]) == 0
     out = capsys.readouterr().out
-    assert "--workers auto: 2 workers side by side, one CPU thread each" in out
+    assert "--workers auto: 2 workers side by side, 1 CPU thread each" in out
     assert out.count(", 1 CPU thread)") == 2, out
     assert "pre-screen: scoring 4 random genomes with -params" in out
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/study.db")
@@ -207,12 +222,28 @@ def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monke
 
 
 @pytest.mark.slow
+def test_a_default_search_whose_workers_all_stop_says_why_and_exits_1(tmp_path, monkeypatch, capfd):
+    # Two workers (auto on a 2-core machine) that find no genome under the constraints: each says so, no
+    # genome is trained, and the search exits 1 as one process would.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nas.workers.usable_cores", lambda: 2)
+    monkeypatch.setattr("nas.workers.gpu_count", lambda: 0)
+    monkeypatch.setattr("nas.workers.physical_memory", lambda: 16 * 2**30)
+    path = tiny_experiment(tmp_path, search={"constraints": {"max_params": 1000}})
+    assert main(["search", path]) == 1
+    out = capfd.readouterr().out
+    assert "--workers auto: 2 workers side by side" in out
+    assert out.count("all over the constraints") >= 2 and "[worker 0] stopped" in out and "[worker 1] stopped" in out
+    assert "every worker stopped with an error" in out
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
 def test_a_killed_search_takes_its_workers_with_it(tmp_path):
     # Regression: SIGKILL on `spinenas search --workers 2` left both workers training on.
     path = tiny_experiment(tmp_path, task={"training": {"epochs": 200, "warmup_steps": 2}})
     search = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path, "--workers", "2"], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     storage = f"sqlite:///{tmp_path}/study.db"
     deadline = time.monotonic() + 300
     workers = set()
@@ -229,15 +260,29 @@ def test_a_killed_search_takes_its_workers_with_it(tmp_path):
         search.kill()
         search.wait()
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        while _session(search.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not any(_alive(pid) for pid in workers), "a worker outlived its search"
+        assert not _session(search.pid), "a training process outlived its worker"
     finally:
         if search.poll() is None:
             search.kill()
-        for pid in workers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        for pid in _session(search.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _session(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (the search, its workers and their training processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _alive(int(entry)):
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[3]) == sid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -110,34 +110,34 @@ def run_search(args) -> int:
 
 def _workers(args, experiment, storage: str) -> int:
     """What ``--workers auto`` means for this search on this machine (see :func:`nas.workers.auto_workers`)."""
-    from nas.workers import auto_workers, gpu_count, physical_memory, usable_cores
+    from nas.workers import auto_workers, describe_threads, gpu_count, physical_memory, thread_settings, usable_cores
 
-    gpus = gpu_count()
-    if args.gpus_per_worker:
-        return max(1, gpus // args.gpus_per_worker)
-    if args.strategy == "mirrored":
+    if experiment.task.training.strategy == "mirrored":  # every trial takes all the GPUs
         return 1
-    workers = auto_workers(_trials_left(args, experiment, storage), gpus=gpus, cores=usable_cores(),
-                           memory=physical_memory())
+    gpus, left = gpu_count(), _trials_left(args, experiment, storage)
+    if args.gpus_per_worker:
+        return max(1, min(gpus // args.gpus_per_worker, left))
+    cores = usable_cores()
+    workers = auto_workers(left, gpus=gpus, cores=cores, memory=physical_memory())
     if workers > 1:
-        print(f"--workers auto: {workers} workers side by side, one CPU thread each "
+        shares = sorted({describe_threads(thread_settings(workers, cores, i)) for i in range(workers)})
+        print(f"--workers auto: {workers} workers side by side, {' or '.join(shares)} each "
               "(--workers 1 trains one trial at a time on every core)")
     return workers
 
 
 def _trials_left(args, experiment, storage: str) -> int:
-    """Complete trials the search still needs; its whole budget when the study does not exist yet."""
+    """Complete trials the search still needs; its whole budget when the study cannot be read yet."""
     from optuna.trial import TrialState
 
-    from nas.config import ConfigError
     from nas.search import load_study
 
     target = args.n_trials or experiment.search.n_trials
     try:
         study = load_study(storage, args.study_name or experiment.study_name)
-    except (ConfigError, ConnectionError):  # no study yet, or no storage: the search itself reports the latter
+        return max(0, target - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))))
+    except Exception:  # no study yet, or a storage the search itself will report on: only a cap is lost
         return target
-    return max(0, target - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))))
 
 
 def run_worker(args) -> int:
@@ -310,9 +310,9 @@ def add_parser(subparsers) -> None:
     search.add_argument("--study-name", help="study name (default: the experiment's name)")
     _budget_options(search)
     search.add_argument("--workers", type=worker_count, default="auto",
-                        help="worker processes on this machine, or auto (default): one per CPU core, each on one "
-                             "thread, on a machine without GPUs (at most one per 4 GiB of memory and per trial "
-                             "left); one with GPUs")
+                        help="worker processes on this machine, or auto (default): on a machine without GPUs, "
+                             "one per CPU core (at most one per 3 GiB of memory and per trial left), the cores "
+                             "shared out among them; with GPUs, one (or one per --gpus-per-worker group)")
     search.add_argument("--gpus-per-worker", type=positive_int, metavar="K",
                         help="pin each local worker to its own K GPUs (CUDA_VISIBLE_DEVICES)")
     search.set_defaults(handler=run_search)

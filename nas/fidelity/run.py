@@ -401,16 +401,17 @@ def _run_processes(workers: int, experiment_path: str, overrides: list, storage_
                    log) -> None:
     from nas.workers import describe_threads, gpu_count, thread_settings, usable_cores, wait_for_workers
 
-    threads = None if gpu_count() else thread_settings(workers, usable_cores())
+    cores, gpus = usable_cores(), gpu_count()
+    threads = [None if gpus else thread_settings(workers, cores, index) for index in range(workers)]
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):
         process = context.Process(target=_worker_main, name=f"spinenas-fidelity-{index}",
                                   args=(index, experiment_path, overrides, storage_url, study_name, sample,
-                                        os.getpid(), threads))
+                                        os.getpid(), threads[index]))
         process.start()
         processes.append(process)
-        log(f"worker {index} started (pid {process.pid}" + (f", {describe_threads(threads)})" if threads else ")"))
+        log(f"worker {index} started (pid {process.pid}" + (f", {describe_threads(threads[index])})" if threads[index] else ")"))
 
     wait_for_workers(processes)
     for index, process in enumerate(processes):
