@@ -17,7 +17,7 @@ from nas.experiment import load_experiment
 from nas.search import StorageError, open_storage, open_study, run_search
 from nas.workers import auto_workers, gpu_assignments, physical_memory, thread_settings, usable_cores, use_settings
 from tests.postgres import ThrowawayPostgres, server_binaries
-from tests.test_search import tiny_experiment
+from tests.test_search import _children, tiny_experiment
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +257,9 @@ def test_a_killed_search_takes_its_workers_with_it(tmp_path):
             workers = {t.user_attrs["worker"]["pid"] for t in trials
                        if t.state.name == "RUNNING" and "worker" in t.user_attrs}
         assert len(workers) == 2, "two workers never trained at once"
+        while not all(_trainer(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert all(_trainer(pid) for pid in workers), "a worker never started its training process"
         search.kill()
         search.wait()
         deadline = time.monotonic() + 30
@@ -269,6 +272,19 @@ def test_a_killed_search_takes_its_workers_with_it(tmp_path):
             search.kill()
         for pid in _session(search.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def _trainer(worker: int) -> list[int]:
+    """The spawned training process of ``worker`` (not multiprocessing's resource tracker), if it runs."""
+    found = []
+    for pid in _children(worker):
+        try:
+            with open(f"/proc/{pid}/cmdline") as handle:
+                if "spawn_main" in handle.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
 
 
 def _session(sid: int) -> list[int]:
