@@ -130,6 +130,14 @@ def thread_settings(workers: int, cores: int, index: int = 0) -> dict[str, str]:
     return {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads}
 
 
+def cpu_shares(workers: int) -> list[Optional[dict[str, str]]]:
+    """Each of ``workers`` local workers' :func:`thread_settings`; None for all on a machine with GPUs."""
+    if gpu_count():
+        return [None] * workers
+    cores = usable_cores()
+    return [thread_settings(workers, cores, index) for index in range(workers)]
+
+
 def describe_threads(settings: dict) -> str:
     """How many threads ``settings`` gives a worker, as its start line says it (the user's own values win)."""
     threads = os.environ.get("TF_NUM_INTRAOP_THREADS", settings["TF_NUM_INTRAOP_THREADS"])
@@ -236,8 +244,7 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     if gpus_per_worker and devices[0] is None:
         log(f"--gpus-per-worker {gpus_per_worker}: {available} GPU(s) found, {workers * gpus_per_worker} needed; "
             "workers share the visible devices")
-    cores = usable_cores()
-    threads = [None if available else thread_settings(workers, cores, index) for index in range(workers)]
+    threads = cpu_shares(workers)
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):

@@ -15,9 +15,10 @@ from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
 from nas.search import StorageError, open_storage, open_study, run_search
+from nas.search.study import process_alive
 from nas.workers import auto_workers, gpu_assignments, physical_memory, thread_settings, usable_cores, use_settings
 from tests.postgres import ThrowawayPostgres, server_binaries
-from tests.test_search import _children, tiny_experiment
+from tests.test_search import _processes, _trainers, tiny_experiment
 
 
 @pytest.fixture(scope="module")
@@ -195,14 +196,19 @@ def test_auto_workers_count_the_trials_a_resumed_study_still_needs(tmp_path, mon
                         experiment.storage_url) == 4
 
 
-@pytest.mark.slow
-def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monkeypatch, capsys):
-    # --workers auto on a 2-core machine without GPUs: two workers, one TensorFlow thread each, and the
-    # pre-screen (queued before the workers start) still decides the first trials.
+@pytest.fixture
+def two_cores(tmp_path, monkeypatch):
+    """This process sees a 2-core machine with 16 GiB and no GPU, in ``tmp_path`` (its workers see the real one)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("nas.workers.usable_cores", lambda: 2)
     monkeypatch.setattr("nas.workers.gpu_count", lambda: 0)
     monkeypatch.setattr("nas.workers.physical_memory", lambda: 16 * 2**30)
+
+
+@pytest.mark.slow
+def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monkeypatch, capsys, two_cores):
+    # --workers auto on a 2-core machine without GPUs: two workers, one TensorFlow thread each, and the
+    # pre-screen (queued before the workers start) still decides the first trials.
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.delenv(name, raising=False)
     path = tiny_experiment(tmp_path, search={"n_trials": 2, "storage": f"sqlite:///{tmp_path}/study.db",
@@ -222,13 +228,9 @@ def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_default_search_whose_workers_all_stop_says_why_and_exits_1(tmp_path, monkeypatch, capfd):
+def test_a_default_search_whose_workers_all_stop_says_why_and_exits_1(tmp_path, capfd, two_cores):
     # Two workers (auto on a 2-core machine) that find no genome under the constraints: each says so, no
     # genome is trained, and the search exits 1 as one process would.
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("nas.workers.usable_cores", lambda: 2)
-    monkeypatch.setattr("nas.workers.gpu_count", lambda: 0)
-    monkeypatch.setattr("nas.workers.physical_memory", lambda: 16 * 2**30)
     path = tiny_experiment(tmp_path, search={"constraints": {"max_params": 1000}})
     assert main(["search", path]) == 1
     out = capfd.readouterr().out
@@ -257,57 +259,21 @@ def test_a_killed_search_takes_its_workers_with_it(tmp_path):
             workers = {t.user_attrs["worker"]["pid"] for t in trials
                        if t.state.name == "RUNNING" and "worker" in t.user_attrs}
         assert len(workers) == 2, "two workers never trained at once"
-        while not all(_trainer(pid) for pid in workers) and time.monotonic() < deadline:
+        while not all(_trainers(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert all(_trainer(pid) for pid in workers), "a worker never started its training process"
+        assert all(_trainers(pid) for pid in workers), "a worker never started its training process"
         search.kill()
         search.wait()
         deadline = time.monotonic() + 30
-        while _session(search.pid) and time.monotonic() < deadline:
+        while _processes(3, search.pid) and time.monotonic() < deadline:  # its session: workers, trainers
             time.sleep(0.5)
-        assert not any(_alive(pid) for pid in workers), "a worker outlived its search"
-        assert not _session(search.pid), "a training process outlived its worker"
+        assert not any(process_alive(pid) for pid in workers), "a worker outlived its search"
+        assert not _processes(3, search.pid), "a training process outlived its worker"
     finally:
         if search.poll() is None:
             search.kill()
-        for pid in _session(search.pid):
+        for pid in _processes(3, search.pid):
             os.kill(pid, signal.SIGKILL)
-
-
-def _trainer(worker: int) -> list[int]:
-    """The spawned training process of ``worker`` (not multiprocessing's resource tracker), if it runs."""
-    found = []
-    for pid in _children(worker):
-        try:
-            with open(f"/proc/{pid}/cmdline") as handle:
-                if "spawn_main" in handle.read():
-                    found.append(pid)
-        except OSError:
-            pass
-    return found
-
-
-def _session(sid: int) -> list[int]:
-    """Live processes of session ``sid`` (the search, its workers and their training processes)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and _alive(int(entry)):
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    if int(handle.read().rsplit(")", 1)[1].split()[3]) == sid:
-                        found.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, already dead, does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @pytest.mark.slow

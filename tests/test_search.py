@@ -396,14 +396,39 @@ def test_a_killed_worker_leaves_no_training_child(tmp_path):
             os.kill(child, signal.SIGKILL)
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (Linux /proc)."""
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, pgrp, session, ...); [] if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _processes(field: int, value: int) -> list[int]:
+    """Live process ids whose stat ``field`` (1 parent, 3 session) is ``value`` (Linux /proc)."""
     found = []
-    for entry in os.listdir("/proc"):
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        fields = _stat(int(entry))
+        if fields and fields[0] != "Z" and int(fields[field]) == value:
+            found.append(int(entry))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``."""
+    return _processes(1, pid)
+
+
+def _trainers(pid: int) -> list[int]:
+    """``pid``'s training processes: children multiprocessing spawned (not its resource tracker)."""
+    found = []
+    for child in _children(pid):
         try:
-            if entry.isdigit() and int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{child}/cmdline") as handle:
+                if "spawn_main" in handle.read():
+                    found.append(child)
+        except OSError:
             pass
     return found
 
@@ -431,8 +456,7 @@ def test_sigterm_stops_a_search_like_ctrl_c(tmp_path):
         children = []  # the training process (spawned by multiprocessing; other children filter logs)
         while not children and time.monotonic() < deadline:
             time.sleep(0.5)
-            children = [pid for pid in _children(process.pid)
-                        if "multiprocessing.spawn" in open(f"/proc/{pid}/cmdline").read().replace("\0", " ")]
+            children = _trainers(process.pid)
         assert children, "no training process started"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)

@@ -399,10 +399,9 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
 
 def _run_processes(workers: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,
                    log) -> None:
-    from nas.workers import describe_threads, gpu_count, thread_settings, usable_cores, wait_for_workers
+    from nas.workers import cpu_shares, describe_threads, wait_for_workers
 
-    cores, gpus = usable_cores(), gpu_count()
-    threads = [None if gpus else thread_settings(workers, cores, index) for index in range(workers)]
+    threads = cpu_shares(workers)
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(workers):
