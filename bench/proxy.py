@@ -71,9 +71,19 @@ def revision(tree: str) -> str:
 
 
 def matmul_gflops() -> float:
-    """Best of three 10-matmul runs of 2048x2048 float32 (TensorFlow, all cores), in GFLOP/s."""
-    out = subprocess.run([sys.executable, "-c", _MATMUL], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    """Best of three 10-matmul runs of 2048x2048 float32 (TensorFlow, all cores), in GFLOP/s.
+
+    Measured with TensorFlow's own kernels and with oneDNN, and the faster
+    counts (on an AVX2-only CPU, where TensorFlow leaves oneDNN off, oneDNN's
+    matmul ran at 151-153 against 108-128 GFLOP/s): the rate is what the
+    machine can do, whichever kernels a tree trains with.
+    """
+    rates = []
+    for onednn in ("0", "1"):
+        env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn)
+        out = subprocess.run([sys.executable, "-c", _MATMUL], capture_output=True, text=True, check=True, env=env)
+        rates.append(float(out.stdout.strip().splitlines()[-1]))
+    return max(rates)
 
 
 # ---------------------------------------------------------------- one trial in the measured tree
@@ -92,6 +102,12 @@ def measure(config_path: str, overrides: list[str], warm: bool = False, workers:
     """
     sys.path.insert(0, os.getcwd())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:  # as this tree's commands would run (before its trial process starts TensorFlow)
+        from nas.workers import onednn_settings, use_settings
+
+        use_settings(onednn_settings())
+    except ImportError:
+        pass  # a tree before 2026-11-24: TensorFlow's own choice of kernels
     if workers > 1:
         try:  # as this tree's search workers would run (set before its trial process starts TensorFlow)
             from nas.workers import thread_settings, usable_cores, use_settings
@@ -159,7 +175,8 @@ def measure(config_path: str, overrides: list[str], warm: bool = False, workers:
     return {"wall": wall, "prepare": prepared, "timing": timing, "AP": metrics["AP"], "AP50": metrics["AP50"],
             "images_per_s": metrics["train_images_per_s"], "steps": metrics["steps"],
             "batch_size": config.task.training.batch_size, "precision": metrics.get("precision", "float32"),
-            "warm": warm, "load": load(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all")}
+            "warm": warm, "load": load(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all"),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
 
 
 # ---------------------------------------------------------------- the driver (this tree's code)
@@ -208,6 +225,9 @@ def training_gflop_per_image(config_path: str, overrides: list[str]) -> float:
     return total.multiply_adds * 2 * 3 / 1e9
 
 
+ONEDNN_SAYS = {"0": "off", "1": "on", "default": "as TensorFlow chooses"}
+
+
 def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
     """Print one tree's runs; return its medians."""
     print(f"\n== {name}")
@@ -223,7 +243,8 @@ def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
         side_by_side = f", one of {workers} side by side ({r.get('threads', 'all')} thread(s) each)" if workers > 1 else ""
         print(f"run {i} (load {r['load']} -> {r['load_after']}): wall {r['wall']:.1f} s{side_by_side}, "
               f"{r['trials_per_hour']:.1f} trials/h, AP {r['AP']:.3f} AP50 {r['AP50']:.3f}, "
-              f"{r['precision']}, batch {r['batch_size']}, {r['steps']} steps")
+              f"{r['precision']}, batch {r['batch_size']}, {r['steps']} steps, "
+              f"oneDNN {ONEDNN_SAYS.get(r.get('onednn', 'default'), 'default')}")
         print(f"  data preparation outside the trial (once per study): {r['prepare']:.1f} s")
         parts = {"hand-over (warm process)" if r.get("warm") else "spawn+import": t["spawn"],
                  **{k: v for k, v in t.items() if k != "spawn"}}

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from nas.commands import decode, draw, fidelity, score, search, train
 from nas.commands.common import UserError, hide_tensorflow_logs, quiet_python, quiet_tensorflow
+from nas.workers import onednn_settings, use_settings
 
 EXIT_USAGE = 2
 COMMANDS = (search, decode, train, draw, score, fidelity)
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     verbose = getattr(args, "verbose", False)
     quiet_tensorflow(verbose)  # before any command imports TensorFlow
+    use_settings(onednn_settings())  # likewise: TensorFlow reads it once, at import
     quiet_python(verbose)
     if argv is None:
         from nas.workers import interrupt_on_sigterm

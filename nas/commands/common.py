@@ -88,9 +88,10 @@ def output_folder(path: str, option: str = "--out") -> str:
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Set TensorFlow's C++ log level; must run before TensorFlow is imported to have any effect.
 
-    oneDNN stays on (``TF_ENABLE_ONEDNN_OPTS`` untouched): turning it off
-    would change speed and numerics just to hide its start-up notice, which
-    the log level and :func:`hide_tensorflow_logs` hide instead.
+    oneDNN is not turned off to hide its start-up notice (that would change
+    speed and numerics): the log level and :func:`hide_tensorflow_logs` hide
+    it instead. ``nas.workers.onednn_settings`` turns it on where TensorFlow
+    would not.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
 

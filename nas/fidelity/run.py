@@ -34,6 +34,7 @@ from nas.search.child import TrialFailed, TrialProcess
 from nas.search.objective import package_versions
 from nas.search.storage import open_storage, redacted
 from nas.search.study import EXPERIMENT_KEY, fail_orphaned_trials, study_names
+from nas.workers import onednn_settings, use_settings
 
 STUDY_SUFFIX = "-fidelity"
 
@@ -314,6 +315,7 @@ def run_fidelity(experiment, genomes: int, *, repeats: int = 0, repeats_all: int
     added as finished trials first, so a committed table resumes anywhere.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
+    use_settings(onednn_settings())  # likewise
     genomes_at = dict(genomes_at or {})
     unknown = [name for name in [*only, *genomes_at] if name not in experiment.fidelity_configs()]
     if unknown:
@@ -374,7 +376,7 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
     from nas.search.child import exit_with_parent
     from nas.search.study import hide_interrupted_trials
     from nas.experiment import load_experiment
-    from nas.workers import interrupt_on_sigterm, use_settings
+    from nas.workers import interrupt_on_sigterm
 
     exit_with_parent(parent)
     interrupt_on_sigterm()

@@ -17,6 +17,7 @@ from nas.screening.check import format_check, record_check
 from nas.search.screen import prescreen
 from nas.search.storage import redacted, with_retries
 from nas.search.study import describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
+from nas.workers import onednn_settings, use_settings
 
 MAX_CONSECUTIVE_FAILURES = 5
 # Over-budget samples in a row before the search gives up on the constraints.
@@ -46,6 +47,7 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     Over-budget genomes end PRUNED and do not count towards ``n_trials``.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
+    use_settings(onednn_settings())  # likewise
     target = experiment.search.n_trials if n_trials is None else n_trials
     budget = experiment.search.timeout if timeout is None else timeout
     data = prepare(experiment, log, progress=enqueue)  # fail early on bad data
