@@ -22,6 +22,12 @@ N trials per the slowest one's wall time, and its matmul share counts the
 images/s of all N. The N trials start together, where a search's workers
 drift apart; N a divisor of the cores gives every trial the same share.
 
+Each tree runs with the kernels its own commands choose: from bf65c52 on,
+oneDNN on every x86-64 CPU (``nas.workers.onednn_settings``); before, what
+TensorFlow chose (off on CPUs without AVX-512 VNNI/BF16, AVX-VNNI or AMX).
+With ``--json FILE`` every group of trials is written as it ends, and the
+same command, cut short, resumes from the file.
+
 Targets (issue 12): 2x trials per hour against 1e9f694 with AP within its
 seed-to-seed spread (AP 0.405-0.436, AP50 0.526-0.556); training at 0.8 or more
 of the matmul rate; overhead (spawn, import, tracing, evaluation) under 10% of
@@ -39,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MATMUL = """
@@ -107,7 +114,7 @@ def measure(config_path: str, overrides: list[str], warm: bool = False, workers:
 
         use_settings(onednn_settings())
     except ImportError:
-        pass  # a tree before 2026-11-24: TensorFlow's own choice of kernels
+        pass  # a tree before bf65c52: TensorFlow's own choice of kernels
     if workers > 1:
         try:  # as this tree's search workers would run (set before its trial process starts TensorFlow)
             from nas.workers import thread_settings, usable_cores, use_settings
@@ -264,6 +271,29 @@ def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
     return summary
 
 
+def write_runs(path: str, runs: dict, revisions: dict, complete: bool) -> None:
+    """Write the runs so far (atomically: a run cut short leaves the last whole file)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump({"runs": runs, "revisions": revisions, "complete": complete}, handle, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def resumed_runs(path: Optional[str], revisions: dict, trees: dict) -> dict[str, list]:
+    """The runs an earlier, unfinished run of the same measurement wrote to ``path`` (else none)."""
+    runs: dict[str, list] = {name: [] for name in trees}
+    if not path or not os.path.exists(path):
+        return runs
+    with open(path, encoding="utf-8") as handle:
+        earlier = json.load(handle)
+    if earlier.get("complete", True):
+        raise SystemExit(f"--json {path}: holds a finished measurement; name a new file")
+    if earlier["revisions"] != revisions or set(earlier["runs"]) != set(runs):
+        raise SystemExit(f"--json {path}: an unfinished measurement of other revisions or settings "
+                         f"({earlier['revisions']}); name a new file")
+    print(f"resuming from {path}: " + ", ".join(f"{name} {len(r)} trial(s)" for name, r in earlier["runs"].items()))
+    return earlier["runs"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/proxy_shapes.yaml",
@@ -276,7 +306,9 @@ def main() -> None:
     parser.add_argument("--warm", action="store_true",
                         help="measure the second trial of a warm trial process (trees without one run cold)")
     parser.add_argument("--workers", type=int, default=1, help="this tree's trials side by side, as N search workers")
-    parser.add_argument("--json", metavar="FILE", help="also write every run here")
+    parser.add_argument("--json", metavar="FILE",
+                        help="write every run here as it ends; a run of the same command that was cut short "
+                             "resumes from the file")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -307,10 +339,14 @@ def main() -> None:
             subprocess.run(["git", "worktree", "add", "--detach", "--force", folder, ref],
                            cwd=HERE, check=True, capture_output=True)
         trees["this tree"] = (HERE, args.set, args.workers)
-        runs: dict[str, list] = {name: [] for name in trees}
-        for _ in range(args.repeat):
+        runs = resumed_runs(args.json, revisions, trees)
+        for repeat in range(args.repeat):
             for name, (folder, overrides, workers) in trees.items():
+                if len(runs[name]) >= (repeat + 1) * workers:
+                    continue  # measured before the command was cut short
                 runs[name] += run_tree(folder, args.config, overrides, args.warm, workers)
+                if args.json:
+                    write_runs(args.json, runs, revisions, complete=False)
     finally:
         for name, (folder, _, _) in trees.items():
             if folder != HERE:
@@ -318,8 +354,7 @@ def main() -> None:
                 shutil.rmtree(folder, ignore_errors=True)
     summaries = {name: describe(name, r, flop_per_image) for name, r in runs.items() if r}
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"runs": runs, "revisions": revisions}, handle, indent=2)
+        write_runs(args.json, runs, revisions, complete=True)
     new = summaries["this tree"]
     print(f"\nthis tree: {new['trials_per_hour']:.1f} trials/h (target: 2x 1e9f694), training at "
           f"{new['matmul_fraction']:.2f} of the matmul rate (target 0.8), overhead {new['overhead']:.1%} "

@@ -16,7 +16,8 @@ from nas.config import ConfigError
 from nas.experiment import load_experiment
 from nas.search import StorageError, open_storage, open_study, run_search
 from nas.search.study import process_alive
-from nas.workers import auto_workers, gpu_assignments, physical_memory, thread_settings, usable_cores, use_settings
+from nas.workers import (ONEDNN, auto_workers, gpu_assignments, onednn_settings, physical_memory, thread_settings,
+                         usable_cores, use_settings)
 from tests.postgres import ThrowawayPostgres, server_binaries
 from tests.test_search import _processes, _trainers, tiny_experiment
 
@@ -165,6 +166,18 @@ def test_thread_settings_share_the_cores_and_keep_the_users_own(monkeypatch):
     assert os.environ["TF_NUM_INTRAOP_THREADS"] == "3" and os.environ["TF_NUM_INTEROP_THREADS"] == "1"
 
 
+def test_onednn_is_on_for_every_command_unless_the_user_said_otherwise(tmp_path, monkeypatch):
+    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import: the command line sets it before any command runs.
+    missing = str(tmp_path / "missing.yaml")
+    monkeypatch.delenv(ONEDNN, raising=False)
+    assert main(["search", missing]) == 2
+    assert os.environ.get(ONEDNN) == onednn_settings().get(ONEDNN)
+    monkeypatch.setenv(ONEDNN, "0")  # the user's own choice stands
+    assert main(["search", missing]) == 2
+    assert os.environ[ONEDNN] == "0"
+    assert onednn_settings("x86_64") == {ONEDNN: "1"} and onednn_settings("aarch64") == {}
+
+
 def test_a_containers_limits_cap_cores_and_memory(tmp_path, monkeypatch):
     # Docker --cpus 1.5 --memory 6g: the host's cores and memory are not the search's.
     cpu, memory = tmp_path / "cpu.max", tmp_path / "memory.max"
@@ -209,7 +222,7 @@ def two_cores(tmp_path, monkeypatch):
 def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monkeypatch, capsys, two_cores):
     # --workers auto on a 2-core machine without GPUs: two workers, one TensorFlow thread each, and the
     # pre-screen (queued before the workers start) still decides the first trials.
-    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", ONEDNN):
         monkeypatch.delenv(name, raising=False)
     path = tiny_experiment(tmp_path, search={"n_trials": 2, "storage": f"sqlite:///{tmp_path}/study.db",
                                              "screening": {"proxy": "-params", "candidates": 2, "prescreen": 2}})
@@ -222,6 +235,8 @@ def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monke
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 2
     assert [t.user_attrs["cpu_threads"] for t in complete] == [1, 1]
+    # oneDNN on x86-64 even where TensorFlow would leave it off (an AVX2-only CPU): the trials say which
+    assert [t.user_attrs.get("onednn") for t in complete] == ([True, True] if onednn_settings() else [None, None])
     assert all(t.user_attrs["worker"]["pid"] != os.getpid() for t in complete)  # trained in the workers
     assert study.user_attrs["prescreened"] and any("prescreen_rank" in t.user_attrs for t in study.trials)
     assert "TF_NUM_INTRAOP_THREADS" not in os.environ  # the split is the workers' own, not this process's
