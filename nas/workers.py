@@ -3,6 +3,8 @@
 Workers coordinate only through the study's storage, so local workers
 (``spinenas search FILE --workers N``) and workers on other machines
 (``spinenas worker FILE --storage URL --study-name NAME``) mix freely.
+Also here: what each process's TensorFlow gets of the CPU (its share of the
+cores, and oneDNN's kernels), set in the environment before TensorFlow loads.
 """
 
 from __future__ import annotations

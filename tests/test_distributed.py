@@ -48,7 +48,7 @@ def _trials(url, name):
 def test_three_workers_one_killed(backend, tmp_path, request):
     name = f"dist_{backend}"
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else f"journal://{tmp_path}/journal.log"
-    path = tiny_experiment(tmp_path, name=name, search={"n_trials": 6, "storage": url, "max_retries": 1},
+    path = tiny_experiment(tmp_path, name=name, search={"n_trials": 4, "storage": url, "max_retries": 1},
                            task={"training": {"epochs": 1, "warmup_steps": 1}})
     command = [sys.executable, "-m", "nas.cli", "search", path, "--workers", "3"]
     log = open(tmp_path / "search.log", "w")
@@ -63,7 +63,7 @@ def test_three_workers_one_killed(backend, tmp_path, request):
             continue
         # Mid-training: the genome is sampled and recorded, the child is training it.
         running = [t for t in trials if t.state.name == "RUNNING" and "fingerprint" in t.user_attrs]
-        if sum(t.state.name == "COMPLETE" for t in trials) >= 2 and running:
+        if sum(t.state.name == "COMPLETE" for t in trials) >= 1 and running:
             killed = running[0]
             os.kill(killed.user_attrs["worker"]["pid"], signal.SIGKILL)
     assert killed is not None, open(tmp_path / "search.log").read()
@@ -71,7 +71,7 @@ def test_three_workers_one_killed(backend, tmp_path, request):
 
     trials = _trials(url, name)
     states = [t.state.name for t in trials]
-    assert states.count("COMPLETE") == 6, states
+    assert states.count("COMPLETE") == 4, states
     assert trials[killed.number].state.name == "FAIL"
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
@@ -83,7 +83,7 @@ def test_three_workers_one_killed(backend, tmp_path, request):
     assert retries, states
     assert all((t.params or t.system_attrs.get("fixed_params")) == trials[killed.number].params for t in retries)
 
-    # Resuming adds nothing: the study already has its 6 complete trials.
+    # Resuming adds nothing: the study already has its 4 complete trials.
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(_trials(url, name)) == len(trials)
