@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -251,7 +252,7 @@ def describe(name: str, runs: list[dict], flop_per_image: float) -> dict:
         print(f"run {i} (load {r['load']} -> {r['load_after']}): wall {r['wall']:.1f} s{side_by_side}, "
               f"{r['trials_per_hour']:.1f} trials/h, AP {r['AP']:.3f} AP50 {r['AP50']:.3f}, "
               f"{r['precision']}, batch {r['batch_size']}, {r['steps']} steps, "
-              f"oneDNN {ONEDNN_SAYS.get(r.get('onednn', 'default'), 'default')}")
+              f"oneDNN {ONEDNN_SAYS.get(r.get('onednn', 'default'), r.get('onednn'))}")
         print(f"  data preparation outside the trial (once per study): {r['prepare']:.1f} s")
         parts = {"hand-over (warm process)" if r.get("warm") else "spawn+import": t["spawn"],
                  **{k: v for k, v in t.items() if k != "spawn"}}
@@ -278,6 +279,11 @@ def write_runs(path: str, runs: dict, revisions: dict, complete: bool) -> None:
     os.replace(path + ".tmp", path)
 
 
+def already_measured(runs: list, repeat: int, workers: int) -> bool:
+    """Whether group ``repeat`` (from 0) of a tree measured ``workers`` trials at a time is in its ``runs``."""
+    return len(runs) >= (repeat + 1) * workers
+
+
 def resumed_runs(path: Optional[str], revisions: dict, trees: dict) -> dict[str, list]:
     """The runs an earlier, unfinished run of the same measurement wrote to ``path`` (else none)."""
     runs: dict[str, list] = {name: [] for name in trees}
@@ -285,6 +291,9 @@ def resumed_runs(path: Optional[str], revisions: dict, trees: dict) -> dict[str,
         return runs
     with open(path, encoding="utf-8") as handle:
         earlier = json.load(handle)
+    if revisions["this tree"].endswith("+changes"):
+        raise SystemExit(f"--json {path}: this tree has uncommitted changes, so its earlier runs may be of other "
+                         "code; commit them, or name a new file")
     if earlier.get("complete", True):
         raise SystemExit(f"--json {path}: holds a finished measurement; name a new file")
     if earlier["revisions"] != revisions or set(earlier["runs"]) != set(runs):
@@ -322,7 +331,8 @@ def main() -> None:
     print(f"load {load()}; {os.cpu_count()} cores; SpineNet-49 proxy trial, "
           f"{flop_per_image:.3f} GFLOP per training image (analytic, forward + backward)")
     # Resolved before measuring: a commit made during a long run must not be recorded as the one measured.
-    revisions = {"this tree": revision(HERE), "settings": args.set, "warm": args.warm, "workers": args.workers,
+    revisions = {"this tree": revision(HERE), "config": args.config, "host": platform.node(), "settings": args.set,
+                 "warm": args.warm, "workers": args.workers,
                  "baseline_settings": args.baseline_set, "baselines": []}
     trees = {}  # name -> (folder, overrides, workers), measured in this order, alternating
     try:
@@ -342,8 +352,8 @@ def main() -> None:
         runs = resumed_runs(args.json, revisions, trees)
         for repeat in range(args.repeat):
             for name, (folder, overrides, workers) in trees.items():
-                if len(runs[name]) >= (repeat + 1) * workers:
-                    continue  # measured before the command was cut short
+                if already_measured(runs[name], repeat, workers):
+                    continue  # before the command was cut short
                 runs[name] += run_tree(folder, args.config, overrides, args.warm, workers)
                 if args.json:
                     write_runs(args.json, runs, revisions, complete=False)

@@ -150,23 +150,32 @@ def describe_threads(settings: dict) -> str:
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 
 
-def onednn_settings(machine: Optional[str] = None) -> dict[str, str]:
-    """``TF_ENABLE_ONEDNN_OPTS=1`` on x86-64 (``machine``: default this one), else nothing.
+def onednn_settings(machine: Optional[str] = None, system: Optional[str] = None) -> dict[str, str]:
+    """``TF_ENABLE_ONEDNN_OPTS=1`` on x86-64 Linux or Windows (default: this machine), else nothing.
 
     TensorFlow turns its oneDNN kernels on by itself only on x86 CPUs with
     AVX-512 VNNI or BF16, AVX-VNNI or AMX. On an AVX2-only AMD EPYC (2 cores)
     the proxy's train step took 774 ms on one thread with TensorFlow's own
     kernels and 565 ms with oneDNN; two one-thread trials side by side, 748-819
     against 620-634 ms a step. The kernels differ only in the order of their
-    floating-point sums. Elsewhere (aarch64) TensorFlow's own choice stands.
+    floating-point sums. Elsewhere (aarch64; macOS, whose TensorFlow has no
+    oneDNN kernels) TensorFlow's own choice stands.
     Applied with :func:`use_settings`, so ``TF_ENABLE_ONEDNN_OPTS=0`` set by
     the user keeps TensorFlow's kernels.
 
-    >>> onednn_settings("x86_64"), onednn_settings("aarch64")
-    ({'TF_ENABLE_ONEDNN_OPTS': '1'}, {})
+    >>> onednn_settings("x86_64", "linux"), onednn_settings("aarch64", "linux"), onednn_settings("x86_64", "darwin")
+    ({'TF_ENABLE_ONEDNN_OPTS': '1'}, {}, {})
     """
     machine = (machine or platform.machine()).lower()
-    return {ONEDNN: "1"} if machine in ("x86_64", "amd64") else {}
+    system = system or sys.platform
+    x86 = machine in ("x86_64", "amd64")
+    return {ONEDNN: "1"} if x86 and (system.startswith("linux") or system == "win32") else {}
+
+
+def onednn_setting() -> Optional[bool]:
+    """Whether ``TF_ENABLE_ONEDNN_OPTS`` asks for oneDNN (True), against it (False), or is unset (None)."""
+    value = os.environ.get(ONEDNN, "").strip().lower()
+    return True if value in ("1", "true") else False if value in ("0", "false") else None
 
 
 def use_settings(environment: Optional[dict]) -> None:
@@ -246,6 +255,7 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     On a machine without GPUs, each worker's TensorFlow gets its share of the
     cores (:func:`thread_settings`).
     """
+    use_settings(onednn_settings())  # before the pre-screen here starts its scoring process
     from nas.experiment import load_experiment
     from nas.search import open_study, prepare
     from nas.search.driver import queue_first_trials

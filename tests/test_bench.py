@@ -24,6 +24,13 @@ def test_an_unfinished_proxy_measurement_resumes_from_its_file(tmp_path):
     done = {"baseline 1e9f694": [{"wall": 500.0}], "this tree": [{"wall": 580.0}, {"wall": 590.0}]}
     proxy.write_runs(path, done, revisions, complete=False)
     assert proxy.resumed_runs(path, revisions, trees) == done
+    # Cut short in the second repeat: the baseline's second trial and this tree's second pair are left to run.
+    assert proxy.already_measured(done["baseline 1e9f694"], 0, 1) and not proxy.already_measured(
+        done["baseline 1e9f694"], 1, 1)
+    assert proxy.already_measured(done["this tree"], 0, 2) and not proxy.already_measured(done["this tree"], 1, 2)
+    assert not proxy.already_measured(done["this tree"][:1], 0, 2)  # half a pair is measured again
+    with pytest.raises(SystemExit, match="uncommitted changes"):
+        proxy.resumed_runs(path, {**revisions, "this tree": "abc1234+changes"}, trees)
     with pytest.raises(SystemExit, match="other revisions or settings"):  # another commit's runs are not mixed in
         proxy.resumed_runs(path, {**revisions, "this tree": "def5678"}, trees)
     proxy.write_runs(path, done, revisions, complete=True)

@@ -16,7 +16,7 @@ from nas.config import ConfigError
 from nas.experiment import load_experiment
 from nas.search import StorageError, open_storage, open_study, run_search
 from nas.search.study import process_alive
-from nas.workers import (ONEDNN, auto_workers, gpu_assignments, onednn_settings, physical_memory, thread_settings,
+from nas.workers import (ONEDNN, auto_workers, gpu_assignments, onednn_setting, onednn_settings, physical_memory, thread_settings,
                          usable_cores, use_settings)
 from tests.postgres import ThrowawayPostgres, server_binaries
 from tests.test_search import _processes, _trainers, tiny_experiment
@@ -64,7 +64,7 @@ def test_three_workers_one_killed(backend, tmp_path, request):
         # Mid-training: the genome is sampled and recorded, the child is training it.
         running = [t for t in trials if t.state.name == "RUNNING" and "fingerprint" in t.user_attrs]
         if sum(t.state.name == "COMPLETE" for t in trials) >= 1 and running:
-            killed = running[0]
+            killed = max(running, key=lambda t: t.datetime_start)  # the newest: the least likely to end first
             os.kill(killed.user_attrs["worker"]["pid"], signal.SIGKILL)
     assert killed is not None, open(tmp_path / "search.log").read()
     assert search.wait(timeout=400) == 0, open(tmp_path / "search.log").read()
@@ -174,8 +174,13 @@ def test_onednn_is_on_for_every_command_unless_the_user_said_otherwise(tmp_path,
     assert os.environ.get(ONEDNN) == onednn_settings().get(ONEDNN)
     monkeypatch.setenv(ONEDNN, "0")  # the user's own choice stands
     assert main(["search", missing]) == 2
-    assert os.environ[ONEDNN] == "0"
-    assert onednn_settings("x86_64") == {ONEDNN: "1"} and onednn_settings("aarch64") == {}
+    assert os.environ[ONEDNN] == "0" and onednn_setting() is False
+    for value, recorded in (("1", True), ("True", True), ("false", False)):  # what trials record
+        monkeypatch.setenv(ONEDNN, value)
+        assert onednn_setting() is recorded
+    monkeypatch.delenv(ONEDNN)
+    assert onednn_setting() is None
+    assert onednn_settings("x86_64", "linux") == {ONEDNN: "1"} and onednn_settings("aarch64", "linux") == {}
 
 
 def test_a_containers_limits_cap_cores_and_memory(tmp_path, monkeypatch):

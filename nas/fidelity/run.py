@@ -34,7 +34,7 @@ from nas.search.child import TrialFailed, TrialProcess
 from nas.search.objective import package_versions
 from nas.search.storage import open_storage, redacted
 from nas.search.study import EXPERIMENT_KEY, fail_orphaned_trials, study_names
-from nas.workers import onednn_settings, use_settings
+from nas.workers import onednn_setting, onednn_settings, use_settings
 
 STUDY_SUFFIX = "-fidelity"
 
@@ -107,9 +107,9 @@ def prepare_fidelities(experiment, log: Callable[[str], None] = print, names: Se
 
 
 def machine() -> dict:
-    """Where a trial ran: host, platform, processor and core count."""
+    """Where a trial ran: host, platform, processor, core count and oneDNN (None: TensorFlow's own choice)."""
     return {"host": socket.gethostname(), "platform": platform.platform(), "processor": platform.processor(),
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+            "machine": platform.machine(), "cpus": os.cpu_count(), "onednn": onednn_setting()}
 
 
 def enqueue_missing(study: optuna.Study, plan: Plan, max_retries: int) -> dict:

@@ -16,7 +16,7 @@ from nas.config import to_data
 from nas.search.child import TrialFailed, TrialProcess
 from nas.search.screen import optional as optional_screener
 from nas.tasks.base import COST_METRICS, model_cost
-from nas.workers import ONEDNN
+from nas.workers import onednn_setting
 from search_spaces.space import InfeasibleGenome
 from spinenet.cost import CostBudget
 
@@ -79,8 +79,8 @@ class Objective:
         threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
         if threads.isdigit():  # a worker given its share of the cores: its trials' times depend on it
             trial.set_user_attr("cpu_threads", int(threads))
-        if os.environ.get(ONEDNN) in ("0", "1"):  # set by spinenas or the user; unset: TensorFlow's own choice
-            trial.set_user_attr("onednn", os.environ[ONEDNN] == "1")
+        if onednn_setting() is not None:  # set by spinenas or the user; unset: TensorFlow's own choice
+            trial.set_user_attr("onednn", onednn_setting())
         if self.target is not None:
             # Another worker may have started the last needed trial a moment before this one.
             trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
