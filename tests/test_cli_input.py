@@ -148,3 +148,13 @@ def test_optuna_interrupt_traceback_is_hidden_and_real_failures_are_not():
     assert hide.filter(record("Trial 4 failed with value None."))  # not interrupted: shown
     assert hide.filter(record("Trial 5 failed with parameters: {} because of the following error: "
                               "ValueError('boom').", ValueError("boom")))
+
+
+def test_the_command_line_parses_before_tensorflow_loads():
+    # TF_CPP_MIN_LOG_LEVEL and TF_ENABLE_ONEDNN_OPTS are read once, when TensorFlow loads: main() sets them
+    # after parsing, so parsing (every command's and task's parser) must not import it.
+    script = ("import sys, nas.cli; nas.cli.build_parser().parse_args(['search', 'x.yaml']); "
+              "print(sorted(m for m in ('tensorflow', 'tf_keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
