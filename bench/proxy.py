@@ -23,7 +23,7 @@ images/s of all N. The N trials start together, where a search's workers
 drift apart; N a divisor of the cores gives every trial the same share.
 
 Each tree runs with the kernels its own commands choose: from bf65c52 on,
-oneDNN on every x86-64 CPU (``nas.workers.onednn_settings``); before, what
+oneDNN on every x86-64 CPU (``nas.cpu.onednn_settings``; ``nas.workers`` until the next commit); before, what
 TensorFlow chose (off on CPUs without AVX-512 VNNI/BF16, AVX-VNNI or AMX).
 With ``--json FILE`` every group of trials is written as it ends, and the
 same command, cut short, resumes from the file.
@@ -111,7 +111,10 @@ def measure(config_path: str, overrides: list[str], warm: bool = False, workers:
     sys.path.insert(0, os.getcwd())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:  # as this tree's commands would run (before its trial process starts TensorFlow)
-        from nas.workers import onednn_settings, use_settings
+        try:
+            from nas.cpu import onednn_settings, use_settings
+        except ImportError:  # bf65c52 to this commit kept them in nas.workers
+            from nas.workers import onednn_settings, use_settings
 
         use_settings(onednn_settings())
     except ImportError:

@@ -23,7 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from nas.workers import onednn_settings, use_settings  # noqa: E402  (before TensorFlow loads, as trials do)
+from nas.cpu import onednn_settings, use_settings  # noqa: E402  (before TensorFlow loads, as trials do)
 
 use_settings(onednn_settings())
 

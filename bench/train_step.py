@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from nas.workers import onednn_settings, use_settings  # noqa: E402  (before TensorFlow loads, as trials do)
+from nas.cpu import onednn_settings, use_settings  # noqa: E402  (before TensorFlow loads, as trials do)
 
 use_settings(onednn_settings())
 

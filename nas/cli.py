@@ -14,7 +14,7 @@ from typing import Sequence
 
 from nas.commands import decode, draw, fidelity, score, search, train
 from nas.commands.common import UserError, hide_tensorflow_logs, quiet_python, quiet_tensorflow
-from nas.workers import onednn_settings, use_settings
+from nas.cpu import onednn_settings, use_settings
 
 EXIT_USAGE = 2
 COMMANDS = (search, decode, train, draw, score, fidelity)

@@ -13,7 +13,7 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from nas.workers import onednn_settings, use_settings  # noqa: E402
+from nas.cpu import onednn_settings, use_settings  # noqa: E402
 
 use_settings(onednn_settings())  # the kernels the commands use, here and in the processes tests start
 

@@ -16,8 +16,8 @@ from nas.config import ConfigError
 from nas.experiment import load_experiment
 from nas.search import StorageError, open_storage, open_study, run_search
 from nas.search.study import process_alive
-from nas.workers import (ONEDNN, auto_workers, gpu_assignments, onednn_setting, onednn_settings, physical_memory, thread_settings,
-                         usable_cores, use_settings)
+from nas.cpu import ONEDNN, onednn_setting, onednn_settings, use_settings
+from nas.workers import auto_workers, gpu_assignments, physical_memory, thread_settings, usable_cores
 from tests.postgres import ThrowawayPostgres, server_binaries
 from tests.test_search import _processes, _trainers, tiny_experiment
 

@@ -90,7 +90,7 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 
     oneDNN is not turned off to hide its start-up notice (that would change
     speed and numerics): the log level and :func:`hide_tensorflow_logs` hide
-    it instead. ``nas.workers.onednn_settings`` turns it on where TensorFlow
+    it instead. ``nas.cpu.onednn_settings`` turns it on where TensorFlow
     would not.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")

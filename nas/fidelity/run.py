@@ -34,7 +34,7 @@ from nas.search.child import TrialFailed, TrialProcess
 from nas.search.objective import package_versions
 from nas.search.storage import open_storage, redacted
 from nas.search.study import EXPERIMENT_KEY, fail_orphaned_trials, study_names
-from nas.workers import onednn_setting, onednn_settings, use_settings
+from nas.cpu import onednn_setting, onednn_settings, use_settings
 
 STUDY_SUFFIX = "-fidelity"
 

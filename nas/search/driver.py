@@ -17,7 +17,7 @@ from nas.screening.check import format_check, record_check
 from nas.search.screen import prescreen
 from nas.search.storage import redacted, with_retries
 from nas.search.study import describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
-from nas.workers import onednn_settings, use_settings
+from nas.cpu import onednn_settings, use_settings
 
 MAX_CONSECUTIVE_FAILURES = 5
 # Over-budget samples in a row before the search gives up on the constraints.

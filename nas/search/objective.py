@@ -16,7 +16,7 @@ from nas.config import to_data
 from nas.search.child import TrialFailed, TrialProcess
 from nas.search.screen import optional as optional_screener
 from nas.tasks.base import COST_METRICS, model_cost
-from nas.workers import onednn_setting
+from nas.cpu import onednn_setting
 from search_spaces.space import InfeasibleGenome
 from spinenet.cost import CostBudget
 
