@@ -23,7 +23,7 @@ images/s of all N. The N trials start together, where a search's workers
 drift apart; N a divisor of the cores gives every trial the same share.
 
 Each tree runs with the kernels its own commands choose: from bf65c52 on,
-oneDNN on every x86-64 CPU (``nas.cpu.onednn_settings``; ``nas.workers`` until the next commit); before, what
+oneDNN on every x86-64 CPU (``nas.cpu.onednn_settings``); before, what
 TensorFlow chose (off on CPUs without AVX-512 VNNI/BF16, AVX-VNNI or AMX).
 With ``--json FILE`` every group of trials is written as it ends, and the
 same command, cut short, resumes from the file.
