@@ -301,3 +301,21 @@ def test_evaluation_traces_once_whatever_the_last_batch(tmp_path):
     first = _evaluate(eval_step, dataset)
     assert _evaluate(eval_step, dataset) == first and 0 <= first["top1"] <= first["top5"] <= 1
     assert eval_step.experimental_get_tracing_count() == 1
+
+
+def test_training_batches_follow_the_seed_whatever_the_threads(tmp_path):
+    # As for detection: parallel augmentation must draw its crops and flips from the seed, not from thread timing.
+    write_shapes_dataset(str(tmp_path / "d"), train=48, val=4, image_size=32, seed=0)
+    train = read_image_folder(str(tmp_path / "d" / "train"), class_names=CLASSES)
+
+    def two_epochs(seed):
+        tf.random.set_seed(0)
+        batches = make_dataset(train, image_size=32, batch_size=8, training=True, seed=seed).repeat(2)
+        return [np.concatenate([images.numpy().ravel(), labels.numpy().ravel()]) for images, labels in batches]
+
+    first = two_epochs(seed=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(np.concatenate(two_epochs(seed=1)), np.concatenate(first))
+    assert len(first) == 12
+    assert not np.array_equal(np.sort(np.concatenate(first[:6])), np.sort(np.concatenate(first[6:])))
+    assert not np.array_equal(np.concatenate(two_epochs(seed=2)), np.concatenate(first))

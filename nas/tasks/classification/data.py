@@ -93,8 +93,13 @@ def make_dataset(split: ImageFolderSplit, *, image_size: int, batch_size: int, t
     ds = ds.cache()
     if training:
         ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda image, label: (_random_crop(image, image_size, crop_area, flip), label),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        # One draw per example from the seed, new every epoch, so the parallel map's thread order cannot change
+        # which image gets which crop.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, draws).map(
+            lambda example, draw: (_random_crop(example[0], image_size, crop_area, flip, tf.stack([draw, seed])),
+                                   example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda image, label: (_centre_crop(image, image_size), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
@@ -124,18 +129,20 @@ def _centre_crop(image, image_size: int):
     return tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
 
 
-def _random_crop(image, image_size: int, crop_area: Sequence[float], flip: bool):
+def _random_crop(image, image_size: int, crop_area: Sequence[float], flip: bool, seed):
+    """A random square crop scaled to ``image_size``, maybe flipped, every random number drawn from ``seed``."""
     import tensorflow as tf
 
+    area_seed, top_seed, left_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
     shape = tf.shape(image)
     low, high = crop_area
     # A square holding a random fraction of the short side's square, placed anywhere, scaled back up.
-    side = tf.cast(tf.round(image_size * tf.sqrt(tf.random.uniform([], low, high))), tf.int32)
+    side = tf.cast(tf.round(image_size * tf.sqrt(tf.random.stateless_uniform([], area_seed, low, high))), tf.int32)
     side = tf.clip_by_value(side, 1, image_size)
-    top = tf.random.uniform([], 0, shape[0] - side + 1, dtype=tf.int32)
-    left = tf.random.uniform([], 0, shape[1] - side + 1, dtype=tf.int32)
+    top = tf.random.stateless_uniform([], top_seed, 0, shape[0] - side + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], left_seed, 0, shape[1] - side + 1, dtype=tf.int32)
     crop = tf.image.crop_to_bounding_box(image, top, left, side, side)
     crop = tf.image.resize(crop, [image_size, image_size], method="bilinear")
     if flip:
-        crop = tf.image.random_flip_left_right(crop)
+        crop = tf.image.stateless_random_flip_left_right(crop, flip_seed)
     return tf.cast(tf.clip_by_value(tf.round(crop), 0, 255), tf.uint8)

@@ -436,8 +436,12 @@ def _batches(ds, count: int, training: bool, image_size: int, batch_size: int, s
 
     if training:
         ds = ds.shuffle(min(count, 4096), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda item: _augment(item, image_size, scale_jitter, flip),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        # Each example brings its own draw from the seed (new ones every epoch): a shared random op would give
+        # the parallel map's threads its numbers in whatever order they ran, and a seed would not fix a trial.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, draws).map(
+            lambda item, draw: _augment(item, image_size, scale_jitter, flip, tf.stack([draw, seed])),
+            num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(_finish, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -449,18 +453,20 @@ def _load_resized(path, size) -> np.ndarray:
     return load_image(path.decode() if isinstance(path, bytes) else str(path), (int(size[0]), int(size[1])))
 
 
-def _augment(item, image_size: int, scale_jitter, flip: bool):
+def _augment(item, image_size: int, scale_jitter, flip: bool, seed):
+    """Scale jitter, crop or pad, and flip of one example, every random number drawn from ``seed`` ([2] int64)."""
     import tensorflow as tf
 
+    scale_seed, y_seed, x_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
     image, boxes, classes = tf.cast(item["image"], tf.float32), item["boxes"], item["classes"]
     low, high = scale_jitter
-    factor = tf.random.uniform([], low, high)
+    factor = tf.random.stateless_uniform([], scale_seed, low, high)
     scaled = tf.cast(tf.round(image_size * factor), tf.int32)
     image = tf.image.resize(image, [scaled, scaled], method="bilinear")
     # Random crop (zoomed in) or pad (zoomed out) back to the square size.
     room = tf.maximum(scaled - image_size, 0)
-    oy = tf.random.uniform([], 0, room + 1, dtype=tf.int32)
-    ox = tf.random.uniform([], 0, room + 1, dtype=tf.int32)
+    oy = tf.random.stateless_uniform([], y_seed, 0, room + 1, dtype=tf.int32)
+    ox = tf.random.stateless_uniform([], x_seed, 0, room + 1, dtype=tf.int32)
     image = tf.image.pad_to_bounding_box(image, 0, 0, tf.maximum(scaled, image_size), tf.maximum(scaled, image_size))
     image = tf.image.crop_to_bounding_box(image, oy, ox, image_size, image_size)
     offset = tf.cast(tf.stack([oy, ox, oy, ox]), tf.float32)
@@ -474,7 +480,7 @@ def _augment(item, image_size: int, scale_jitter, flip: bool):
     classes = tf.where(keep, classes, -1)
     boxes = tf.where(keep[:, None], clipped, 0.0)
     if flip:
-        do_flip = tf.random.uniform([]) < 0.5
+        do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
         image = tf.cond(do_flip, lambda: tf.image.flip_left_right(image), lambda: image)
         flipped = tf.stack([boxes[:, 0], image_size - boxes[:, 3], boxes[:, 2], image_size - boxes[:, 1]], axis=1)
         boxes = tf.where(do_flip & keep[:, None], flipped, boxes)
