@@ -69,10 +69,11 @@ def conv_sites(model) -> list[dict]:
 
 def multiply_adds(site: dict, batch: int) -> int:
     """Forward multiply-adds of one convolution call over a batch."""
-    height, width, channels = site["input"]
-    out_h = -(-height // site["strides"][0]) if site["padding"] == "same" else (height - site["kernel"][0]) // site["strides"][0] + 1
-    out_w = -(-width // site["strides"][1]) if site["padding"] == "same" else (width - site["kernel"][1]) // site["strides"][1] + 1
-    return batch * out_h * out_w * site["kernel"][0] * site["kernel"][1] * channels * site["filters"]
+    *sides, channels = site["input"]
+    same = site["padding"] == "same"
+    out = [-(-side // stride) if same else (side - k) // stride + 1  # "same" pads to ceil(side / stride)
+           for side, k, stride in zip(sides, site["kernel"], site["strides"])]
+    return batch * out[0] * out[1] * site["kernel"][0] * site["kernel"][1] * channels * site["filters"]
 
 
 def kind(site: dict) -> str:
