@@ -150,6 +150,52 @@ def test_optuna_interrupt_traceback_is_hidden_and_real_failures_are_not():
                               "ValueError('boom').", ValueError("boom")))
 
 
+def test_an_expected_trial_failure_prints_no_optuna_traceback(tmp_path):
+    # A diverged or crashed trial has spinenas's own line; Optuna's warning repeated it with a traceback and
+    # every encoding parameter. The real Optuna path, through its own handler.
+    import io
+    import logging
+
+    import optuna
+
+    from nas.search.child import TrialFailed
+    from nas.search.study import describe_trial, hide_interrupted_trials
+
+    hide_interrupted_trials()
+    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.StreamHandler))
+    stream, handler.stream = handler.stream, io.StringIO()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial):
+        trial.suggest_int("order_0", 0, 9)
+        trial.set_user_attr("fail_reason", "diverged: loss became nan at step 3")
+        raise TrialFailed("diverged: loss became nan at step 3")
+
+    def crash(trial):
+        raise ValueError("a bug, not an expected failure")
+
+    try:
+        study = optuna.create_study()
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+        quiet = handler.stream.getvalue()
+        study.optimize(crash, n_trials=1, catch=(ValueError,))
+        loud = handler.stream.getvalue()[len(quiet):]
+    finally:
+        handler.stream = stream
+    assert quiet == "", quiet
+    assert "Traceback" in loud and "a bug" in loud  # anything else still shows in full
+    assert "reason: diverged: loss became nan" in describe_trial(study.trials[0], study)
+
+
+def test_a_training_crash_writes_its_traceback_to_the_trial_log(tmp_path):
+    from nas.search.child import ERROR_LOG, _train_one
+
+    kind, reason = _train_one(None, {"not": "a genome"}, {}, str(tmp_path / "t"))
+    assert kind == "error" and "(at " in reason
+    text = (tmp_path / "t" / ERROR_LOG).read_text()
+    assert text.startswith("Traceback (most recent call last):") and reason.split(":")[0] in text
+
+
 def test_the_command_line_parses_before_tensorflow_loads():
     # TF_CPP_MIN_LOG_LEVEL and TF_ENABLE_ONEDNN_OPTS are read once, when TensorFlow loads: main() sets them
     # after parsing, so parsing (every command's and task's parser) must not import it.

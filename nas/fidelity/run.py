@@ -32,8 +32,10 @@ from nas.fidelity.plan import ITEM_ATTRS, Plan, make_plan
 from nas.fidelity.table import import_records, load_table, run_number
 from nas.search.child import TrialFailed, TrialProcess
 from nas.search.objective import package_versions
+from nas.search.precision import PrecisionMismatch, record_precision
 from nas.search.storage import open_storage, redacted
 from nas.search.study import EXPERIMENT_KEY, fail_orphaned_trials, study_names
+from nas.search.trial_writes import claim_waiting
 from nas.cpu import onednn_setting, onednn_settings, use_settings
 
 STUDY_SUFFIX = "-fidelity"
@@ -146,11 +148,9 @@ def claim(study: optuna.Study, keys: set):
     for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         if trial.user_attrs.get("item") not in keys:
             continue  # queued by a plan with other genomes or settings: left for that plan
-        try:
-            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, trial._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+        claimed = claim_waiting(study, trial)
+        if claimed is not None:
+            return claimed
     return None
 
 
@@ -272,6 +272,12 @@ class Worker:
         trial.set_user_attr("wall_time_s", wall)
         trial.set_user_attr("versions", self.versions)
         trial.set_user_attr("machine", self.machine)
+        try:
+            record_precision(self.study, trial, attrs["settings"]["task"]["training"]["precision"],
+                             metrics.get("precision"))
+        except PrecisionMismatch:
+            self.study.tell(trial, state=TrialState.FAIL)  # not training_failed: the next run queues it again
+            raise
         if not math.isfinite(value):
             trial.set_user_attr("fail_reason", f"{self.metric} is {value}")
             trial.set_user_attr("training_failed", True)

@@ -2,6 +2,11 @@
 
 Each entry builds a sampler from the experiment's ``options`` and the search
 space; the experiment's seed is in ``options`` unless they set their own.
+Every trial's draws come from that seed and the trial's number
+(:mod:`nas.samplers.seeding`), so workers sharing a study do not propose the
+same genomes: the genome samplers seed each trial themselves, and Optuna's own
+samplers are rebuilt for each trial by a
+:class:`~nas.samplers.seeding.TrialSeededSampler`.
 Constraint-aware samplers (TPE, NSGA-II, GP) read the values each trial
 stores with ``Trial.set_constraint``. Register your own
 with :func:`register_sampler`; the experiment schema accepts every registered
@@ -10,7 +15,7 @@ name.
 Example:
     >>> from search_spaces import ScalePermutedSpace
     >>> sampler = make_sampler("random", {}, space=ScalePermutedSpace(), seed=0)
-    >>> type(sampler).__name__
+    >>> type(sampler.inner).__name__
     'RandomSampler'
 """
 
@@ -20,8 +25,10 @@ from typing import Callable
 
 import optuna
 
+from nas.samplers.base import GenomeSampler
 from nas.samplers.evolution import RegularizedEvolutionSampler
 from nas.samplers.predictor import PredictorSampler
+from nas.samplers.seeding import TrialSeededSampler
 
 # factory(options, *, space) -> optuna.samplers.BaseSampler
 SamplerFactory = Callable[..., optuna.samplers.BaseSampler]
@@ -58,7 +65,10 @@ def unknown_option_hint(err: TypeError, holder) -> str:
 def make_sampler(name: str, options: dict, *, space, seed: int):
     """The sampler registered as ``name``, seeded with ``seed`` unless ``options`` sets one.
 
-    Raises ``ValueError`` naming the bad option when the sampler rejects ``options``.
+    Each trial draws from that seed and its own number; a sampler that is not
+    a :class:`~nas.samplers.base.GenomeSampler` (which does so itself) is
+    wrapped in a :class:`~nas.samplers.seeding.TrialSeededSampler`.
+    Raises ``ConfigError`` naming the bad option when the sampler rejects ``options``.
     """
     from nas.config import ConfigError, closest
 
@@ -67,7 +77,11 @@ def make_sampler(name: str, options: dict, *, space, seed: int):
                           f"registered: {', '.join(SAMPLERS)}")
     options = {"seed": seed, **options}
     try:
-        return SAMPLERS[name](options, space=space)
+        sampler = SAMPLERS[name](options, space=space)
+        if isinstance(sampler, GenomeSampler) or options["seed"] is None:
+            return sampler
+        return TrialSeededSampler(lambda trial_seed: SAMPLERS[name]({**options, "seed": trial_seed}, space=space),
+                                  options["seed"])
     except TypeError as err:
         hint = unknown_option_hint(err, _OPTION_HOLDERS.get(name))
         raise ConfigError(f"search.sampler.options: {name} does not accept these options ({err}){hint}") from None
@@ -97,5 +111,5 @@ register_sampler("evolution", lambda options, *, space: RegularizedEvolutionSamp
                  RegularizedEvolutionSampler)
 register_sampler("predictor", lambda options, *, space: PredictorSampler(space, **options), PredictorSampler)
 
-__all__ = ["SAMPLERS", "PredictorSampler", "RegularizedEvolutionSampler", "make_sampler", "register_sampler",
-           "unknown_option_hint"]
+__all__ = ["SAMPLERS", "GenomeSampler", "PredictorSampler", "RegularizedEvolutionSampler", "TrialSeededSampler",
+           "make_sampler", "register_sampler", "unknown_option_hint"]

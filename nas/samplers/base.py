@@ -2,9 +2,11 @@
 
 A subclass implements ``sample_relative`` (return ``{}`` to fall back to
 uniform random sampling) and reads the study through :meth:`complete_trials`;
-the base provides the search-space plumbing Optuna asks for, a seeded
-``random.Random`` for genome edits, distinct mutants, and the hooks a search
-binds (a screener scoring candidates, a cost model).
+the base provides the search-space plumbing Optuna asks for, a
+``random.Random`` for genome edits seeded per trial (:func:`~nas.samplers.seeding.trial_seed`,
+so workers sharing a study do not replay each other's draws), distinct mutants
+that skip genomes other workers are training, and the hooks a search binds (a
+screener scoring candidates, a cost model).
 
 Example:
     >>> import optuna
@@ -26,6 +28,7 @@ import optuna
 from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.samplers.seeding import trial_seed
 from search_spaces.space import ScalePermutedSpace
 
 
@@ -34,10 +37,17 @@ class GenomeSampler(optuna.samplers.BaseSampler):
 
     def __init__(self, space: ScalePermutedSpace, seed: int | None = None):
         self.space = space
+        self.seed = seed
         self._rng = random.Random(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._screener = None
         self._cost = None
+
+    def before_trial(self, study, trial) -> None:
+        if self.seed is not None:  # this trial's draws, whichever worker runs it
+            seed = trial_seed(self.seed, trial.number)
+            self._rng = random.Random(seed)
+            self._random = optuna.samplers.RandomSampler(seed=seed)
 
     def bind(self, *, screener=None, cost=None) -> None:
         """Use the search's screener (a :class:`nas.search.screen.Screener`) and cost model (genome -> params, madds)."""
@@ -60,10 +70,24 @@ class GenomeSampler(optuna.samplers.BaseSampler):
                 if t.value is not None and math.isfinite(t.value) and names <= t.params.keys()
                 and not (feasible_only and t.user_attrs.get("infeasible"))]
 
-    def mutants(self, genome, count: int, first=None) -> list:
-        """Up to ``count`` distinct one-edit mutants of ``genome`` (``first`` leads when given)."""
+    @staticmethod
+    def in_flight(study) -> set[str]:
+        """Fingerprints of the genomes that running trials (this worker's or others') are training."""
+        return {t.user_attrs["fingerprint"] for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if "fingerprint" in t.user_attrs}
+
+    def mutant(self, genome, avoid: set[str], tries: int = 10):
+        """A one-edit mutant of ``genome`` whose fingerprint is not in ``avoid`` (the last try when all are)."""
+        for _ in range(tries):
+            child = self.space.mutate(genome, self._rng)
+            if child.fingerprint not in avoid:
+                break
+        return child
+
+    def mutants(self, genome, count: int, first=None, avoid: set[str] = frozenset()) -> list:
+        """Up to ``count`` distinct one-edit mutants of ``genome`` not in ``avoid`` (``first`` leads when given)."""
         out = [first] if first is not None else []
-        seen = {g.fingerprint for g in out}
+        seen = {g.fingerprint for g in out} | set(avoid)
         for _ in range(count * 5):
             if len(out) >= count:
                 break

@@ -51,7 +51,7 @@ class RegularizedEvolutionSampler(GenomeSampler):
         self.tournament_size = tournament_size
 
     def sample_relative(self, study, trial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if study._is_multi_objective():
+        if len(study.directions) > 1:
             raise ValueError("RegularizedEvolutionSampler supports single-objective studies only; "
                              "use nsga2 for several objectives")
         population = self.complete_trials(study)[-self.population_size:]
@@ -60,15 +60,16 @@ class RegularizedEvolutionSampler(GenomeSampler):
         contestants = self._rng.sample(population, self.tournament_size)
         parent = max(contestants, key=lambda t: _fitness(t, sign(study.direction)))
         genome = self.space.from_params(parent.params)
-        child = self.space.mutate(genome, self._rng)
+        busy = self.in_flight(study)  # another worker's child would be trained twice
+        child = self.mutant(genome, busy)
         if self._screener is not None and self._screener.settings.candidates > 1:
-            child = self._screened_child(genome, child)
+            child = self._screened_child(genome, child, busy)
         return self.space.encode(child)
 
-    def _screened_child(self, genome, first):
+    def _screened_child(self, genome, first, busy):
         from nas.search.child import TrialFailed
 
-        mutants = self.mutants(genome, self._screener.settings.candidates, first)
+        mutants = self.mutants(genome, self._screener.settings.candidates, first, avoid=busy)
         try:
             return self._screener.best(mutants)
         except TrialFailed as err:  # scoring broke: an unscreened mutant keeps the search going

@@ -58,10 +58,10 @@ class PredictorSampler(GenomeSampler):
         super().__init__(space, seed)
         self.n_startup_trials, self.n_candidates, self.top_parents, self.n_models = \
             n_startup_trials, n_candidates, top_parents, n_models
-        self.seed = seed or 0
+        self._costs: dict[str, tuple[float, float]] = {}
 
     def sample_relative(self, study, trial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if study._is_multi_objective():
+        if len(study.directions) > 1:
             raise ValueError("PredictorSampler supports single-objective studies only; use nsga2 for several")
         done = self.complete_trials(study, feasible_only=True)
         if len(done) < self.n_startup_trials:
@@ -69,13 +69,13 @@ class PredictorSampler(GenomeSampler):
         direction = sign(study.direction)
         genomes = [self.space.from_params(t.params) for t in done]
         y = [direction * t.value for t in done]
-        costs = [self._trial_cost(t, g) for t, g in zip(done, genomes)]
-        candidates = self._candidates(done, genomes, y)
+        costs = [self._genome_cost(g) for g in genomes]
+        candidates = self._candidates(done, genomes, y, self.in_flight(study))
         if not candidates:
             return {}
         X, _ = design_matrix(genomes, costs)
         Xc, _ = design_matrix(candidates, [self._genome_cost(g) for g in candidates])
-        ei = expected_improvement(*Surrogate(self.n_models, self.seed).fit(X, y).predict(Xc), max(y))
+        ei = expected_improvement(*Surrogate(self.n_models, self.seed or 0).fit(X, y).predict(Xc), max(y))
         order = sorted(range(len(candidates)), key=lambda i: -ei[i])
         proxies = self._proxy_names(done)
         if proxies:
@@ -85,21 +85,28 @@ class PredictorSampler(GenomeSampler):
             chosen = candidates[order[0]]
         return self.space.encode(chosen)
 
+    def bind(self, *, screener=None, cost=None) -> None:
+        super().bind(screener=screener, cost=cost)
+        self._costs = {}  # costed by the previous model
+
     # ---------------------------------------------------------------- helpers
     def _genome_cost(self, genome) -> tuple[float, float]:
-        if self._cost is not None:
-            return self._cost(genome)
-        cost = network_cost(genome, 128, filter_size_scale=0.25, resample_alpha=0.25)  # proxy widths
-        return float(cost.params), float(cost.multiply_adds)
+        """Params and multiply-adds of a trial's genome and of a candidate alike, so the features compare.
 
-    def _trial_cost(self, trial, genome) -> tuple[float, float]:
-        attrs = trial.user_attrs
-        if "params" in attrs and "multiply_adds" in attrs:
-            return float(attrs["params"]), float(attrs["multiply_adds"])
-        return self._genome_cost(genome)
+        The search binds its cost model (backbone plus head at the task's size);
+        unbound, the backbone alone at the proxy's 128 px and 0.25 widths.
+        Trials' recorded costs are not read: they may come from another cost model.
+        """
+        if genome.fingerprint not in self._costs:
+            if self._cost is not None:
+                self._costs[genome.fingerprint] = tuple(self._cost(genome))
+            else:
+                cost = network_cost(genome, 128, filter_size_scale=0.25, resample_alpha=0.25)
+                self._costs[genome.fingerprint] = float(cost.params), float(cost.multiply_adds)
+        return self._costs[genome.fingerprint]
 
-    def _candidates(self, done, genomes, y) -> list:
-        seen = {g.fingerprint for g in genomes}
+    def _candidates(self, done, genomes, y, busy: set[str]) -> list:
+        seen = {g.fingerprint for g in genomes} | busy
         best = sorted(range(len(done)), key=lambda i: -y[i])[:self.top_parents]
         out = []
         for k in range(self.n_candidates * 4):
@@ -132,5 +139,5 @@ class PredictorSampler(GenomeSampler):
             return short[0]
         X, _ = design_matrix(genomes, costs, [t.user_attrs["proxy_scores"] for t in done], proxies)
         Xc, _ = design_matrix(short, [self._genome_cost(g) for g in short], scores, proxies)
-        ei = expected_improvement(*Surrogate(self.n_models, self.seed).fit(X, y).predict(Xc), max(y))
+        ei = expected_improvement(*Surrogate(self.n_models, self.seed or 0).fit(X, y).predict(Xc), max(y))
         return short[max(range(len(short)), key=lambda i: ei[i])]

@@ -272,8 +272,22 @@ def _train_one(conn, genome_data: dict, config_data: dict, out_dir: str, reports
     except _Pruned:
         return ("pruned", step_seen[0])
     except Exception as err:  # any failure of one trial is reported, not raised into the study
+        _write_error_log(out_dir)
         last = traceback.extract_tb(err.__traceback__)[-1]
         return ("error", f"{type(err).__name__}: {err} (at {os.path.basename(last.filename)}:{last.lineno})")
+
+
+ERROR_LOG = "error.log"
+
+
+def _write_error_log(out_dir: str) -> None:
+    """The exception being handled, traceback and all, in ``out_dir/error.log`` (the console gets one line)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, ERROR_LOG), "w", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+    except OSError:
+        pass  # the reason still reaches the trial; the file is a convenience
 
 
 def _score(genome_data: list, config_data: dict, proxies: list, seed: int):

@@ -13,12 +13,22 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.config import to_data
-from nas.search.child import TrialFailed, TrialProcess
+from nas.samplers.seeding import SEED_ATTR, trial_seed
+from nas.search.child import ERROR_LOG, TrialFailed, TrialProcess
+from nas.search.precision import record_precision
 from nas.search.screen import optional as optional_screener
+from nas.search.storage import redacted, with_retries
+from nas.search.study import process_alive
 from nas.tasks.base import COST_METRICS, model_cost
 from nas.cpu import onednn_setting
 from search_spaces.space import InfeasibleGenome
 from spinenet.cost import CostBudget
+
+
+# The user attribute in which a trial claims the training of its genome (a time stamp; None once it yields).
+CLAIM_ATTR = "training_claim"
+# How often a trial waiting for a rival's result reads the storage, in seconds.
+RIVAL_POLL_S = 2.0
 
 
 class ModelBudget(CostBudget):
@@ -53,8 +63,9 @@ class Objective:
     """
 
     def __init__(self, experiment, space, num_classes: int, log: Callable[[str], None] = print,
-                 target: Optional[int] = None):
+                 target: Optional[int] = None, storage_url: Optional[str] = None):
         self.experiment = experiment
+        self.storage_url = redacted(storage_url or experiment.storage_url)  # for messages
         self.task = experiment.task_plugin
         self.train_config = experiment.train_config
         self.space = space
@@ -76,6 +87,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        seed = getattr(trial.study.sampler, "seed", None)
+        if seed is not None:  # this trial's draws (nas.samplers.seeding), the same whichever worker runs it
+            trial.set_user_attr(SEED_ATTR, trial_seed(seed, trial.number))
         threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
         if threads.isdigit():  # a worker given its share of the cores: its trials' times depend on it
             trial.set_user_attr("cpu_threads", int(threads))
@@ -103,7 +117,7 @@ class Objective:
             except TrialFailed as err:
                 trial.set_user_attr("fail_reason", str(err))
                 raise
-        twin = self._trained_twin(trial, genome.fingerprint)
+        twin = self._trained_twin(trial, genome.fingerprint) or self._wait_for_rival(trial, genome.fingerprint)
         if twin is not None:
             trial.set_user_attr("duplicate_of", twin.number)
             trial.set_user_attr("metrics", twin.user_attrs.get("metrics", {}))
@@ -121,11 +135,22 @@ class Objective:
             metrics = self.process.run(genome, config, trial_dir, report)
         except TrialFailed as err:
             trial.set_user_attr("fail_reason", str(err))
+            error_log = os.path.join(trial_dir, ERROR_LOG)
+            if os.path.exists(error_log):
+                trial.set_user_attr("error_log", error_log)
             raise
+        # Only the training process knows what precision auto meant; a study holds one (nas.search.precision).
+        record_precision(trial.study, trial, self.train_config.task.training.precision, metrics.get("precision"))
         wall = time.perf_counter() - started
-        trial.set_user_attr("wall_time_s", wall)
-        trial.set_user_attr("process_overhead_s", max(0.0, wall - metrics["timing"]["total"]))
-        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k not in ("history", "timing")})
+
+        def record_result():
+            trial.set_user_attr("wall_time_s", wall)
+            trial.set_user_attr("process_overhead_s", max(0.0, wall - metrics["timing"]["total"]))
+            trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k not in ("history", "timing")})
+
+        # The genome is trained: its result waits out a database restart rather than being thrown away
+        # (the trial cut off, queued again and trained a second time).
+        with_retries(record_result, self.storage_url, self.log)
         return self._values(known, metrics)
 
     def cost(self, genome) -> tuple[float, float]:
@@ -163,6 +188,35 @@ class Objective:
                 return other
         return None
 
+    def _wait_for_rival(self, trial, fingerprint: str):
+        """Claim the training of ``fingerprint``; while an earlier claimant trains it, wait for its trial.
+
+        Returns that trial once COMPLETE (its result is reused), or None when this
+        trial is to train the genome itself (no rival, or the rival failed or died).
+        Workers share nothing but the storage, which offers no compare-and-set:
+        each trial writes its claim (a time stamp) and then reads the others', so
+        of two workers that sample one genome together both see both claims and
+        agree that the earlier one trains.
+        """
+        announced = None
+        while True:
+            claim = time.time()
+            trial.set_user_attr(CLAIM_ATTR, claim)
+            rival = _earliest_rival(trial, fingerprint, (claim, trial.number))
+            if rival is None:
+                return None
+            if rival.number != announced:
+                self.log(f"trial {trial.number}: genome {fingerprint} is being trained by trial {rival.number}; "
+                         "waiting for its result")
+                announced = rival.number
+            trial.set_user_attr(CLAIM_ATTR, None)  # yield: later arrivals wait for the rival, not for this trial
+            rival = _wait_until_finished(trial.study, rival)
+            if rival.state == TrialState.COMPLETE:
+                return rival
+            ended = (f"ended {rival.state.name}" if rival.state != TrialState.RUNNING
+                     else "lost its worker")
+            self.log(f"trial {trial.number}: trial {rival.number} {ended}; training genome {fingerprint} here")
+
     def _reporter(self, trial):
         metric = self.experiment.search.metric_names[0]
 
@@ -173,3 +227,30 @@ class Objective:
             return True
 
         return report
+
+
+def _earliest_rival(trial, fingerprint: str, mine: tuple):
+    """The running trial of another live worker that claimed ``fingerprint`` before ``mine`` (claim, number)."""
+    best = None
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        claim = other.user_attrs.get(CLAIM_ATTR)
+        if (other.number == trial.number or claim is None or other.user_attrs.get("fingerprint") != fingerprint
+                or not _worker_alive(other)):
+            continue
+        if (claim, other.number) < mine and (best is None or (claim, other.number) < best[0]):
+            best = ((claim, other.number), other)
+    return None if best is None else best[1]
+
+
+def _worker_alive(trial) -> bool:
+    """False when the trial's worker ran on this host and is gone (other hosts: trusted, heartbeats fail them)."""
+    worker = trial.user_attrs.get("worker") or {}
+    return worker.get("host") != socket.gethostname() or not worker.get("pid") or process_alive(worker["pid"])
+
+
+def _wait_until_finished(study, rival):
+    """``rival`` read again every :data:`RIVAL_POLL_S` seconds until it is no longer running or its worker died."""
+    while rival.state == TrialState.RUNNING and _worker_alive(rival):
+        time.sleep(RIVAL_POLL_S)
+        rival = next(t for t in study.get_trials(deepcopy=False) if t.number == rival.number)
+    return rival

@@ -17,12 +17,20 @@ from optuna.trial import TrialState
 
 from nas.config import ConfigError
 from nas.search.storage import open_storage, redacted
+from nas.search.trial_writes import fail_trial
 
 EXPERIMENT_KEY = "experiment_fingerprint"
 
 
 def hide_interrupted_trials() -> None:
-    """Keep Optuna from printing a traceback for a trial stopped by Ctrl-C or SIGTERM (the command says so)."""
+    """Keep Optuna from printing a traceback for a trial stopped by Ctrl-C or SIGTERM, or failed as expected.
+
+    The command says so itself: an interrupted trial in its "interrupted" line,
+    a failed one (:class:`~nas.search.child.TrialFailed`: a crash in training,
+    divergence, a dead training process) in the trial's line with its reason,
+    the training process's traceback in the trial's ``error.log``. A command's
+    own process skips it under ``--verbose``, which shows Optuna's lines too.
+    """
     optuna.logging.get_logger("optuna")  # creates Optuna's handler, so the filter has somewhere to go
     for handler in logging.getLogger("optuna").handlers:
         if not any(isinstance(f, _HideInterruptedTrial) for f in handler.filters):
@@ -30,25 +38,27 @@ def hide_interrupted_trials() -> None:
 
 
 class _HideInterruptedTrial(logging.Filter):
-    """Drop Optuna's traceback (and its "failed with value None" line) for a trial stopped by Ctrl-C or SIGTERM.
+    """Drop Optuna's traceback (and its "failed with value None" line) for a trial stopped by Ctrl-C or SIGTERM,
+    or ended by a :class:`~nas.search.child.TrialFailed`.
 
-    The command says it was interrupted and that finished trials are stored; a
-    traceback would read as a crash.
+    A traceback (with every encoding parameter) would read as a crash of spinenas.
     """
 
     def __init__(self):
         super().__init__()
-        self.interrupted: set = set()  # the trial numbers ("Trial 3 failed ...") stopped by an interrupt
+        self.hidden: set = set()  # the trial numbers ("Trial 3 failed ...") whose failure is reported elsewhere
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from nas.search.child import TrialFailed
+
         words = record.getMessage().split()
         number = words[1] if len(words) > 1 and words[0] == "Trial" else None
         info = record.exc_info
-        if info and info[0] is not None and issubclass(info[0], KeyboardInterrupt):
-            self.interrupted.add(number)
+        if info and info[0] is not None and issubclass(info[0], (KeyboardInterrupt, TrialFailed)):
+            self.hidden.add(number)
             return False
-        if number in self.interrupted and "failed with value None" in record.getMessage():
-            self.interrupted.discard(number)
+        if number in self.hidden and "failed with value None" in record.getMessage():
+            self.hidden.discard(number)
             return False
         return True
 
@@ -143,12 +153,9 @@ def fail_orphaned_trials(study: optuna.Study, max_retries: int = 0) -> list[int]
         worker = trial.user_attrs.get("worker") or {}
         pid = worker.get("pid")
         if worker.get("host") == host and pid and (pid == me or not process_alive(pid)):
-            try:
-                reason = ("the trial was cut off (its storage connection was lost)" if pid == me
-                          else f"worker process {pid} died during the trial")
-                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
+            reason = ("the trial was cut off (its storage connection was lost)" if pid == me
+                      else f"worker process {pid} died during the trial")
+            if not fail_trial(study, trial, reason):
                 continue  # another worker marked it first (and queued the retry)
             failed.append(trial.number)
             retries = trial.user_attrs.get("retries", 0)
@@ -202,6 +209,8 @@ def describe_trial(trial, study) -> str:
         parts.append(f"(same as trial {attrs['duplicate_of']})")
     if attrs.get("fail_reason"):
         parts.append(f"reason: {attrs['fail_reason']}")
+    if attrs.get("error_log"):
+        parts.append(f"(traceback in {attrs['error_log']})")
     if "wall_time_s" in attrs:
         parts.append(f"{attrs['wall_time_s']:.0f}s")
     if "fingerprint" in attrs:

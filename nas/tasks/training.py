@@ -137,6 +137,26 @@ def unscale_gradients(grads, optimizer):
     return grads
 
 
+def apply_gradients(optimizer, grads, variables, clip_norm: Optional[float] = None) -> None:
+    """Sum ``grads`` over the replicas, clip the sum to global norm ``clip_norm`` (None: no clip), apply it.
+
+    Call it in a replica step; each replica's ``grads`` are its share of the
+    global batch's gradient (its loss divided by the replica count). Each
+    replica clipping its share to ``clip_norm / replicas`` before the optimizer
+    summed them (as the tasks once did) is not clipping the gradient: with
+    two replicas the step differed from one replica's on the same batch.
+    """
+    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
+    summed = tf.distribute.has_strategy()
+    if summed:
+        grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    if clip_norm:
+        grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+    # Every optimizer the tasks use (legacy, newer, and their loss scales) takes this keyword.
+    optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=not summed)
+
+
 class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to ``base``, then cosine decay to zero or step decay at fractions of training."""
 

@@ -27,10 +27,12 @@ class TrainingConfig:
     step_boundaries: tuple[float, ...] = (0.67, 0.89)
     step_factor: float = 0.1
     weight_decay: float = 4e-5
+    # Bounds the global norm of the whole batch's gradient (under a strategy, of the replicas' sum).
     gradient_clip_norm: Optional[float] = 10.0
     jit_compile: bool = False
     # auto: mixed_bfloat16 on CPUs with native bfloat16 (avx512_bf16, AMX), mixed_float16 on GPUs with
     # tensor cores, else float32. Losses, batch-norm statistics and box decoding stay in float32.
+    # A study holds one: it refuses a worker where auto means another precision (nas.search.precision).
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     # "mirrored": one replica per visible GPU (tf.distribute.MirroredStrategy); on a CPU-only machine it
     # runs one CPU replica, so the same file works everywhere.

@@ -25,8 +25,9 @@ from nas.tasks.classification.config import TrainingConfig
 from nas.tasks.classification.data import ImageFolderSplit, make_dataset
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
-from nas.tasks.training import (WarmupDecay, compile_step, epoch_batches, precision_policy, resolve_precision,
-                                scale_loss, train_epochs, unscale_gradients, write_outputs, wrap_optimizer)
+from nas.tasks.training import (WarmupDecay, apply_gradients, compile_step, epoch_batches, precision_policy,
+                                resolve_precision, scale_loss, train_epochs, unscale_gradients, write_outputs,
+                                wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -130,12 +131,10 @@ def _make_train_step(model, optimizer, label_smoothing: float, training: Trainin
             class_loss = tf.reduce_mean(cross_entropy(logits, labels, label_smoothing))
             decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
             loss = class_loss + decay
-            # Replicas' gradients are summed when applied, so each contributes its share.
+            # apply_gradients sums the replicas' gradients, so each contributes its share.
             share = scale_loss(loss / replicas, optimizer)
         grads = unscale_gradients(tape.gradient(share, model.trainable_variables), optimizer)
-        if training.gradient_clip_norm:
-            grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm / replicas)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        apply_gradients(optimizer, grads, model.trainable_variables, training.gradient_clip_norm)
         accuracy = tf.reduce_mean(top_k_hits(logits, labels, 1))
         return {"loss": loss, "class_loss": class_loss, "top1": accuracy}
 

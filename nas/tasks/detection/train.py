@@ -25,8 +25,9 @@ from nas.tasks.detection.anchors import generate_anchors, label_anchors
 from nas.tasks.detection.config import TrainingConfig
 from nas.tasks.detection.evaluate import coco_metrics, detect, make_postprocess
 from nas.tasks.detection.head import build_detector, detection_losses
-from nas.tasks.training import (WarmupDecay, compile_step, epoch_batches, precision_policy, resolve_precision,
-                                scale_loss, train_epochs, unscale_gradients, write_outputs, wrap_optimizer)
+from nas.tasks.training import (WarmupDecay, apply_gradients, compile_step, epoch_batches, precision_policy,
+                                resolve_precision, scale_loss, train_epochs, unscale_gradients, write_outputs,
+                                wrap_optimizer)
 from search_spaces.genome import Genome
 from spinenet.decoder import decode
 
@@ -140,12 +141,10 @@ def _make_train_step(model, optimizer, anchors, task, training: TrainingConfig, 
             class_loss, box_loss = detection_losses(outputs, labels, box_targets, task.loss)
             decay = training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
             loss = class_loss + task.loss.box_loss_weight * box_loss + decay
-            # Replicas' gradients are summed when applied, so each contributes its share.
+            # apply_gradients sums the replicas' gradients, so each contributes its share.
             share = scale_loss(loss / replicas, optimizer)
         grads = unscale_gradients(tape.gradient(share, model.trainable_variables), optimizer)
-        if training.gradient_clip_norm:
-            grads, _ = tf.clip_by_global_norm(grads, training.gradient_clip_norm / replicas)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        apply_gradients(optimizer, grads, model.trainable_variables, training.gradient_clip_norm)
         return {"loss": loss, "class_loss": class_loss, "box_loss": box_loss}
 
     return compile_step(replica_step, strategy, training.jit_compile, autograph=False)
