@@ -11,6 +11,7 @@ import pytest
 
 import nas.search.driver
 import nas.search.storage
+import tests.postgres
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
@@ -18,17 +19,13 @@ from nas.search import StorageError, open_storage, open_study, run_search
 from nas.search.study import process_alive
 from nas.cpu import ONEDNN, onednn_setting, onednn_settings, use_settings
 from nas.workers import auto_workers, gpu_assignments, physical_memory, thread_settings, usable_cores
-from tests.postgres import ThrowawayPostgres, server_binaries
+from tests.postgres import throwaway_postgres
 from tests.test_search import _processes, _trainers, tiny_experiment
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    if server_binaries() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is missing in CI: .ci/run installs it")
-        pytest.skip("PostgreSQL server not installed (apt-get install postgresql)")
-    with ThrowawayPostgres() as url:
+    with throwaway_postgres() as url:
         yield url
 
 
@@ -132,9 +129,11 @@ def test_lost_connection_is_retried_then_reported(tmp_path, monkeypatch):
 
     monkeypatch.setattr(nas.search.driver, "_tidy_and_count", unreachable)
     lines = []
-    with pytest.raises(StorageError, match="lost the connection .* gave up after 5 attempts"):
+    # The giving up, which the real restart test (tests/test_failures.py) never reaches: it takes ~90 s.
+    with pytest.raises(StorageError, match="lost the connection .* gave up after 8 attempts"):
         run_search(load_experiment(tiny_experiment(tmp_path)), log=lines.append)
-    assert len(calls) == 5 and sum("retrying in" in line for line in lines) == 4
+    assert len(calls) == 8 and sum("retrying in" in line for line in lines) == 7
+    assert "retrying in 30 s" in lines[-1] and "server closed the connection" in lines[-1]
 
 
 def test_gpu_assignment():
@@ -367,10 +366,21 @@ def test_table_creation_race_is_retried(monkeypatch):
     assert open_storage("sqlite:///:memory:") is not None and len(attempts) == 2
 
 
+def test_a_missing_postgres_server_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    # Every PostgreSQL test goes through this one guard: in CI a skip would hide that none of them ran.
+    monkeypatch.setattr(tests.postgres, "server_binaries", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="PostgreSQL is missing in CI"):
+        throwaway_postgres()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        throwaway_postgres()
+
+
 def test_workers_opening_an_empty_database_together(tmp_path):
     # Regression: Optuna's table creation raced ("duplicate key ... alembic_version") when
     # several workers opened a fresh PostgreSQL database at the same moment.
-    with ThrowawayPostgres() if server_binaries() else pytest.skip("PostgreSQL not installed") as url:
+    with throwaway_postgres() as url:
         code = f"from nas.search import open_storage; open_storage({url!r}); print('ok')"
         workers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True) for _ in range(5)]

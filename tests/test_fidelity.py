@@ -67,14 +67,25 @@ def test_committed_table_matches_the_shipped_fidelities():
     # now; a changed default or YAML value would silently drop runs from the report as stale.
     from nas.fidelity.plan import current_settings
 
+    path = "bench/results/fidelity_fidelity_shapes.jsonl"
     current = current_settings(load_experiment("experiments/fidelity_shapes.yaml"))
-    records = load_table("bench/results/fidelity_fidelity_shapes.jsonl")
-    assert len(records) >= 38
+    with open(path, encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip()]
+    records = load_table(path)
+    # What the table is: 150 finished runs, one per line (none dropped as a repeated item).
+    assert len(lines) == len(records) == 150
+    assert all(r["state"] == "COMPLETE" for r in records)
     stale = sorted({r["fidelity"] for r in records if current.get(r["fidelity"]) != r["fidelity_fingerprint"]})
     assert stale == [], f"runs of {stale} were trained with other settings than the experiment gives now"
-    rows = load_genomes("bench/results/fidelity_fidelity_shapes.jsonl")
+    # Every run loads as a run of its genome with the current settings: none is left out.
+    rows = load_genomes(path, settings=current)
+    assert sum(sum(row.seeds.values()) for row in rows) == 150 and len(rows) == 60
+    assert {f: sum(f in row.seeds for row in rows) for f in current} == {"quick": 30, "photos": 20, "proxy": 60,
+                                                                           "long": 20}
+    assert [row.role for row in rows].count("seed") == 1 and [row.role for row in rows].count("reference") == 1
     seed = next(row for row in rows if row.role == "seed")
-    assert seed.seeds["proxy"] >= 3 and 0.3 < seed.objective["proxy"] < 0.6
+    assert seed.seeds == {"quick": 6, "photos": 6, "proxy": 6, "long": 6} and 0.3 < seed.objective["proxy"] < 0.6
+    assert all(runs == 1 for row in rows if row.role != "seed" for runs in row.seeds.values())
 
 
 @pytest.mark.parametrize("fidelities, message", [

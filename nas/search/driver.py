@@ -53,7 +53,7 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     data = prepare(experiment, log, progress=enqueue)  # fail early on bad data
     study = open_study(experiment, storage_url, study_name)
     space = experiment.search_space.build()
-    objective = Objective(experiment, space, data.num_classes, log, target=target)
+    objective = Objective(experiment, space, data.num_classes, log, target=target, storage_url=storage_url)
     if hasattr(study.sampler, "bind"):  # samplers that screen or cost their own candidates (evolution, predictor)
         study.sampler.bind(screener=objective.screener, cost=objective.cost)
     try:
@@ -104,7 +104,7 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
         last = with_retries(lambda: _last_own_trial(study), url, log)
         if last is None or last.user_attrs.get("cancelled"):
             continue
-        log(describe_trial(last, study))
+        log(with_retries(lambda: describe_trial(last, study), url, log))  # it reads the study's metric names
         check = with_retries(lambda: record_check(study, experiment.search.check_every), url, log)
         if check is not None:
             log(format_check(check))

@@ -9,7 +9,10 @@ from typing import Callable
 
 import optuna
 
-STORAGE_RETRIES = 5
+# Attempts at one storage action, waiting 1, 2, 4, 8, 16, 30 and 30 s between them: about 90 s in all,
+# enough for a database server to restart (a 20 s restart under three workers is tested).
+STORAGE_RETRIES = 8
+MAX_RETRY_DELAY = 30.0
 SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
 
 
@@ -130,33 +133,42 @@ def redacted(url: str) -> str:
 
 def is_connection_error(err: BaseException) -> bool:
     """True when ``err`` (or what it wraps) means the database went away, not a bug or bad input."""
+    return _lost_connection(err) is not None
+
+
+def _lost_connection(err: BaseException):
+    """The error in ``err``'s chain that says the database went away, or None."""
     import sqlalchemy.exc
 
     kinds = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DisconnectionError,
              ConnectionError)
     seen = err
-    for _ in range(5):  # Optuna wraps SQLAlchemy errors in its own (StorageInternalError)
+    # Optuna wraps SQLAlchemy errors in its own (StorageInternalError), and a failed write in its
+    # trial bookkeeping can surface as another error raised while handling it (Optuna 5.1's
+    # UnboundLocalError for 'updated_state').
+    for _ in range(5):
         if isinstance(seen, kinds):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
         if seen is None:
-            return False
-    return False
+            return None
+    return None
 
 
 def with_retries(action: Callable, url: str, log: Callable[[str], None] = print):
-    """Run a storage action, retrying lost connections with exponential backoff (1, 2, 4, 8 s)."""
+    """Run a storage action, retrying lost connections with exponential backoff (1, 2, 4 ... 30 s)."""
     delay = 1.0
     for attempt in range(1, STORAGE_RETRIES + 1):
         try:
             return action()
         except Exception as err:
-            if not is_connection_error(err):
+            lost = _lost_connection(err)
+            if lost is None:
                 raise
             if attempt == STORAGE_RETRIES:
-                raise StorageError(f"lost the connection to storage {url} ({cause(err)}); gave up after "
+                raise StorageError(f"lost the connection to storage {url} ({cause(lost)}); gave up after "
                                    f"{attempt} attempts. Finished trials are safe; run the command again "
                                    "when the database is back") from None
-            log(f"storage {url} unreachable ({cause(err)[:120]}); retrying in {delay:.0f} s")
+            log(f"storage {url} unreachable ({cause(lost)[:120]}); retrying in {delay:.0f} s")
             time.sleep(delay)
-            delay *= 2
+            delay = min(2 * delay, MAX_RETRY_DELAY)
