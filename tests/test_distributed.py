@@ -228,8 +228,9 @@ def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monke
     # pre-screen (queued before the workers start) still decides the first trials.
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", ONEDNN):
         monkeypatch.delenv(name, raising=False)
-    path = tiny_experiment(tmp_path, search={"n_trials": 2, "storage": f"sqlite:///{tmp_path}/study.db",
-                                             "screening": {"proxy": "-params", "candidates": 2, "prescreen": 2}})
+    # Four trials: the seed, the pre-screened one and two sampled while the other worker trains.
+    path = tiny_experiment(tmp_path, search={"n_trials": 4, "storage": f"sqlite:///{tmp_path}/study.db",
+                                             "screening": {"proxy": "-params", "candidates": 4, "prescreen": 1}})
     assert main(["search", path]) == 0
     out = capsys.readouterr().out
     assert "--workers auto: 2 workers side by side, 1 CPU thread each" in out
@@ -237,11 +238,13 @@ def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monke
     assert "pre-screen: scoring 4 random genomes with -params" in out
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/study.db")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 2
-    assert [t.user_attrs["cpu_threads"] for t in complete] == [1, 1]
+    assert len(complete) == 4
+    assert [t.user_attrs["cpu_threads"] for t in complete] == [1] * 4
     # oneDNN on x86-64 even where TensorFlow would leave it off (an AVX2-only CPU): the trials say which
-    assert [t.user_attrs.get("onednn") for t in complete] == ([True, True] if onednn_settings() else [None, None])
+    assert [t.user_attrs.get("onednn") for t in complete] == [True if onednn_settings() else None] * 4
     assert all(t.user_attrs["worker"]["pid"] != os.getpid() for t in complete)  # trained in the workers
+    trained = [t.user_attrs["fingerprint"] for t in complete if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == len(set(trained)), trained  # two workers, no genome trained twice (#32)
     assert study.user_attrs["prescreened"] and any("prescreen_rank" in t.user_attrs for t in study.trials)
     assert "TF_NUM_INTRAOP_THREADS" not in os.environ  # the split is the workers' own, not this process's
 
