@@ -89,3 +89,16 @@ def test_category_entries_need_integer_ids(tmp_path):
     (tmp_path / "instances_train.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"categories\[0\] needs an integer 'id'"):
         read_coco(str(tmp_path / "instances_train.json"), str(tmp_path / "train"))
+
+
+def test_per_class_ap_names_follow_category_ids_when_listed_out_of_id_order(root):
+    from nas.tasks.detection.coco import score_detections
+
+    # truck (id 9) listed before car (id 4): labels are [truck, car], COCOeval's classes [car (4), truck (9)].
+    _, val = prepare_data(config(root, "task.data.categories=[truck, car]"))
+    assert val.category_names == ["truck", "car"] and val.category_ids == [9, 4]
+    doc = json.loads((root / "instances_val.json").read_text())
+    cars = [{"image_id": 1, "category_id": 4, "bbox": a["bbox"], "score": 0.9}
+            for a in doc["annotations"] if a["category_id"] == 4]
+    per_class = score_detections(val, cars, per_class=True)["per_class"]
+    assert per_class == {"truck": 0.0, "car": pytest.approx(1.0)}

@@ -200,3 +200,90 @@ def test_read_detections_accepts_results_format(tmp_path):
                                  "segmentation": []}]))
     assert read_detections(str(path)) == [{"image_id": 1, "category_id": 2, "bbox": [1.0, 2.0, 3.0, 4.0],
                                            "score": 0.5}]
+
+
+def only_large(document):
+    """The clean file with its small and medium objects removed: APs and APm have nothing to measure."""
+    doc = copy.deepcopy(document)
+    doc["annotations"] = [a for a in doc["annotations"] if a["area"] > 96 ** 2]
+    return doc
+
+
+def test_sizes_without_objects_are_none_not_zero(tmp_path):
+    doc = only_large(clean_document())
+    split = read_coco(*write(tmp_path, doc), keep_empty_categories=True)
+    metrics = score_detections(split, as_detections(doc), per_class=True)
+    assert metrics["AP"] == pytest.approx(1.0) and metrics["APl"] == pytest.approx(1.0)
+    assert metrics["APs"] is None and metrics["APm"] is None  # COCOeval's -1, not a score of 0
+    assert metrics["per_class"] == {"cat": pytest.approx(1.0), "dog": None}  # every dog is small or medium
+    # No detections at all: what can be measured scores 0, what cannot is still None.
+    empty = score_detections(split, [], per_class=True)
+    assert [empty[n] for n in METRIC_NAMES] == [0.0, 0.0, 0.0, None, None, 0.0]
+    assert empty["per_class"] == {"cat": 0.0, "dog": None}
+
+
+def test_evaluate_command_says_which_sizes_are_not_measured(tmp_path, capsys):
+    doc = only_large(clean_document())
+    write(tmp_path, doc)
+    detections = tmp_path / "dets.json"
+    detections.write_text(json.dumps(as_detections(doc)))
+    assert main(["evaluate", str(detections), "--data", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["APs"] is None and report["APm"] is None and report["APl"] == pytest.approx(1.0)
+    assert main(["evaluate", str(detections), "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "APs n/a (no small objects)" in out and "APm n/a (no medium objects)" in out and "APl 1.0000" in out
+
+
+def test_evaluate_refuses_detections_of_no_image_in_the_split(tmp_path, capsys):
+    # Another split's (or dataset's) results: scoring them would print AP 0 as if the detector were useless.
+    doc = clean_document()
+    write(tmp_path, doc)
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps([{"image_id": 100 + i, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.5}
+                                for i in range(8)]))
+    assert main(["evaluate", str(path), "--data", str(tmp_path), "--split", "val"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("spinenas: error: ")
+    assert str(path) in err and "none of its 8 detections" in err and "val split" in err
+    assert "100, 101, 102" in err and "(and 5 more)" in err
+    # A file of which only some detections miss the split is still scored, the rest counted.
+    path.write_text(json.dumps(as_detections(doc) + [{"image_id": 100, "category_id": 1, "bbox": [0, 0, 9, 9],
+                                                      "score": 0.5}]))
+    assert main(["evaluate", str(path), "--data", str(tmp_path)]) == 0
+    assert "left out: 1 detections of images not in the split" in capsys.readouterr().out
+
+
+def test_evaluate_names_the_splits_there_are(tmp_path, capsys):
+    write(tmp_path, clean_document())
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(as_detections(clean_document())))
+    assert main(["evaluate", str(path), "--data", str(tmp_path), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "--split test" in err and "instances_test.json" in err and "splits there: val" in err
+
+
+def test_undefined_sizes_reach_consumers_as_none(tmp_path):
+    # TensorBoard, a trial's objective value and metrics.json each see None, not a number.
+    import types
+
+    import tensorflow as tf
+
+    from nas.search.child import TrialFailed
+    from nas.search.objective import Objective
+    from nas.tasks.training import report_metrics
+
+    metrics = {"AP": 0.5, "APs": None, "APm": 0.25, "APl": None}
+    history = []
+    writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
+    report_metrics(None, 3, {**metrics, "epoch": 1}, writer, history)
+    writer.close()
+    assert history == [{"step": 3, **metrics, "epoch": 1}]
+    assert json.loads(json.dumps(metrics))["APs"] is None
+
+    def objective(*names):
+        return types.SimpleNamespace(experiment=types.SimpleNamespace(search=types.SimpleNamespace(metric_names=names)))
+
+    assert Objective._values(objective("APm", "params"), {"params": 7.0}, metrics) == [0.25, 7.0]
+    with pytest.raises(TrialFailed, match="objective APs has no value: the validation split has nothing it measures"):
+        Objective._values(objective("APs"), {}, metrics)

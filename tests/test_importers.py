@@ -1,6 +1,7 @@
 """Bring your own data: import VOC and YOLO folders, check them, and train a step on one."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -62,6 +63,45 @@ def test_voc_import_uses_image_sets_and_voc_coordinates(tmp_path, capsys):
     assert split.class_counts() == {"cat": 2, "dog": 2} and split.skipped == {"crowd annotations": 1}
 
 
+def test_voc_test_list_is_written_as_the_test_split(tmp_path, capsys):
+    # As BCCD ships: ImageSets/Main has test.txt beside train.txt and val.txt (and one image is in no list).
+    ids = make_voc(tmp_path / "voc", count=9)
+    lists = tmp_path / "voc" / "ImageSets" / "Main"
+    (lists / "val.txt").write_text("\n".join(ids[4:6]) + "\n")
+    (lists / "test.txt").write_text("\n".join(ids[6:8]) + "\n")
+    out = tmp_path / "coco"
+    assert main(["data", "import", "voc", str(tmp_path / "voc"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 train images" in printed and "2 val images" in printed and "2 test images (2 objects)" in printed
+    assert "1 annotated images in no ImageSets/Main list (left out)" in printed
+    test = json.loads((out / "instances_test.json").read_text())
+    assert sorted(i["file_name"] for i in test["images"]) == [f"{i}.jpg" for i in ids[6:8]]
+    assert sorted(os.listdir(out / "test")) == [f"{i}.jpg" for i in ids[6:8]]
+    assert test["categories"] == json.loads((out / "instances_train.json").read_text())["categories"]
+
+    assert main(["data", "check", str(out), "--image-size", "64"]) == 0
+    assert "test: 2 images, 2 objects, 2 classes" in capsys.readouterr().out
+    detections = tmp_path / "dets.json"
+    detections.write_text(json.dumps([{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                                       "score": 1.0} for a in test["annotations"]]))
+    assert main(["evaluate", str(detections), "--data", str(out), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == pytest.approx(1.0)
+
+    # train.txt and test.txt without val.txt: the seeded split is over the images test.txt does not hold.
+    (lists / "val.txt").unlink()
+    assert main(["data", "import", "voc", str(tmp_path / "voc"), "--out", str(out), "--overwrite"]) == 0
+    assert "test from ImageSets/Main/test.txt" in capsys.readouterr().out
+    names = {s: {i["file_name"] for i in json.loads((out / f"instances_{s}.json").read_text())["images"]}
+             for s in ("train", "val", "test")}
+    assert names["test"] == {f"{i}.jpg" for i in ids[6:8]} and not names["test"] & (names["train"] | names["val"])
+    assert len(names["train"] | names["val"]) == 7
+    # No test list any more: the old test split does not linger.
+    (lists / "test.txt").unlink()
+    assert main(["data", "import", "voc", str(tmp_path / "voc"), "--out", str(out), "--overwrite"]) == 0
+    assert "test images" not in capsys.readouterr().out
+    assert not (out / "instances_test.json").exists() and not (out / "test").exists()
+
+
 def test_voc_without_image_sets_is_split_by_seed(tmp_path, capsys):
     make_voc(tmp_path / "voc", count=10, image_sets=False)
     out = tmp_path / "coco"
@@ -120,6 +160,22 @@ def test_yolo_import_boxes_and_polygons(tmp_path, capsys):
     assert len(train["images"]) == 4 and len(train["annotations"]) == 6
 
 
+def test_yolo_test_folder_is_written_as_the_test_split(tmp_path, capsys):
+    make_yolo(tmp_path / "yolo")
+    for folder in ("images/test", "labels/test", "images/extra"):
+        (tmp_path / "yolo" / folder).mkdir(parents=True)
+    Image.new("RGB", (80, 40)).save(tmp_path / "yolo" / "images" / "test" / "t.png")
+    (tmp_path / "yolo" / "labels" / "test" / "t.txt").write_text("0 0.5 0.5 0.25 0.5\n")
+    Image.new("RGB", (80, 40)).save(tmp_path / "yolo" / "images" / "extra" / "e.png")
+    out = tmp_path / "coco"
+    assert main(["data", "import", "yolo", str(tmp_path / "yolo"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 test images (1 objects)" in printed and "images/test" in printed
+    assert "1 images in images/extra/ (not a train, val or test folder; left out)" in printed
+    test = json.loads((out / "instances_test.json").read_text())
+    assert [i["file_name"] for i in test["images"]] == ["t.png"] and (out / "test" / "t.png").exists()
+
+
 def test_yolo_needs_class_names(tmp_path, capsys):
     make_yolo(tmp_path / "yolo")
     (tmp_path / "yolo" / "data.yaml").unlink()
@@ -151,7 +207,9 @@ def test_check_exits_1_on_unusable_data(tmp_path, capsys):
 
 
 def test_import_check_and_train_one_step(tmp_path, capsys):
-    make_voc(tmp_path / "voc")
+    ids = make_voc(tmp_path / "voc", count=9)
+    (tmp_path / "voc" / "ImageSets" / "Main" / "val.txt").write_text("\n".join(ids[4:6]) + "\n")
+    (tmp_path / "voc" / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[6:]) + "\n")
     make_yolo(tmp_path / "yolo")
     for kind in ("voc", "yolo"):
         data = tmp_path / f"coco-{kind}"
@@ -163,10 +221,15 @@ def test_import_check_and_train_one_step(tmp_path, capsys):
                 "task.training.batch_size=4", "task.training.epochs=1", "task.training.warmup_steps=1",
                 "task.head.num_filters=8", "task.head.num_convs=1", "task.evaluation.batch_size=4",
                 "model.filter_size_scale=0.25", "model.endpoints_num_filters=8"]
+    # The final evaluation: train on train, score the held-out test split in place of val.
+    settings += [f"task.data.val_annotations={tmp_path}/coco-voc/instances_test.json",
+                 f"task.data.val_images={tmp_path}/coco-voc/test"]
     out = tmp_path / "run"
-    argv = ["train", "--genome", str(genome), "--out", str(out), "--quiet"]
+    argv = ["train", "--genome", str(genome), "--out", str(out)]
     for item in settings:
         argv += ["--set", item]
+    capsys.readouterr()
     assert main(argv) == 0, capsys.readouterr().err
+    assert "val: 3 images, 3 objects, 2 classes" in capsys.readouterr().out  # the test split's 3 images
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 1 and 0 <= metrics["AP"] <= 1

@@ -265,7 +265,8 @@ class Worker:
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         wall = time.perf_counter() - started
-        value = float(metrics.get(self.metric, math.nan))
+        value = metrics.get(self.metric)
+        value = math.nan if value is None else float(value)  # None: nothing to measure (APs without small objects)
         trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k not in ("history", "timing")})
         trial.set_user_attr("history", metrics.get("history", []))
         trial.set_user_attr("timing", metrics.get("timing", {}))

@@ -151,7 +151,11 @@ class Objective:
         # The genome is trained: its result waits out a database restart rather than being thrown away
         # (the trial cut off, queued again and trained a second time).
         with_retries(record_result, self.storage_url, self.log)
-        return self._values(known, metrics)
+        try:
+            return self._values(known, metrics)
+        except TrialFailed as err:
+            trial.set_user_attr("fail_reason", str(err))
+            raise
 
     def cost(self, genome) -> tuple[float, float]:
         """Params and multiply-adds of backbone plus head at the task's image size (cost model)."""
@@ -178,8 +182,12 @@ class Objective:
         return {"params": float(total.params), "multiply_adds": float(total.multiply_adds)}, trial_dir
 
     def _values(self, known: dict, metrics: dict):
-        values = [known[name] if name in COST_METRICS else float(metrics[name])
-                  for name in self.experiment.search.metric_names]
+        names = self.experiment.search.metric_names
+        undefined = [name for name in names if name not in COST_METRICS and metrics.get(name) is None]
+        if undefined:  # e.g. COCO APs on a validation split without small objects: no value to rank by
+            raise TrialFailed(f"objective {undefined[0]} has no value: the validation split has nothing it "
+                              "measures; choose another objective in search.objectives")
+        values = [known[name] if name in COST_METRICS else float(metrics[name]) for name in names]
         return values if len(values) > 1 else values[0]
 
     def _trained_twin(self, trial, fingerprint: str):
@@ -221,7 +229,7 @@ class Objective:
         metric = self.experiment.search.metric_names[0]
 
         def report(step: int, metrics: dict) -> bool:
-            if metric in metrics:
+            if metrics.get(metric) is not None:
                 trial.report(float(metrics[metric]), step)
                 return not trial.should_prune()
             return True

@@ -213,7 +213,7 @@ def report_metrics(report, step: int, metrics: dict, writer, history: list) -> N
     if writer is not None:
         with writer.as_default(step=step):
             for name, value in metrics.items():
-                if name != "epoch":
+                if name != "epoch" and value is not None:  # None: nothing to measure (COCO APs without small objects)
                     tf.summary.scalar(f"val/{name}", value)
         writer.flush()
     if report is not None:

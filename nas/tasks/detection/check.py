@@ -1,6 +1,7 @@
 """``spinenas data check``: what a dataset holds and whether the detection task can use it.
 
-Reads both splits as training would (same category selection), then
+Reads both splits as training would (same category selection), and the
+held-out test split the same way when there is one, then
 reports images and objects per split and per class, what was skipped and
 why, and object sizes at the configured ``image_size`` against the smallest
 anchor: objects far below it (under a quarter of its side) are hard for the
@@ -10,10 +11,11 @@ detector to find, so they are flagged with what to change.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
-from nas.tasks.detection.data import DataError
+from nas.tasks.detection.data import DataError, read_coco
 from nas.tasks.detection.config import DataConfig, HeadConfig
 
 # An object whose side (square root of its box area) is below this fraction of the smallest anchor's side
@@ -52,7 +54,15 @@ def check_dataset(data: DataConfig, head: HeadConfig = HeadConfig(), min_level: 
         return CheckReport(lines + [f"unusable: {err}"], False)
     anchor = head.smallest_anchor(min_level)
     usable = True
-    for name, split in (("train", train), ("val", val)):
+    splits = [("train", train), ("val", val)]
+    if os.path.exists(data.path("test", "annotations")):
+        try:
+            splits.append(("test", read_coco(data.path("test", "annotations"), data.path("test", "images"),
+                                             category_ids=train.category_ids, categories=data.categories,
+                                             class_names=train.category_names)))
+        except DataError as err:  # training never reads it, so the data stays usable
+            lines.append(f"test: unusable: {err}")
+    for name, split in splits:
         lines.append(f"{name}: {split.report()}")
         empty = sum(1 for b in split.boxes if len(b) == 0)
         if empty:
@@ -66,7 +76,7 @@ def check_dataset(data: DataConfig, head: HeadConfig = HeadConfig(), min_level: 
                 lines.append(f"  warning: {tiny} objects ({tiny / sides.size:.0%}) are under "
                              f"{FAR_SMALLER * anchor:g} px, far smaller than the smallest anchor; raise "
                              f"task.data.image_size or lower task.head.anchor_size")
-        elif name == "val":
+        elif name != "train":
             lines.append("  warning: no objects to score")
     if len(train) < 2:
         usable = False

@@ -53,27 +53,30 @@ def _annotation(ann_id: int, image_id, category_id, box, area, iscrowd: int) -> 
             "area": area if area is not None and area > 0 else box_area, "iscrowd": iscrowd}
 
 
-def score_detections(split, detections: list[dict], per_class: bool = False) -> dict:
-    """AP, AP50, AP75, APs, APm, APl of COCO-format ``detections`` on ``split`` (0.0 where undefined).
+# COCOeval's object size ranges (pixel area, both ends inclusive) behind APs, APm and APl.
+SIZE_RANGES = {"APs": ("small", 0, 32 ** 2), "APm": ("medium", 32 ** 2, 96 ** 2), "APl": ("large", 96 ** 2, 1e10)}
 
-    Detections of images outside the split or of categories it does not
-    score are left out (COCOeval would stop on the first). With
-    ``per_class``, ``per_class`` maps each class name to its AP (None for a
-    class with no ground truth in the split).
+
+def score_detections(split, detections: list[dict], per_class: bool = False) -> dict:
+    """AP, AP50, AP75, APs, APm, APl of COCO-format ``detections`` on ``split``.
+
+    APs, APm and APl are None when the split has no object of that size (COCOeval's
+    -1: nothing to measure, which is not a score of 0). Detections of images
+    outside the split or of categories it does not score are left out (COCOeval
+    would stop on the first). With ``per_class``, ``per_class`` maps each class
+    name to its AP (None for a class with no ground truth in the split).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     image_ids, category_ids = set(split.image_ids), set(split.category_ids)
     kept = [d for d in detections if d["image_id"] in image_ids and d["category_id"] in category_ids]
-    metrics = {name: 0.0 for name in METRIC_NAMES}
-    if per_class:
-        metrics["per_class"] = {name: 0.0 for name in split.category_names}
+    truth_document = ground_truth(split)
     if not kept:
-        return metrics
+        return _nothing_detected(split, truth_document, per_class)
     with contextlib.redirect_stdout(io.StringIO()):
         truth = COCO()
-        truth.dataset = ground_truth(split)
+        truth.dataset = truth_document
         truth.createIndex()
         found = truth.loadRes(kept)
         evaluator = COCOeval(truth, found, iouType="bbox")
@@ -81,15 +84,37 @@ def score_detections(split, detections: list[dict], per_class: bool = False) -> 
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    # COCOeval reports -1 where a size range has no objects.
-    metrics.update({name: max(0.0, float(value)) for name, value in zip(METRIC_NAMES, evaluator.stats[:6])})
+    # COCOeval reports -1 where a size range (or, for AP, the split) has no objects.
+    metrics = {name: None if value < 0 else float(value) for name, value in zip(METRIC_NAMES, evaluator.stats[:6])}
     if per_class:
         precision = evaluator.eval["precision"]  # [iou, recall, class, area, max dets]
-        for k, (cid, name) in enumerate(zip(evaluator.params.catIds, split.category_names)):
+        ap_of = {}
+        for k, cid in enumerate(evaluator.params.catIds):  # sorted ids, not the split's label order
             values = precision[:, :, k, 0, -1]
             values = values[values > -1]
-            metrics["per_class"][name] = float(values.mean()) if values.size else None
+            ap_of[cid] = float(values.mean()) if values.size else None
+        metrics["per_class"] = {name: ap_of.get(cid) for cid, name in zip(split.category_ids, split.category_names)}
     return metrics
+
+
+def _nothing_detected(split, truth: dict, per_class: bool) -> dict:
+    """The metrics of no detections: 0.0 wherever there is ground truth to find, None where there is none."""
+    objects = [a for a in truth["annotations"] if not a["iscrowd"]]
+    metrics = {name: 0.0 for name in METRIC_NAMES}
+    for name, (_, low, high) in SIZE_RANGES.items():
+        if not any(low <= a["area"] <= high for a in objects):
+            metrics[name] = None
+    if per_class:
+        present = {a["category_id"] for a in objects}
+        metrics["per_class"] = {name: 0.0 if cid in present else None
+                                for cid, name in zip(split.category_ids, split.category_names)}
+    return metrics
+
+
+def unmeasured(name: str) -> str:
+    """Why APs, APm or APl has no value, for a printed table ("n/a (no small objects)")."""
+    size = SIZE_RANGES[name][0] if name in SIZE_RANGES else None
+    return f"n/a (no {size} objects)" if size else "n/a"
 
 
 class DetectionsError(ValueError):

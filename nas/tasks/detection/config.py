@@ -76,8 +76,13 @@ class DataConfig:
         return os.path.join("runs", "data", f"shapes-{self.image_size}px-{g.train}-{g.val}-seed{g.seed}")
 
     def path(self, split: str, kind: str) -> str:
-        """The annotations file (``kind='annotations'``) or image folder of ``split``."""
-        explicit = getattr(self, f"{split}_{kind}")
+        """The annotations file (``kind='annotations'``) or image folder of ``split``.
+
+        ``test`` (held out: ``data check`` and ``evaluate --split test`` read it,
+        training never does) has no override fields: always
+        ``root/instances_test.json`` and ``root/test``.
+        """
+        explicit = getattr(self, f"{split}_{kind}", None)
         if explicit:
             return explicit
         return os.path.join(self.resolved_root, f"instances_{split}.json" if kind == "annotations" else split)

@@ -1,8 +1,9 @@
 """Convert Pascal VOC and YOLO datasets to the COCO-format layout ``task.data.root`` reads.
 
 Written layout: ``OUT/instances_train.json``, ``OUT/instances_val.json``,
-``OUT/train/``, ``OUT/val/`` (images hard-linked when the filesystem allows,
-else copied; tiles of large images written as PNG). Category ids run from 1 in class-name order (VOC: sorted
+``OUT/train/``, ``OUT/val/``, and ``OUT/instances_test.json``, ``OUT/test/``
+when the source has a test split (images hard-linked when the filesystem
+allows, else copied; tiles of large images written as PNG). Category ids run from 1 in class-name order (VOC: sorted
 names; YOLO: its class indices plus one).
 """
 
@@ -19,6 +20,8 @@ from typing import Optional
 from nas.tasks.detection.data import DataError
 from nas.tasks.detection.images import ImageReadError, displayed_size, open_displayed
 
+# The splits an import writes: train and val always, test when the source has one (held out from training).
+SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -36,9 +39,13 @@ def _prepare_out(out: str, overwrite: bool) -> None:
         raise DataError(f"{out}: is a file, not a folder")
     if os.path.exists(os.path.join(out, "instances_train.json")) and not overwrite:
         raise DataError(f"{out} already holds a dataset; pass --overwrite to replace it")
-    for split in ("train", "val"):
+    for split in SPLITS:
         shutil.rmtree(os.path.join(out, split), ignore_errors=True)
+    for split in ("train", "val"):
         os.makedirs(os.path.join(out, split))
+    stale = os.path.join(out, "instances_test.json")  # an earlier import's test split, if this one has none
+    if os.path.exists(stale):
+        os.remove(stale)
 
 
 def _place(source: str, target: str) -> None:
@@ -53,6 +60,7 @@ def _write(out: str, splits: dict[str, list[_Record]], names: list[str]) -> dict
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(names)]
     opened: dict = {}  # the source image the last tile came from (tiles of one image are written together)
     for split, records in splits.items():
+        os.makedirs(os.path.join(out, split), exist_ok=True)
         images, annotations = [], []
         for image_id, record in enumerate(records, start=1):
             target = os.path.join(out, split, record.file_name)
@@ -91,7 +99,9 @@ def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, 
     A flat folder, XML files beside their images, is read too. Splits come
     from ``ImageSets/Main/train.txt`` and ``val.txt`` when both exist, else a
     seeded random split with ``val_fraction`` of the images (or tiles) in
-    val. VOC pixel coordinates are 1-based and inclusive; ``difficult``
+    val; annotated images in none of the lists are left out and counted.
+    ``ImageSets/Main/test.txt`` becomes the test split, kept out of train and
+    val (a seeded split is over the other images). VOC pixel coordinates are 1-based and inclusive; ``difficult``
     objects become ``iscrowd`` regions, which training skips and evaluation
     ignores, as VOC's own evaluation does.
 
@@ -128,26 +138,35 @@ def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, 
             record.objects.extend(boxes)
             records[image_id] = [record]
 
-    lists = [os.path.join(src, "ImageSets", "Main", f"{s}.txt") for s in ("train", "val")]
-    if all(os.path.isfile(p) for p in lists):
-        chosen = []
-        for path in lists:
-            with open(path, encoding="utf-8") as handle:
-                wanted = [line.split()[0] for line in handle if line.strip()]
-            skipped["listed images without annotation file"] += sum(1 for i in wanted if i not in parsed)
-            chosen.append([r for i in wanted if i in records for r in records[i]])
-        splits = dict(zip(("train", "val"), chosen))
+    lists = _image_sets(src, parsed, skipped)
+    held_out = set(lists.get("test", ()))  # never in train or val, whichever way those are split
+
+    def records_of(wanted):
+        return [r for i in wanted if i in records for r in records[i]]
+
+    if "train" in lists and "val" in lists:
+        splits = {split: records_of(lists[split]) for split in ("train", "val")}
+        listed = held_out.union(lists["train"], lists["val"])
+        skipped["annotated images in no ImageSets/Main list (left out)"] += sum(1 for i in records if i not in listed)
+        skipped["images in test.txt and in train.txt or val.txt (kept in both)"] += len(
+            held_out & set(lists["train"] + lists["val"]))
         how = "ImageSets/Main/{train,val}.txt"
     elif tile:
-        every = {r.file_name: r for rs in records.values() for r in rs}
+        every = {r.file_name: r for i, rs in records.items() if i not in held_out for r in rs}
         train_names, val_names = _seeded_split(list(every), val_fraction, seed) if len(every) > 1 else (list(every), [])
         splits = {"train": [every[n] for n in train_names], "val": [every[n] for n in val_names]}
         how = f"a seeded split (seed {seed}, {val_fraction:.0%} val of the tiles)"
     else:  # split the annotation files, as always, so a seed gives the split it gave before
-        train_ids, val_ids = _seeded_split(ids, val_fraction, seed)
-        splits = {split: [r for i in chosen_ids if i in records for r in records[i]]
-                  for split, chosen_ids in (("train", train_ids), ("val", val_ids))}
+        free = [i for i in ids if i not in held_out]
+        train_ids, val_ids = _seeded_split(free, val_fraction, seed) if len(free) > 1 else (free, [])
+        splits = {"train": records_of(train_ids), "val": records_of(val_ids)}
         how = f"a seeded split (seed {seed}, {val_fraction:.0%} val)"
+    if held_out:
+        splits["test"] = records_of(lists["test"])
+        how += "; test from ImageSets/Main/test.txt"
+        if not splits["test"]:
+            del splits["test"]
+            skipped["images in test.txt, none usable (no test split written)"] += len(held_out)
     if not splits["train"] or not splits["val"]:
         notes = "; ".join(f"{count} {reason}" for reason, count in skipped.items() if count)
         raise DataError(f"{src}: the train or val split is empty ({how})" + (f"; {notes}" if notes else ""))
@@ -155,6 +174,22 @@ def import_voc(src: str, out: str, *, val_fraction: float = 0.2, seed: int = 0, 
     counts = _write(out, splits, names)
     counts.update(classes=names, split_from=how, notes={k: v for k, v in skipped.items() if v})
     return counts
+
+
+def _image_sets(src: str, parsed: dict, skipped) -> dict[str, list[str]]:
+    """The image ids of each of ``ImageSets/Main/{train,val,test}.txt`` that exists, in file order."""
+    lists = {}
+    for split in SPLITS:
+        path = os.path.join(src, "ImageSets", "Main", f"{split}.txt")
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as handle:
+            wanted = [line.split()[0] for line in handle if line.strip()]
+        lists[split] = wanted
+    # train.txt alone is not used (the split is seeded then), so its missing files are not counted.
+    used = list(lists) if "train" in lists and "val" in lists else [s for s in ("test",) if s in lists]
+    skipped["listed images without annotation file"] += sum(1 for s in used for i in lists[s] if i not in parsed)
+    return lists
 
 
 def _voc_folders(src: str) -> tuple[str, str]:
@@ -262,21 +297,28 @@ def import_yolo(src: str, out: str, *, overwrite: bool = False) -> dict:
 
     Each label line is ``class cx cy w h`` normalised to the image (a polygon
     ``class x1 y1 x2 y2 ...`` becomes its bounding box); images without a
-    label file are kept as images with no objects. ``valid/`` is accepted for ``val/``.
+    label file are kept as images with no objects. ``valid/`` is accepted for ``val/``;
+    ``images/test/`` becomes the test split when any of its images has a label.
     """
     names = _yolo_names(src)
     folders = {}
-    for split, options in (("train", ("train",)), ("val", ("val", "valid"))):
+    for split, options in (("train", ("train",)), ("val", ("val", "valid")), ("test", ("test",))):
         found = next((o for o in options if os.path.isdir(os.path.join(src, "images", o))), None)
-        if found is None:
+        if found is None and split != "test":
             raise DataError(f"{os.path.join(src, 'images', options[0])}: not found (a YOLO folder has "
                             "images/train/, images/val/ and labels/train/, labels/val/)")
-        folders[split] = found
+        if found is not None:
+            folders[split] = found
     _prepare_out(out, overwrite)
     skipped, splits = collections.Counter(), {}
+    for other in sorted(set(os.listdir(os.path.join(src, "images"))) - set(folders.values())):
+        folder = os.path.join(src, "images", other)
+        if os.path.isdir(folder):
+            count = sum(1 for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+            skipped[f"images in images/{other}/ (not a train, val or test folder; left out)"] += count
     for split, folder in folders.items():
         image_dir, label_dir = os.path.join(src, "images", folder), os.path.join(src, "labels", folder)
-        records = []
+        records, seen = [], collections.Counter()  # seen: this split's notes, kept only if the split is written
         for file_name in sorted(os.listdir(image_dir)):
             if not file_name.lower().endswith(IMAGE_EXTENSIONS):
                 continue
@@ -284,20 +326,25 @@ def import_yolo(src: str, out: str, *, overwrite: bool = False) -> dict:
             try:
                 size = displayed_size(path)  # YOLO labels are fractions of the displayed image
             except ImageReadError:
-                skipped["unreadable images"] += 1
+                seen["unreadable images"] += 1
                 continue
             record = _Record(path, file_name, size)
             label_path = os.path.join(label_dir, os.path.splitext(file_name)[0] + ".txt")
             if os.path.isfile(label_path):
-                _read_yolo_labels(label_path, size, len(names), record, skipped)
+                _read_yolo_labels(label_path, size, len(names), record, seen)
             else:
-                skipped["images without a label file (kept, no objects)"] += 1
+                seen["images without a label file (kept, no objects)"] += 1
             records.append(record)
+        if split == "test" and not any(r.objects for r in records):
+            # Test images shipped without labels (a competition's hidden set) score nothing.
+            skipped[f"images in images/{folder}/ without any label (no test split written)"] += len(records)
+            continue
+        skipped.update(seen)
         if not records:
             raise DataError(f"{image_dir}: no images")
         splits[split] = records
     counts = _write(out, splits, names)
-    counts.update(classes=names, split_from=f"images/{folders['train']}, images/{folders['val']}",
+    counts.update(classes=names, split_from=", ".join(f"images/{folders[s]}" for s in splits),
                   notes=dict(skipped))
     return counts
 

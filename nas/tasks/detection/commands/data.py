@@ -70,8 +70,10 @@ def run_import(args) -> int:
         raise UserError(str(err)) from None
     except OSError as err:
         raise UserError(f"--out {args.out}: cannot write ({err.strerror})") from None
+    test = (f", {counts['test_images']} test images ({counts['test_objects']} objects) held out"
+            if "test_images" in counts else "")
     print(f"wrote {counts['train_images']} train images ({counts['train_objects']} objects) and "
-          f"{counts['val_images']} val images ({counts['val_objects']} objects) to {args.out}; "
+          f"{counts['val_images']} val images ({counts['val_objects']} objects){test} to {args.out}; "
           f"{len(counts['classes'])} classes; split from {counts['split_from']}")
     for reason, count in counts["notes"].items():
         print(f"  {count} {reason}")
@@ -84,7 +86,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "data", help="generate, check and import datasets",
         description="Datasets in the COCO-format layout task.data.root reads: instances_train.json, "
-                    "instances_val.json, train/ and val/.")
+                    "instances_val.json, train/ and val/ (and a held-out instances_test.json and test/).")
     kinds = parser.add_subparsers(dest="dataset", required=True)
     shapes = kinds.add_parser("shapes", help="generate the shapes detection dataset (COCO format)",
                               description="Write the embedded shapes dataset (circles, squares, triangles and "
@@ -104,8 +106,9 @@ def add_parser(subparsers) -> None:
 
     check = kinds.add_parser(
         "check", help="report what a COCO-format dataset holds and whether it can be trained on",
-        description="Read both splits as training would and print images and objects per split and class, "
-                    "what was skipped and why, and object sizes against the smallest anchor. Exit status 1 "
+        description="Read both splits (and the test split, if there) as training would and print images and "
+                    "objects per split and class, what was skipped and why, and object sizes against the "
+                    "smallest anchor. Exit status 1 "
                     "when the data cannot be used.")
     check.add_argument("root", metavar="ROOT", help="dataset folder (instances_train.json, instances_val.json, "
                                                      "train/, val/)")
@@ -123,10 +126,12 @@ def add_parser(subparsers) -> None:
     voc = formats.add_parser("voc", help="Pascal VOC: Annotations/*.xml, JPEGImages/, ImageSets/Main/ (or XML "
                                          "files beside their images)",
                              description="Splits from ImageSets/Main/train.txt and val.txt when both exist, "
-                                         "else a seeded random split. Difficult objects become ignored regions. "
+                                         "else a seeded random split; test.txt becomes the test split. Difficult "
+                                         "objects become ignored regions. "
                                          "--tile cuts a few large photos (aerial scenes, say) into training-sized "
                                          "tiles.")
-    yolo = formats.add_parser("yolo", help="YOLO: images/{train,val}/, labels/{train,val}/, data.yaml or classes.txt",
+    yolo = formats.add_parser("yolo", help="YOLO: images/{train,val,test}/, labels/{train,val,test}/, data.yaml or "
+                                           "classes.txt (test optional)",
                               description="Class names from data.yaml ('names') or classes.txt; boxes "
                                           "'class cx cy w h' normalised, polygons become their boxes.")
     for sub in (voc, yolo):

@@ -8,19 +8,30 @@ import os
 from nas.commands.common import UserError
 
 
+# How many unknown image ids a refusal names.
+SHOWN_IDS = 3
+
+
 def run(args) -> int:
     """Read the split and the detections, print COCO AP (the evaluator training uses)."""
     from nas.tasks.detection.data import DataError, read_coco
-    from nas.tasks.detection.coco import METRIC_NAMES, DetectionsError, read_detections, score_detections, unmatched
+    from nas.tasks.detection.coco import (METRIC_NAMES, DetectionsError, read_detections, score_detections,
+                                          unmatched, unmeasured)
 
     annotations = args.annotations or os.path.join(args.data, f"instances_{args.split}.json")
     images = args.images or os.path.join(args.data, args.split)
+    if not args.annotations and not os.path.isfile(annotations) and os.path.isdir(args.data):
+        there = sorted(f[len("instances_"):-len(".json")] for f in os.listdir(args.data)
+                       if f.startswith("instances_") and f.endswith(".json"))
+        raise UserError(f"--split {args.split}: {annotations} not found"
+                        + (f" (splits there: {', '.join(there)})" if there else " (no instances_SPLIT.json there)"))
     try:
         # Every category the file names is scored (the detector being judged decides what it predicts).
         split = read_coco(annotations, images, keep_empty_categories=True)
         detections = read_detections(args.detections)
     except (DataError, DetectionsError) as err:
         raise UserError(str(err)) from None
+    _refuse_other_images(args, split, annotations, detections)
     metrics = score_detections(split, detections, per_class=True)
     left_out = unmatched(split, detections)
     if args.json:
@@ -30,11 +41,25 @@ def run(args) -> int:
     print(f"{args.detections}: {len(detections)} detections on {annotations} ({split.summary()})")
     for reason, count in left_out.items():
         print(f"  left out: {count} {reason}")
-    print("  " + "  ".join(f"{name} {metrics[name]:.4f}" for name in METRIC_NAMES))
+    print("  " + "  ".join(f"{name} {unmeasured(name) if metrics[name] is None else f'{metrics[name]:.4f}'}"
+                           for name in METRIC_NAMES))
     width = max(len(n) for n in split.category_names)
     for name, value in metrics["per_class"].items():
         print(f"  {name:<{width}}  AP {'n/a (no ground truth)' if value is None else f'{value:.4f}'}")
     return 0
+
+
+def _refuse_other_images(args, split, annotations: str, detections: list[dict]) -> None:
+    """Stop on a file none of whose detections is of an image of the split: it is another split's or dataset's."""
+    known = set(split.image_ids)
+    if not detections or any(d["image_id"] in known for d in detections):
+        return
+    unknown = list(dict.fromkeys(d["image_id"] for d in detections))
+    shown = ", ".join(repr(i) if isinstance(i, str) else str(i) for i in unknown[:SHOWN_IDS])
+    more = f" (and {len(unknown) - SHOWN_IDS} more)" if len(unknown) > SHOWN_IDS else ""
+    which = f"the {args.split} split ({annotations})" if not args.annotations else annotations
+    raise UserError(f"{args.detections}: none of its {len(detections)} detections is of an image in {which}; "
+                    f"unknown image ids {shown}{more}; wrong --split, or another dataset's results?")
 
 
 def add_parser(subparsers) -> None:
