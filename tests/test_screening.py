@@ -12,6 +12,7 @@ from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
 from nas.screening import ENSEMBLE_MEMBERS, PROXIES, kendall, rank_ensemble, score_genomes
 from nas.search import run_search
+from nas.search.study import trial_genome
 from search_spaces.features import genome_features
 from spinenet import SPINENET_49
 from tests.conftest import TINY, random_genome
@@ -146,8 +147,57 @@ def test_screened_search_scores_candidates_in_a_child(tmp_path, monkeypatch):
     assert trial.user_attrs["proxy"] == "naswot" and math.isfinite(trial.user_attrs["proxy_scores"]["naswot"])
     queued = [t for t in study.trials if "prescreen_rank" in t.user_attrs]
     assert len(queued) == 1
+    # Scored in the child on the configured minibatch of 4 (naswot's kernel is batch x batch).
+    genome = trial_genome(trial)
+    [row] = score_genomes([genome], experiment.train_config, ["naswot"], seed=experiment.seed, batch_size=4)
+    assert trial.user_attrs["proxy_scores"]["naswot"] == pytest.approx(row["naswot"], abs=1e-6)
     assert study.user_attrs["proxy_check"]["screened_by"] == "naswot"
     assert "screened by naswot (it helps where its tau is positive)" in "\n".join(lines)
+
+
+def test_the_configured_screening_batch_size_reaches_scoring(tmp_path, monkeypatch):
+    import nas.screening
+    from nas.search import child
+    from nas.search.screen import Screener
+
+    asked = []
+
+    class Process:
+        def score(self, genomes, config, names, seed, batch_size=8):
+            asked.append(batch_size)
+            return [{name: 0.0 for name in names} for _ in genomes]
+
+    experiment = load_experiment(tiny_experiment(tmp_path, search={"screening": {"proxy": "naswot",
+                                                                                 "batch_size": 5}}))
+    genomes = [random_genome(random.Random(i), num_intermediate=4, min_level=3, max_level=5) for i in range(2)]
+    Screener(experiment, Process(), num_classes=3).scores(genomes)
+    assert asked == [5]
+    # The child's side of the "score" message hands it on to score_genomes.
+    monkeypatch.setattr(nas.screening, "score_genomes", lambda *a, batch_size=8, **k: asked.append(batch_size) or [])
+    message = ("score", [g.to_dict() for g in genomes], Screener(experiment, Process(), 3).config, ["naswot"], 0, 5)
+    assert child._score(*message[1:]) == ("scored", []) and asked == [5, 5]
+
+
+def test_the_prescreen_counts_only_the_genomes_it_queued(tmp_path):
+    import optuna
+
+    from nas.search.screen import Screener, prescreen
+
+    allowed = set()
+
+    def budget(genome):  # the first two genomes seen are within budget, every other is over
+        if len(allowed) < 2:
+            allowed.add(genome.fingerprint)
+        return [0.0 if genome.fingerprint in allowed else 1.0]
+
+    experiment = load_experiment(tiny_experiment(tmp_path, search={"screening": {"proxy": "multiply_adds",
+                                                                                 "candidates": 2, "prescreen": 4}}))
+    screener = Screener(experiment, None, num_classes=3, budget=budget)
+    study = optuna.create_study(direction="maximize")
+    lines = []
+    queued = prescreen(study, experiment.search_space.build(), screener, 8, 0, log=lines.append)
+    assert queued == 2 == len(study.get_trials(states=(optuna.trial.TrialState.WAITING,)))
+    assert "pre-screen: only 2 of 8 genomes are within budget and scored" in lines
 
 
 def test_a_minus_proxy_prefers_low_scores(tmp_path):
@@ -173,7 +223,7 @@ def test_the_default_proxy_is_the_reversed_ensemble(tmp_path):
     from nas.search.screen import Screener
 
     class Scores:  # genome i scores i on every member: the last has the highest ensemble rank
-        def score(self, genomes, config, names, seed):
+        def score(self, genomes, config, names, seed, batch_size=8):
             assert sorted(names) == sorted(ENSEMBLE_MEMBERS)
             return [{name: float(i) for name in names} for i, _ in enumerate(genomes)]
 

@@ -8,7 +8,7 @@ the registry (:mod:`~nas.screening.registry`), the runner
 and the study's self-check (:mod:`~nas.screening.check`). Importing this
 package does not import TensorFlow.
 
-Example:
+Examples:
     >>> from nas.screening import proxy_names
     >>> "naswot" in proxy_names() and "multiply_adds" in proxy_names()
     True

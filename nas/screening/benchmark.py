@@ -1,6 +1,6 @@
 """Judge proxies and search strategies on a recorded table (what ``bench/screening.py`` prints).
 
-Example:
+Examples:
     >>> from nas.fidelity import GenomeRow
     >>> entries = [GenomeRow(str(i), None, "sample", 10.0 * i, 5.0 * i, {"short": i / 10}, {"short": 1})
     ...            for i in range(10)]

@@ -8,7 +8,7 @@ and: ``params``, ``multiply_adds``, every proxy in the trials'
 ``predictor`` (out-of-fold predictions of the surrogate on the interpretable
 features, from 6 trials on).
 
-Example:
+Examples:
     >>> check = {"trials": 10, "objective": "AP", "kendall": {"multiply_adds": 0.2, "naswot": None}}
     >>> format_check(check)
     'proxy check over 10 trials (Kendall tau with AP): multiply_adds +0.20, naswot -'

@@ -1,14 +1,25 @@
 """What proxies share: the backbone inside a task model, its kernels, gradients of the task loss.
 
-Example:
+A proxy whose numbers overflow or turn NaN (a broken model, a flow beyond
+float32) returns :data:`FAILED` rather than a sentinel: a sentinel of
+-745 would be the *best* score under a minus proxy (``-snip``), and +745
+the best under a plain one. The ensemble skips a failed member and a search
+ranks a failed genome last whichever way round its proxy reads.
+
+Examples:
     >>> from nas.screening.model import safe_log
     >>> safe_log(0.0) < -600
     True
+    >>> safe_log(float("inf"))
+    nan
 """
 
 from __future__ import annotations
 
 import math
+
+# The score of a proxy that could not be computed: NaN, which ranks below every real score.
+FAILED = math.nan
 
 
 def backbone_of(model):
@@ -54,5 +65,7 @@ def is_piecewise_linear(model) -> bool:
 
 
 def safe_log(value: float) -> float:
-    """``log(value)`` with 0 mapped to a very low finite number (ranks stay defined)."""
+    """``log(value)`` with 0 mapped to a very low finite number (ranks stay defined); NaN or infinity to FAILED."""
+    if not math.isfinite(value):
+        return FAILED
     return math.log(value) if value > 0 else -745.0

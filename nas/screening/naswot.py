@@ -3,13 +3,14 @@
 Each image's binary code is which ReLU units are on; the kernel
 ``K[i, j]`` counts the units where images ``i`` and ``j`` agree, and the
 score is ``log |det K|``: networks that keep images apart score higher.
+A NaN or infinite activation has no on/off pattern: the score then fails.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from nas.screening.model import backbone_of
+from nas.screening.model import FAILED, backbone_of
 
 
 def score(model, batch, loss_fn, seed: int) -> float:
@@ -26,7 +27,9 @@ def score(model, batch, loss_fn, seed: int) -> float:
     images = tf.constant(batch[0])
     n = int(images.shape[0])
     kernel = np.zeros((n, n), np.float64)
-    for act in probe(images, training=True):
+    for act in tf.nest.flatten(probe(images, training=True)):  # one ReLU: a tensor, not a list
+        if not bool(tf.reduce_all(tf.math.is_finite(act))):
+            return FAILED
         codes = tf.cast(tf.reshape(act, (n, -1)) > 0, tf.float32)
         on = tf.matmul(codes, codes, transpose_b=True)
         off = tf.matmul(1.0 - codes, 1.0 - codes, transpose_b=True)

@@ -13,7 +13,7 @@ pool: a mutation is the untrained pool genome nearest the tournament winner
 in standardised feature space). Reported: trainings until the pool's best
 and until any of its top 5%, mean and standard deviation over repetitions.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> y = np.arange(20.0); X = y[:, None]
     >>> result = compare(X, y, {"proxy:oracle": y}, repetitions=3, strategies=("random", "proxy:oracle"))

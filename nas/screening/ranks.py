@@ -1,6 +1,6 @@
 """Rank statistics: Kendall and Spearman correlations and the proxies' rank ensemble.
 
-Example:
+Examples:
     >>> kendall([1, 2, 3, 4], [10, 20, 40, 30])
     0.6667
     >>> rank_ensemble({"a": [1.0, 2.0, 3.0], "b": [3.0, 1.0, 2.0]})
@@ -53,8 +53,21 @@ def normalised_ranks(values: Sequence[float]) -> list[float]:
 
 
 def rank_ensemble(scores: Mapping[str, Sequence[float]]) -> list[float]:
-    """Mean normalised rank of each item over the proxies in ``scores`` (name -> one value per item)."""
-    columns = [normalised_ranks(values) for values in scores.values()]
+    """Mean normalised rank of each item over the proxies in ``scores`` (name -> one value per item).
+
+    A missing or non-finite value is a proxy that failed on that item: the
+    proxy ranks only the items it scored, and an item's mean skips it (NaN
+    when every proxy failed). Ranking a failure lowest instead would make it
+    the best under a reversed ensemble (``-ensemble``).
+    """
+    columns = []
+    for values in scores.values():
+        scored = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+        column = [math.nan] * len(values)
+        for i, rank in zip(scored, normalised_ranks([values[i] for i in scored])):
+            column[i] = rank
+        columns.append(column)
     if not columns:
         return []
-    return [float(np.mean(row)) for row in zip(*columns)]
+    return [float(np.mean(kept)) if (kept := [r for r in row if not math.isnan(r)]) else math.nan
+            for row in zip(*columns)]

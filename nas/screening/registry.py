@@ -13,7 +13,7 @@ scored together. Where a search should prefer *low* scores (on the shapes
 proxy smaller networks trained better), name the proxy with a leading minus:
 ``-multiply_adds`` ranks the cheapest genome first.
 
-Example:
+Examples:
     >>> sorted(PROXIES)
     ['grad_norm', 'naswot', 'snip', 'synflow', 'zen']
     >>> proxy_names()[-3:]

@@ -1,6 +1,6 @@
 """Score genomes with zero-cost proxies: build each task model once, run every asked proxy on it.
 
-Example:
+Examples:
     >>> from nas.experiment import load_train_config
     >>> from spinenet import SPINENET_49
     >>> rows = score_genomes([SPINENET_49], load_train_config(), ["naswot", "multiply_adds"])  # doctest: +SKIP

@@ -11,7 +11,9 @@ computed in float32 at the mildest scale ``c = s = 2**k`` whose flow is
 finite and reported as ``log(flow) - 2 k log 2``: the float64 value without a
 float64 model. Only piecewise-linear networks (ReLU, no squeeze-excitation
 gates) scale so; for any other the runner builds the model in float64 and
-the flow is computed there unscaled.
+the flow is computed there unscaled. A flow that is not finite at any
+scale (NaN weights, or more than float32 holds even at the smallest) is a
+failed score, not the best one.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ import math
 
 import numpy as np
 
-from nas.screening.model import kernels, safe_log
+from nas.screening.model import FAILED, kernels, safe_log
 
 # Input scales tried in turn (powers of two, so the rescaling itself is exact).
 SCALE_EXPONENTS = (0, -32, -64, -96)
 
 
 def score(model, batch, loss_fn, seed: int) -> float:
-    """Log of ``sum |w| * dR/d|w|`` over kernels, ``R`` the sum of every output for an all-ones image."""
+    """Log of ``sum |w| * dR/d|w|`` over kernels, ``R`` the sum of every output for an all-ones image (NaN: failed)."""
     import tensorflow as tf
 
     for variable in model.variables:  # the runner restores the weights afterwards
@@ -43,7 +45,7 @@ def score(model, batch, loss_fn, seed: int) -> float:
             return safe_log(0.0)  # no flow at all (no kernels, or every path cut): the lowest score
         if math.isfinite(flow):
             return safe_log(flow) - 2 * exponent * math.log(2.0)
-    return 745.0  # beyond every scale: more flow than anything finite
+    return FAILED  # NaN, or beyond every scale: nothing to rank it by
 
 
 def _flow(model, weights, image, scale: float) -> float:

@@ -11,7 +11,7 @@ Protocol: the parent sends ``("train", genome, config, out_dir, reports)``; when
 metrics)`` and waits for ``True`` (go on) or ``False`` (prune) (without, the
 task gets no report callback and may skip intermediate evaluations), and ends the trial with
 ``("done", metrics)``, ``("pruned", step)`` or ``("error", reason)``.
-``("score", genomes, config, proxies, seed)`` scores genomes with zero-cost
+``("score", genomes, config, proxies, seed, batch_size)`` scores genomes with zero-cost
 proxies (:func:`nas.screening.score_genomes`) and answers ``("scored", rows)``
 or ``("error", reason)``. ``("stop",)`` ends the child.
 """
@@ -31,6 +31,8 @@ from typing import Callable, Optional
 
 import optuna
 
+from nas.screening.scoring import DEFAULT_BATCH_SIZE
+
 
 class TrialFailed(Exception):
     """A trial that could not produce metrics; the reason is stored as its ``fail_reason`` attribute."""
@@ -39,7 +41,7 @@ class TrialFailed(Exception):
 class TrialProcess:
     """A warm training process reused for consecutive trials (a context manager).
 
-    Example:
+    Examples:
         >>> with TrialProcess(trials_per_process=4) as process:  # doctest: +SKIP
         ...     metrics = process.run(genome, config, "runs/x/trials/00000")
     """
@@ -81,15 +83,16 @@ class TrialProcess:
             raise optuna.TrialPruned(f"pruned at step {payload}")
         return payload
 
-    def score(self, genomes, config: dict, proxies, seed: int = 0) -> list[dict]:
-        """Zero-cost proxy scores of ``genomes`` (one dict per genome) under train config ``config`` (plain data).
+    def score(self, genomes, config: dict, proxies, seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict]:
+        """Zero-cost proxy scores of ``genomes`` (one dict per genome) under train config ``config`` (plain data),
+        on a minibatch of ``batch_size`` training images.
 
         Raises :class:`TrialFailed` when scoring raises or the child dies.
         """
         if self._process is None:
             self._start()
         try:
-            self._conn.send(("score", [g.to_dict() for g in genomes], config, list(proxies), seed))
+            self._conn.send(("score", [g.to_dict() for g in genomes], config, list(proxies), seed, batch_size))
             outcome = self._wait(None)
         except BaseException:
             self.close(wait=False)
@@ -290,7 +293,7 @@ def _write_error_log(out_dir: str) -> None:
         pass  # the reason still reaches the trial; the file is a convenience
 
 
-def _score(genome_data: list, config_data: dict, proxies: list, seed: int):
+def _score(genome_data: list, config_data: dict, proxies: list, seed: int, batch_size: int):
     try:
         from nas.config import from_data
         from nas.experiment import TrainConfig
@@ -299,7 +302,8 @@ def _score(genome_data: list, config_data: dict, proxies: list, seed: int):
 
         _forget_previous_trial()
         config = from_data(TrainConfig, config_data, "")
-        rows = score_genomes([Genome.from_dict(g) for g in genome_data], config, proxies, seed=seed)
+        rows = score_genomes([Genome.from_dict(g) for g in genome_data], config, proxies, seed=seed,
+                             batch_size=batch_size)
         return ("scored", json.loads(json.dumps(rows)))
     except Exception as err:  # reported to the parent, which fails the trial
         last = traceback.extract_tb(err.__traceback__)[-1]

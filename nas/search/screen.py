@@ -45,7 +45,8 @@ class Screener:
             model_names = [n for n in self.names if n not in COST_PROXIES]
             rows = [{} for _ in missing]
             if model_names:
-                rows = self.process.score(list(missing.values()), self.config, model_names, self.experiment.seed)
+                rows = self.process.score(list(missing.values()), self.config, model_names, self.experiment.seed,
+                                          batch_size=self.settings.batch_size)
             for row, genome in zip(rows, missing.values()):
                 total, _ = model_cost(self.experiment.task_plugin, genome, self.experiment.train_config,
                                       self.num_classes)
@@ -55,7 +56,7 @@ class Screener:
 
     def values(self, genomes: Sequence) -> list[float]:
         """The screening value of each genome, higher preferred (the ensemble ranks within ``genomes``; a ``-proxy``
-        negated); -inf when over budget."""
+        negated); -inf when over budget or when its proxy failed (NaN), whichever way round the proxy reads."""
         feasible = [self.budget is None or all(v <= 0 for v in self.budget(g)) for g in genomes]
         kept = [g for g, ok in zip(genomes, feasible) if ok]
         rows = self.scores(kept)
@@ -64,7 +65,7 @@ class Screener:
             scored = rank_ensemble({m: [r[m] for r in rows] for m in ENSEMBLE_MEMBERS})
         else:
             scored = [r[proxy] for r in rows]
-        scored = [sign * v for v in scored]
+        scored = [sign * v if v is not None and math.isfinite(v) else -math.inf for v in scored]
         it = iter(scored)
         return [next(it) if ok else -math.inf for ok in feasible]
 
@@ -80,7 +81,10 @@ class Screener:
 
 
 def prescreen(study, space, screener: Screener, n_trials: int, seed: int, log: Callable[[str], None] = print) -> int:
-    """Once per study: score ``candidates`` x ``prescreen`` random genomes and queue the best ``prescreen``."""
+    """Once per study: score ``candidates`` x ``prescreen`` random genomes and queue the best ``prescreen``.
+
+    Returns how many were queued: over-budget genomes and failed scores among the best are not.
+    """
     if study.user_attrs.get("prescreened"):
         return 0
     settings = screener.settings
@@ -96,10 +100,11 @@ def prescreen(study, space, screener: Screener, n_trials: int, seed: int, log: C
             pool.append(genome)
     log(f"pre-screen: scoring {len(pool)} random genomes with {settings.proxy}")
     values = screener.values(pool)
-    ranked = sorted(range(len(pool)), key=lambda i: -values[i])[:keep]
+    ranked = [i for i in sorted(range(len(pool)), key=lambda i: -values[i])[:keep] if math.isfinite(values[i])]
     for rank, i in enumerate(ranked):
-        if math.isfinite(values[i]):
-            study.enqueue_trial(space.encode(pool[i]), user_attrs={"prescreen_rank": rank})
+        study.enqueue_trial(space.encode(pool[i]), user_attrs={"prescreen_rank": rank})
+    if len(ranked) < keep:
+        log(f"pre-screen: only {len(ranked)} of {len(pool)} genomes are within budget and scored")
     study.set_user_attr("prescreened", True)
     return len(ranked)
 
