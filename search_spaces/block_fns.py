@@ -1,12 +1,15 @@
 """Registry of block functions a genome may name.
 
-A block function is described here in pure Python: its expansion (output
-channels = filters * expansion), its analytic cost, and where its Keras
-implementation lives. Keeping the description free of TensorFlow lets a genome
-be validated, and a network be costed, without importing TensorFlow; the
-decoder resolves ``build`` only when it actually builds a model.
+A block function is described here in pure Python: its name, its expansion
+(output channels = filters * expansion), the family whose genomes may use it
+and its fixed options. That is all a genome needs to be validated, so this
+module imports nothing of TensorFlow or of :mod:`spinenet`. The architecture
+registers the implementations where it defines them: ``spinenet.plan``
+attaches each built-in block's layer plan (from which the decoder builds and
+the cost model counts it) with :func:`implement_block_fn`. A user block gives
+its own ``build``/``plan`` and counts when registered.
 
-Example:
+Examples:
     >>> from search_spaces.block_fns import register_block_fn, BLOCK_FNS
     >>> def plain(x, filters, *, use_projection, drop_rate, layers, name):
     ...     return layers.act(layers.norm(layers.conv(x, filters, 3, name=name + "_conv"),
@@ -23,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 from typing import Any, Callable, Mapping, Union
 
@@ -68,16 +70,12 @@ class BlockFn:
     options: tuple = ()
     base: str = ""
 
-    def resolve_build(self) -> Callable:
-        """Return the Keras implementation, importing it if named by string."""
-        if self.build is None:
-            from spinenet.blocks import planned_block
-
-            return functools.partial(planned_block, self.name)
-        return _resolve(self.build)
+    def resolve_build(self) -> Callable | None:
+        """The Keras implementation (imported if named by string); None for a block built from its plan."""
+        return None if self.build is None else _resolve(self.build)
 
     def resolve_plan(self) -> Callable | None:
-        """Return the plan function (None for a Keras-only block)."""
+        """Return the plan function (None for a Keras-only block, or one whose plan is not registered yet)."""
         return None if self.plan is None else _resolve(self.plan)
 
 
@@ -89,18 +87,6 @@ def _resolve(target: Union[str, Callable]) -> Callable:
 
 
 BLOCK_FNS: dict[str, BlockFn] = {}
-
-
-def _planned_params(name: str, c_in: int, filters: int, use_projection: bool) -> int:
-    from spinenet.plan import block_cost
-
-    return block_cost(name, c_in, filters, 1, 1, use_projection)[0]
-
-
-def _planned_madds(name: str, c_in: int, filters: int, h: int, w: int, use_projection: bool) -> int:
-    from spinenet.plan import block_cost
-
-    return block_cost(name, c_in, filters, h, w, use_projection)[1]
 
 
 def register_block_fn(
@@ -120,8 +106,10 @@ def register_block_fn(
 
     Give ``plan`` (a block written against the layer plan), or ``build`` (a
     Keras function) with optional ``count_params`` and
-    ``count_multiply_adds``; without them the decoder still builds the block
-    but the analytic cost model refuses genomes that use it.
+    ``count_multiply_adds``; without counts the decoder still builds the block
+    but the analytic cost model refuses genomes that use it. With neither,
+    the name is vocabulary only: genomes may name it, and an implementation
+    is attached later with :func:`implement_block_fn`.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"block fn name must be an identifier, got {name!r}")
@@ -129,15 +117,29 @@ def register_block_fn(
         raise ValueError(f"block fn {name!r} is already registered (pass overwrite=True)")
     if not isinstance(expansion, int) or expansion < 1:
         raise ValueError(f"block fn {name!r}: expansion must be a positive int, got {expansion!r}")
-    if build is None and plan is None:
-        raise ValueError(f"block fn {name!r}: give build (a Keras function) or plan")
-    if plan is not None:
-        count_params = count_params or functools.partial(_planned_params, name)
-        count_multiply_adds = count_multiply_adds or functools.partial(_planned_madds, name)
     spec = BlockFn(name, expansion, build, count_params, count_multiply_adds, plan, family,
                    tuple(sorted((options or {}).items())), base)
     BLOCK_FNS[name] = spec
     return spec
+
+
+def implement_block_fn(name: str, *, plan: Union[str, Callable, None] = None,
+                       build: Union[str, Callable, None] = None) -> BlockFn:
+    """Attach ``plan`` (and/or a Keras ``build``) to the registered block ``name`` and to its variants.
+
+    The architecture calls this where it defines a built-in block
+    (``spinenet.plan``), so the vocabulary never imports the architecture.
+    """
+    implemented = None
+    for other in list(BLOCK_FNS.values()):
+        if other.name == name or other.base == name:
+            changes = {key: value for key, value in (("plan", plan), ("build", build)) if value is not None}
+            BLOCK_FNS[other.name] = dataclasses.replace(other, **changes)
+            if other.name == name:
+                implemented = BLOCK_FNS[name]
+    if implemented is None:
+        get_block_fn(name)  # raises, naming the registered ones
+    return implemented
 
 
 def register_block_variant(name: str, base: str, **options) -> BlockFn:
@@ -168,12 +170,11 @@ def get_block_fn(name: str) -> BlockFn:
         raise KeyError(f"unknown block fn {name!r} (registered: {known})") from None
 
 
-register_block_fn("bottleneck", expansion=4, plan="spinenet.plan:bottleneck",
-                  build="spinenet.blocks:bottleneck")
-register_block_fn("residual", expansion=1, plan="spinenet.plan:residual", build="spinenet.blocks:residual")
+# The built-in vocabulary; ``spinenet.plan`` registers how each is built and counted.
+register_block_fn("bottleneck", expansion=4)
+register_block_fn("residual", expansion=1)
 # Mobile SpineNet's block: expand ratio 6, 3x3 depthwise, squeeze-excitation 0.2.
-register_block_fn("mbconv", expansion=1, plan="spinenet.plan:mbconv", family="mobile",
-                  options={"kernel_size": 3, "expand_ratio": 6, "se_ratio": 0.2})
+register_block_fn("mbconv", expansion=1, family="mobile", options={"kernel_size": 3, "expand_ratio": 6, "se_ratio": 0.2})
 # The variants a mobile search picks from per block ("mbconv" is kernel 3, expand 6).
 for _kernel, _expand in ((3, 3), (5, 3), (5, 6)):
     register_block_variant(f"mbconv_k{_kernel}_e{_expand}", "mbconv", kernel_size=_kernel, expand_ratio=_expand)

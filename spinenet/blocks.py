@@ -14,6 +14,9 @@ from typing import Any
 import tensorflow as tf
 import tf_keras
 
+from search_spaces.block_fns import get_block_fn
+from spinenet.plan import PlanBuilder
+
 
 @tf_keras.saving.register_keras_serializable(package="spinenas")
 class StochasticDepth(tf_keras.layers.Layer):
@@ -158,9 +161,10 @@ def build_layer(layer, inputs: list, layers: LayerSettings):
     if kind == "drop":
         return StochasticDepth(layer.rate, name=name)(inputs[0])
     if kind == "custom":
-        from search_spaces.block_fns import get_block_fn
-
         build = get_block_fn(layer.block_fn).resolve_build()
+        if build is None:
+            raise ValueError(f"block fn {layer.block_fn!r} has neither a plan nor a Keras build registered "
+                             "(search_spaces.block_fns.implement_block_fn)")
         return build(inputs[0], layer.filters, use_projection=layer.use_projection, drop_rate=layer.rate,
                      layers=layers, name=name)
     raise ValueError(f"layer {name}: unknown kind {kind!r}")
@@ -176,9 +180,6 @@ def build_plan_layers(plan_layers, tensors: dict, layers: LayerSettings) -> dict
 def planned_block(block_fn: str, x, filters: int, *, use_projection: bool, drop_rate: float,
                   layers: LayerSettings, name: str, **extra):
     """Build the registered plan-backed block ``block_fn`` on Keras tensor ``x``."""
-    from search_spaces.block_fns import get_block_fn
-    from spinenet.plan import PlanBuilder
-
     spec = get_block_fn(block_fn)
     builder = PlanBuilder(int(x.shape[-1]), 0, "x")
     out = spec.resolve_plan()("x", filters, use_projection=use_projection, drop_rate=drop_rate, layers=builder,

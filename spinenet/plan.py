@@ -11,7 +11,7 @@ written once here against :class:`PlanBuilder`; a block function registered
 with only a Keras ``build`` becomes one opaque ``custom`` layer, costed by its
 registered ``count_params``/``count_multiply_adds``.
 
-Example:
+Examples:
     >>> from spinenet import SPINENET_49
     >>> from spinenet.plan import plan_network
     >>> from spinenet.scaling import Scaling
@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional, Sequence
 
-from search_spaces.block_fns import BN_PARAMS_PER_CHANNEL, BLOCK_FNS, get_block_fn
+from search_spaces.block_fns import BN_PARAMS_PER_CHANNEL, BLOCK_FNS, get_block_fn, implement_block_fn
 from search_spaces.families import get_family
 from search_spaces.genome import Genome
 
@@ -231,6 +231,12 @@ def mbconv(x, filters: int, *, use_projection: bool, drop_rate: float, layers: P
             x = p.drop(x, drop_rate, name=f"{name}_drop")
         x = p.add([shortcut, x], name=f"{name}_add")
     return x
+
+
+# The built-in blocks are built and counted from these plans (their names live in search_spaces.block_fns).
+implement_block_fn("bottleneck", plan=bottleneck)
+implement_block_fn("residual", plan=residual)
+implement_block_fn("mbconv", plan=mbconv)
 
 
 # ----------------------------------------------------------------- network

@@ -112,8 +112,10 @@ def test_layer_plan_counts_squeeze_excitation_and_depthwise_resampling():
 def test_mbconv_variants_cost_more_with_larger_kernels_and_ratios():
     names = [find_block_variant("mbconv", kernel_size=k, expand_ratio=e) for k in (3, 5) for e in (3, 6)]
     assert names == ["mbconv_k3_e3", "mbconv", "mbconv_k5_e3", "mbconv_k5_e6"]
-    params = [BLOCK_FNS[n].count_params(40, 40, False) for n in names]
-    madds = [BLOCK_FNS[n].count_multiply_adds(40, 40, 8, 8, False) for n in names]
+    from spinenet.plan import block_cost  # planned blocks are counted from their plan
+
+    params = [block_cost(n, 40, 40, 1, 1, False)[0] for n in names]
+    madds = [block_cost(n, 40, 40, 8, 8, False)[1] for n in names]
     assert params[0] < params[1] < params[3] and params[0] < params[2] < params[3]
     # kernel 3, expand 6: expand 40*240 + BN, depthwise 9*240 + BN, SE 240*8+8 + 8*240+240, project 240*40 + BN.
     assert params[1] == 40 * 240 + 4 * 240 + 9 * 240 + 4 * 240 + 240 * 8 + 8 + 8 * 240 + 240 + 240 * 40 + 4 * 40
