@@ -53,7 +53,7 @@ def table(path: str, experiment: str, metric: str, fidelity: str, long_fidelity,
     """Correlations and the pool-based search comparison on a recorded table."""
     from nas.experiment import load_train_config
     from nas.screening import PROXIES, score_genomes
-    from nas.screening.benchmark import format_report, judge
+    from nas.fidelity.proxies import format_report, judge
     from nas.fidelity import load_genomes
     from search_spaces.features import feature_names, genome_features
 

@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    from nas.experiment import load_train_config
     from nas.tasks import TASKS, task_names
 
     for name in task_names():  # each task adds its own tools (detection: data, evaluate)
-        TASKS[name].add_commands(subparsers)
+        TASKS[name].add_commands(subparsers, load_train_config=load_train_config)
     _accept_verbose_anywhere(parser)
     return parser
 

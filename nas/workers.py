@@ -170,7 +170,8 @@ def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], sto
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
     use_settings(threads)  # likewise, and before anything here imports TensorFlow
     from nas.experiment import load_experiment
-    from nas.search import SearchStopped, TrialFailed, run_search
+    from nas.search import SearchStopped, run_search
+    from nas.trials import TrialFailed
 
     def log(line: str) -> None:
         print(f"[worker {index}] {line}", flush=True)

@@ -1,10 +1,15 @@
-"""Genomes and search spaces of scale-permuted backbones (no TensorFlow here).
+"""Genomes of scale-permuted backbones: the vocabulary, with no TensorFlow and no Optuna here.
 
-``ScalePermutedSpace`` (which speaks Optuna's trial API) loads on first use,
-so importing genomes never imports Optuna.
+:mod:`~search_spaces.genome` (genomes and their validation),
+:mod:`~search_spaces.block_fns` (the block names a genome may use),
+:mod:`~search_spaces.families` (block families) and
+:mod:`~search_spaces.features` (interpretable features). The Optuna encoding
+is :mod:`search_spaces.space`, one layer down: ``from search_spaces.space
+import ScalePermutedSpace``.
 
-Example:
-    >>> from search_spaces import ScalePermutedSpace
+Examples:
+    >>> from search_spaces import Genome
+    >>> from search_spaces.space import ScalePermutedSpace
     >>> len(ScalePermutedSpace().parameters)
     52
 """
@@ -13,17 +18,5 @@ from search_spaces.block_fns import BLOCK_FNS, BlockFn, find_block_variant, regi
 from search_spaces.families import FAMILIES, BlockFamily, get_family, register_family
 from search_spaces.genome import FILTER_SIZE_MAP, BlockSpec, Genome, GenomeError
 
-_LAZY = {"ScalePermutedSpace": "search_spaces.space", "SpaceError": "search_spaces.space",
-         "InfeasibleGenome": "search_spaces.space"}
-
 __all__ = ["BLOCK_FNS", "BlockFamily", "BlockFn", "BlockSpec", "FAMILIES", "FILTER_SIZE_MAP", "Genome", "GenomeError",
-           "find_block_variant", "get_family", "register_block_fn", "register_block_variant", "register_family",
-           *_LAZY]
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'search_spaces' has no attribute {name!r}")
+           "find_block_variant", "get_family", "register_block_fn", "register_block_variant", "register_family"]

@@ -158,7 +158,7 @@ def test_an_expected_trial_failure_prints_no_optuna_traceback(tmp_path):
 
     import optuna
 
-    from nas.search.child import TrialFailed
+    from nas.trials import TrialFailed
     from nas.search.study import describe_trial, hide_interrupted_trials
 
     hide_interrupted_trials()

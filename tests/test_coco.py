@@ -269,7 +269,7 @@ def test_undefined_sizes_reach_consumers_as_none(tmp_path):
 
     import tensorflow as tf
 
-    from nas.search.child import TrialFailed
+    from nas.trials import TrialFailed
     from nas.search.objective import Objective
     from nas.tasks.training import report_metrics
 

@@ -35,7 +35,7 @@ def test_exit_codes(tmp_path, monkeypatch, capsys):
     assert _cli(capsys, "search", path, "--workers", "1", "--n-trials", "2")[0] == 0
 
     def broken(*a, **k):
-        from nas.search import TrialFailed
+        from nas.trials import TrialFailed
         raise TrialFailed("RuntimeError: broken (at train.py:1)")
 
     fake_training(monkeypatch, broken)
@@ -193,7 +193,7 @@ def test_two_objective_study_end_to_end(tmp_path, monkeypatch, capsys):
     code, out, _ = _cli(capsys, "export", path, "--pareto", "--out", "front")
     assert code == 0
     study = load_study(f"sqlite:///{tmp_path}/study.db", "tiny")
-    from nas.search import best_trials
+    from nas.trials import best_trials
 
     front = best_trials(study)
     assert sorted(os.listdir("front")) == sorted(f"trial_{t.number:05d}" for t in front)

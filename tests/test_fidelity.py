@@ -373,7 +373,7 @@ def test_a_fidelity_without_its_data_is_named_and_can_be_left_out(tmp_path, monk
 
 
 def test_training_failures_are_retried_then_given_up(tmp_path, monkeypatch):
-    from nas.search import TrialFailed
+    from nas.trials import TrialFailed
 
     monkeypatch.chdir(tmp_path)
     calls = []

@@ -106,7 +106,7 @@ def _two_workers_propose(name: str, space) -> list[str]:
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_proposals_depend_on_the_trial_not_the_worker(name):
     """Workers built alike with one seed propose different genomes on one history, and a rerun repeats them."""
-    from search_spaces import ScalePermutedSpace
+    from search_spaces.space import ScalePermutedSpace
 
     space = ScalePermutedSpace()
     proposals = _two_workers_propose(name, space)

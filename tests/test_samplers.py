@@ -7,7 +7,7 @@ import pytest
 
 import nas.samplers.predictor as predictor
 from nas.samplers import PredictorSampler
-from search_spaces import ScalePermutedSpace
+from search_spaces.space import ScalePermutedSpace
 from spinenet.cost import network_cost
 
 

@@ -12,7 +12,7 @@ from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
 from nas.screening import ENSEMBLE_MEMBERS, PROXIES, kendall, rank_ensemble, score_genomes
 from nas.search import run_search
-from nas.search.study import trial_genome
+from nas.trials import trial_genome
 from search_spaces.features import genome_features
 from spinenet import SPINENET_49
 from tests.conftest import TINY, random_genome
@@ -298,7 +298,7 @@ def test_score_command_prints_json(tmp_path, capsys):
 
 
 def test_benchmark_on_a_synthetic_table(tmp_path):
-    from nas.screening.benchmark import format_report, judge
+    from nas.fidelity.proxies import format_report, judge
     from nas.fidelity import load_genomes
     from search_spaces.space import ScalePermutedSpace
 
@@ -340,7 +340,7 @@ def test_benchmark_on_a_synthetic_table(tmp_path):
 
 
 def test_a_screened_order_trains_the_best_of_each_draw():
-    from nas.screening.pool import order_screened
+    from nas.fidelity.pool import order_screened
 
     scores = [0.3, None, 0.9, 0.1, 0.5]
     rng = np.random.default_rng(0)

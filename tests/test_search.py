@@ -1,6 +1,7 @@
 """Searches from experiment files: validation, studies on SQLite, isolation, resume, results and export."""
 
 import json
+import re
 import multiprocessing
 import os
 import signal
@@ -16,7 +17,8 @@ import nas.search.child
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
-from nas.search import SearchStopped, TrialFailed, load_study, open_study, run_search, train_in_child
+from nas.search import SearchStopped, load_study, open_study, run_search, train_in_child
+from nas.trials import TrialFailed
 from nas.search.driver import MAX_CONSECUTIVE_INFEASIBLE
 from search_spaces.genome import Genome
 from tests.test_detection import TINY_GENOME
@@ -64,7 +66,6 @@ def tiny_experiment(tmp_path, name="tiny", **sections):
 @pytest.mark.parametrize("edit, message", [
     ({"search": {"samplr": "tpe"}}, r"search.samplr: unknown key \(did you mean 'sampler'\?\)"),
     ({"search": {"n_trials": "ten"}}, r"search.n_trials: expected an integer, got 'ten'"),
-    ({"search": {"sampler": {"name": "annealing"}}}, r"search.sampler.name: 'annealing' is not one of"),
     ({"search": {"objectives": [{"mAP": "maximize"}]}}, r"unknown metric 'mAP' \(did you mean 'AP'\?\)"),
     ({"search": {"objectives": [{"AP": "up"}]}}, "direction must be maximize or minimize"),
     ({"task": {"training": {"epochs": 0}}}, "task.training.epochs: must be positive"),
@@ -81,6 +82,22 @@ def test_bad_experiments_name_file_and_key(tmp_path, edit, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_experiment(path)
     assert str(info.value).startswith(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"sampler": {"name": "annealing"}}, r"search.sampler.name: unknown sampler 'annealing'"),
+    ({"pruner": {"name": "medain"}}, r"search.pruner.name: unknown pruner 'medain' \(did you mean 'median'\?\)"),
+    ({"screening": {"proxy": "synflw"}}, r"search.screening.proxy: .*synflw"),
+])
+def test_strategy_names_are_checked_where_they_are_built(tmp_path, capsys, edit, message):
+    # The schema imports no sampler, pruner or proxy code; their registries answer, before any data or study exists.
+    path = tiny_experiment(tmp_path, search=edit)
+    experiment = load_experiment(path)
+    with pytest.raises(ConfigError, match=message):
+        run_search(experiment, log=lambda line: None)
+    assert not (tmp_path / "study.db").exists()
+    assert main(["validate", path]) == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_overrides_are_validated_and_applied(tmp_path, capsys):

@@ -25,8 +25,8 @@ MIN_TRIALS = 5
 def feature_table(study):
     """``(X, y, names)``: interpretable features and the sign-adjusted first objective of the feasible trials."""
     from nas.samplers.surrogate import design_matrix
-    from nas.search.ranking import feasible_trials, sign
-    from nas.search.study import trial_genome
+    from nas.trials import feasible_trials, sign
+    from nas.trials import trial_genome
 
     trials = [t for t in feasible_trials(study) if "genome" in t.user_attrs and math.isfinite(t.values[0])]
     if len(trials) < MIN_TRIALS:
@@ -68,7 +68,7 @@ def plot_partial_dependence(study, path: str, top: int = 4) -> None:
     from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.inspection import partial_dependence
 
-    from nas.search.study import metric_names
+    from nas.trials import metric_names
     from visualize.report import _pyplot, _save
 
     X, y, names = feature_table(study)

@@ -15,8 +15,8 @@ import html
 import os
 import warnings
 
-from nas.search.ranking import best_trials, feasible_trials, ranked_trials
-from nas.search.study import metric_names
+from nas.trials import best_trials, feasible_trials, ranked_trials
+from nas.trials import metric_names
 from search_spaces.genome import Genome
 
 
@@ -142,7 +142,7 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
 
 def _proxy_check_html(study) -> str:
     """How well the recorded proxies, the cost baselines and the predictor rank the trained trials."""
-    from nas.screening.check import CHECK_KEY, check_study
+    from nas.search.proxy_check import CHECK_KEY, check_study
 
     try:
         check = check_study(study)

@@ -1,8 +1,7 @@
-"""What every subcommand shares: the user-error type, argument checks, finding studies and genomes, quiet TensorFlow."""
+"""What every subcommand shares: finding studies and genomes, quiet TensorFlow (argument types: :mod:`nas.arguments`)."""
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import logging
 import os
@@ -10,39 +9,8 @@ import subprocess
 import sys
 import warnings
 
-
-class UserError(Exception):
-    """A problem with what the user asked for; printed as one line, exit status 2."""
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    return _number(text, int, lambda v: v >= 1, "a positive integer")
-
-
-def worker_count(text: str):
-    """An argparse type: ``auto`` or an integer of at least 1."""
-    return "auto" if text == "auto" else _number(text, int, lambda v: v >= 1, "auto or a positive integer")
-
-
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer of at least 0."""
-    return _number(text, int, lambda v: v >= 0, "an integer of 0 or more")
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number above 0."""
-    return _number(text, float, lambda v: 0 < v < float("inf"), "a positive number")
-
-
-def _number(text: str, kind, valid, wanted: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-    if not valid(value):
-        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-    return value
+from nas.arguments import (UserError, non_negative_int, output_folder, positive_float,  # noqa: F401 (re-exported)
+                           positive_int, worker_count)
 
 
 def genome_from_arg(entry: str):
@@ -72,17 +40,6 @@ def study_from_args(args):
     if not (args.storage and args.study_name):
         raise UserError("give an experiment FILE, or both --storage and --study-name")
     return load_study(args.storage, args.study_name)
-
-
-def output_folder(path: str, option: str = "--out") -> str:
-    """Create the folder ``path`` (an option's value) or raise a one-line :class:`UserError`."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"{option} {path}: is a file, not a folder")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{option} {path}: cannot create the folder ({err.strerror})") from None
-    return path
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:

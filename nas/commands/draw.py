@@ -9,7 +9,7 @@ from nas.commands.common import UserError, add_study_options, genome_from_arg, p
 
 def _genomes(args) -> list:
     """(genome, title) pairs chosen by the flags."""
-    from nas.search import trial_genome
+    from nas.trials import trial_genome
     from spinenet.specs import genome_for
 
     chosen = []

@@ -23,20 +23,17 @@ def _experiment(args):
 def run_validate(args) -> int:
     """Load the experiment and build everything a search would (space, seeds, task, sampler, pruner, storage)."""
     from nas.config import ConfigError
-    from nas.pruners import make_pruner
-    from nas.samplers import make_sampler
+    from nas.search.study import build_strategies
 
     experiment, _ = _experiment(args)
     space = experiment.search_space.build()
     seeds = experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source))
-    search = experiment.search
     try:
-        make_sampler(search.sampler.name, search.sampler.options, space=space, seed=experiment.seed)
-        make_pruner(search.pruner.name, search.pruner.options)
+        build_strategies(experiment)
         _check_storage_url(args.storage or experiment.storage_url)
     except (ConfigError, UserError) as err:
         raise UserError(f"{args.file}: {err}") from None
-    task = experiment.task
+    task, search = experiment.task, experiment.search
     lines = [
         f"{args.file}: valid (experiment fingerprint {experiment.fingerprint})",
         f"  search space: {len(space.parameters)} parameters, {space.num_genomes():.3e} genomes; "
@@ -77,7 +74,8 @@ def _check_storage_url(url: str) -> None:
 
 def run_search(args) -> int:
     """Create or resume the study, run trials (in one or several workers), print the best architecture(s)."""
-    from nas.search import SearchStopped, TrialFailed, best_trials, load_study, run_search as search
+    from nas.search import SearchStopped, load_study, run_search as search
+    from nas.trials import TrialFailed, best_trials
 
     experiment, overrides = _experiment(args)
     storage = args.storage or experiment.storage_url
@@ -142,7 +140,8 @@ def _trials_left(args, experiment, storage: str) -> int:
 
 def run_worker(args) -> int:
     """Join an existing study from this machine and run trials until it has enough."""
-    from nas.search import SearchStopped, TrialFailed, best_trials, open_study, run_search as search
+    from nas.search import SearchStopped, open_study, run_search as search
+    from nas.trials import TrialFailed, best_trials
 
     experiment, _ = _experiment(args)
     open_study(experiment, args.storage, args.study_name, create=False)  # must exist: a typo makes no new study
@@ -187,14 +186,15 @@ def _print_best(study, best) -> None:
 
 def run_results(args) -> int:
     """List the study's trials, best first when --top is given."""
-    from nas.search import ranked_trials, trial_rows
-    from nas.search.study import metric_names
+    from nas.search import trial_rows
+    from nas.trials import ranked_trials
+    from nas.trials import metric_names
 
     study = study_from_args(args)
     rows = trial_rows(study, ranked_trials(study)[: args.top] if args.top else None)
     if args.json:
         if args.with_check:
-            from nas.screening.check import CHECK_KEY
+            from nas.search.proxy_check import CHECK_KEY
 
             print(json.dumps({"trials": rows, "proxy_check": study.user_attrs.get(CHECK_KEY)}))
         else:
@@ -214,7 +214,7 @@ def run_results(args) -> int:
 
 def _print_check(study) -> None:
     """The study's latest self-check: how well proxies, baselines and the predictor rank its trials."""
-    from nas.screening.check import CHECK_KEY, format_check
+    from nas.search.proxy_check import CHECK_KEY, format_check
 
     check = study.user_attrs.get(CHECK_KEY)
     if check:
@@ -226,7 +226,7 @@ def _print_check(study) -> None:
 
 def run_export(args) -> int:
     """Write the chosen trials' genomes as YAML and Model Garden block_specs (and .keras models)."""
-    from nas.search import best_trials, trial_genome
+    from nas.trials import best_trials, trial_genome
 
     study = study_from_args(args)
     if args.trial is not None:

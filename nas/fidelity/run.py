@@ -30,7 +30,8 @@ from nas.config import ConfigError
 from nas.tasks.base import DataError
 from nas.fidelity.plan import ITEM_ATTRS, Plan, make_plan
 from nas.fidelity.table import import_records, load_table, run_number
-from nas.search.child import TrialFailed, TrialProcess
+from nas.search.child import TrialProcess
+from nas.trials import TrialFailed
 from nas.search.objective import package_versions
 from nas.search.precision import PrecisionMismatch, record_precision
 from nas.search.storage import open_storage, redacted

@@ -12,8 +12,8 @@ stores with ``Trial.set_constraint``. Register your own
 with :func:`register_sampler`; the experiment schema accepts every registered
 name.
 
-Example:
-    >>> from search_spaces import ScalePermutedSpace
+Examples:
+    >>> from search_spaces.space import ScalePermutedSpace
     >>> sampler = make_sampler("random", {}, space=ScalePermutedSpace(), seed=0)
     >>> type(sampler.inner).__name__
     'RandomSampler'

@@ -8,7 +8,7 @@ so workers sharing a study do not replay each other's draws), distinct mutants
 that skip genomes other workers are training, and the hooks a search binds (a
 screener scoring candidates, a cost model).
 
-Example:
+Examples:
     >>> import optuna
     >>> from search_spaces.space import ScalePermutedSpace
     >>> class FirstMutant(GenomeSampler):

@@ -8,7 +8,7 @@ sampler draws uniformly at random. With screening bound (``search.screening``,
 through :meth:`RegularizedEvolutionSampler.bind`) the child is the best-scored
 of ``candidates`` distinct mutants of the winner.
 
-Example:
+Examples:
     >>> import optuna
     >>> from search_spaces.space import ScalePermutedSpace
     >>> from nas.samplers.evolution import RegularizedEvolutionSampler
@@ -26,7 +26,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from nas.samplers.base import GenomeSampler
-from nas.search.ranking import sign
+from nas.trials import sign
 from search_spaces.space import ScalePermutedSpace
 
 
@@ -67,7 +67,7 @@ class RegularizedEvolutionSampler(GenomeSampler):
         return self.space.encode(child)
 
     def _screened_child(self, genome, first, busy):
-        from nas.search.child import TrialFailed
+        from nas.trials import TrialFailed
 
         mutants = self.mutants(genome, self._screener.settings.candidates, first, avoid=busy)
         try:

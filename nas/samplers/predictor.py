@@ -11,7 +11,7 @@ with the highest expected improvement. With screening on, the best
 ``screening.candidates`` by a structure-only fit are scored with the proxy
 and the final pick uses a fit that includes the proxy scores.
 
-Example:
+Examples:
     >>> import optuna
     >>> from search_spaces.space import ScalePermutedSpace
     >>> from search_spaces.features import genome_features
@@ -32,7 +32,7 @@ from optuna.distributions import BaseDistribution
 
 from nas.samplers.base import GenomeSampler
 from nas.samplers.surrogate import Surrogate, design_matrix, expected_improvement
-from nas.search.ranking import sign
+from nas.trials import sign
 from search_spaces.space import ScalePermutedSpace
 from spinenet.cost import network_cost
 
@@ -130,7 +130,7 @@ class PredictorSampler(GenomeSampler):
         return sorted(set.intersection(*(set(r) for r in recorded)) - {"params", "multiply_adds"})
 
     def _with_proxies(self, done, genomes, costs, y, short, proxies):
-        from nas.search.child import TrialFailed
+        from nas.trials import TrialFailed
 
         try:
             scores = self._screener.scores(short)

@@ -7,7 +7,7 @@ trial ``n``'s randomness from ``trial_seed(seed, n)``: one worker and many
 explore the same sequence of proposals (given the same history), and a rerun
 with one worker repeats a run.
 
-Example:
+Examples:
     >>> import optuna
     >>> sampler = TrialSeededSampler(lambda seed: optuna.samplers.RandomSampler(seed=seed), seed=0)
     >>> study = optuna.create_study(sampler=sampler)

@@ -7,7 +7,7 @@ between members the uncertainty. Features are
 share, depth, cross-scale and resampling edges, params, multiply-adds) plus
 ``proxy_<name>`` zero-cost scores when every trial recorded them.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> X = np.arange(40, dtype=float).reshape(20, 2); y = X[:, 0] * 0.1
     >>> mean, std = Surrogate(n_models=3, seed=0).fit(X, y).predict(X[:2])

@@ -4,9 +4,11 @@ One module per proxy (:mod:`~nas.screening.naswot`, :mod:`~nas.screening.synflow
 :mod:`~nas.screening.snip`, :mod:`~nas.screening.grad_norm`,
 :mod:`~nas.screening.zen`), each ``score(model, batch, loss_fn, seed) -> float``;
 the registry (:mod:`~nas.screening.registry`), the runner
-(:mod:`~nas.screening.scoring`), rank statistics (:mod:`~nas.screening.ranks`),
-and the study's self-check (:mod:`~nas.screening.check`). Importing this
-package does not import TensorFlow.
+(:mod:`~nas.screening.scoring`) and rank statistics (:mod:`~nas.screening.ranks`).
+What uses them lives with the search: the in-search check of the proxy
+(:mod:`nas.search.proxy_check`) and the benchmark of the proxies against a
+fidelity table (:mod:`nas.fidelity.proxies`). Importing this package does not
+import TensorFlow.
 
 Examples:
     >>> from nas.screening import proxy_names

@@ -2,34 +2,25 @@
 
 One module per job: :mod:`~nas.search.storage` (opening storages, riding out
 lost connections), :mod:`~nas.search.study` (opening, resuming and reading
-studies), :mod:`~nas.search.ranking` (best trials, direction signs),
-:mod:`~nas.search.objective` (one trial), :mod:`~nas.search.child` (the
-training process) and :mod:`~nas.search.driver` (the loop).
+studies), :mod:`~nas.search.objective` (one trial), :mod:`~nas.search.child`
+(the training process), :mod:`~nas.search.screen` (screening candidates),
+:mod:`~nas.search.trial_writes` (writes Optuna keeps private) and
+:mod:`~nas.search.driver` (the loop). Which trials are best is
+:mod:`nas.trials`, which every layer may read.
 
-Example:
+Examples:
     >>> from nas.experiment import load_experiment
     >>> from nas.search import run_search
     >>> study = run_search(load_experiment("experiments/quickstart.yaml"))  # doctest: +SKIP
 """
 
-# Loaded on first use, so importing one module (say ``ranking`` from the report or a sampler)
-# does not import the driver.
-_LAZY = {
-    "TrialFailed": "child", "TrialProcess": "child", "train_in_child": "child",
-    "SearchStopped": "driver", "prepare": "driver", "run_search": "driver",
-    "Objective": "objective",
-    "best_trials": "ranking", "ranked_trials": "ranking", "sign": "ranking",
-    "StorageError": "storage", "open_storage": "storage",
-    "describe_trial": "study", "enqueue_seeds": "study", "fail_orphaned_trials": "study", "load_study": "study",
-    "open_study": "study", "trial_genome": "study", "trial_rows": "study",
-}
+from nas.search.child import TrialProcess, train_in_child
+from nas.search.driver import SearchStopped, prepare, run_search
+from nas.search.objective import Objective
+from nas.search.storage import StorageError, open_storage
+from nas.search.study import (describe_trial, enqueue_seeds, fail_orphaned_trials, load_study, open_study,
+                              trial_rows)
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"nas.search.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'nas.search' has no attribute {name!r}")
+__all__ = ["Objective", "SearchStopped", "StorageError", "TrialProcess", "describe_trial", "enqueue_seeds",
+           "fail_orphaned_trials", "load_study", "open_storage", "open_study", "prepare", "run_search",
+           "train_in_child", "trial_rows"]

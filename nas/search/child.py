@@ -31,11 +31,9 @@ from typing import Callable, Optional
 
 import optuna
 
+from nas.trials import TrialFailed
+
 from nas.screening.scoring import DEFAULT_BATCH_SIZE
-
-
-class TrialFailed(Exception):
-    """A trial that could not produce metrics; the reason is stored as its ``fail_reason`` attribute."""
 
 
 class TrialProcess:

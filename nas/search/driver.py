@@ -11,12 +11,12 @@ from typing import Callable, Optional
 import optuna
 from optuna.trial import TrialState
 
-from nas.search.child import TrialFailed
+from nas.trials import TrialFailed
 from nas.search.objective import Objective
-from nas.screening.check import format_check, record_check
+from nas.search.proxy_check import format_check, record_check
 from nas.search.screen import prescreen
 from nas.search.storage import redacted, with_retries
-from nas.search.study import describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
+from nas.search.study import build_strategies, describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
 from nas.cpu import onednn_settings, use_settings
 
 MAX_CONSECUTIVE_FAILURES = 5
@@ -50,6 +50,7 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     use_settings(onednn_settings())  # likewise
     target = experiment.search.n_trials if n_trials is None else n_trials
     budget = experiment.search.timeout if timeout is None else timeout
+    build_strategies(experiment)  # a misspelt sampler, pruner or proxy fails before any data is made
     data = prepare(experiment, log, progress=enqueue)  # fail early on bad data
     study = open_study(experiment, storage_url, study_name)
     space = experiment.search_space.build()

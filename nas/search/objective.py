@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 
 from nas.config import to_data
 from nas.samplers.seeding import SEED_ATTR, trial_seed
-from nas.search.child import ERROR_LOG, TrialFailed, TrialProcess
+from nas.search.child import ERROR_LOG, TrialProcess
+from nas.trials import TrialFailed
 from nas.search.precision import record_precision
 from nas.search.screen import optional as optional_screener
 from nas.search.storage import redacted, with_retries

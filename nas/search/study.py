@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.config import ConfigError
+from nas.trials import TrialFailed, metric_names
 from nas.search.storage import open_storage, redacted
 from nas.search.trial_writes import fail_trial
 
@@ -26,7 +27,7 @@ def hide_interrupted_trials() -> None:
     """Keep Optuna from printing a traceback for a trial stopped by Ctrl-C or SIGTERM, or failed as expected.
 
     The command says so itself: an interrupted trial in its "interrupted" line,
-    a failed one (:class:`~nas.search.child.TrialFailed`: a crash in training,
+    a failed one (:class:`~nas.trials.TrialFailed`: a crash in training,
     divergence, a dead training process) in the trial's line with its reason,
     the training process's traceback in the trial's ``error.log``. A command's
     own process skips it under ``--verbose``, which shows Optuna's lines too.
@@ -39,7 +40,7 @@ def hide_interrupted_trials() -> None:
 
 class _HideInterruptedTrial(logging.Filter):
     """Drop Optuna's traceback (and its "failed with value None" line) for a trial stopped by Ctrl-C or SIGTERM,
-    or ended by a :class:`~nas.search.child.TrialFailed`.
+    or ended by a :class:`~nas.trials.TrialFailed`.
 
     A traceback (with every encoding parameter) would read as a crash of spinenas.
     """
@@ -49,8 +50,6 @@ class _HideInterruptedTrial(logging.Filter):
         self.hidden: set = set()  # the trial numbers ("Trial 3 failed ...") whose failure is reported elsewhere
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from nas.search.child import TrialFailed
-
         words = record.getMessage().split()
         number = words[1] if len(words) > 1 and words[0] == "Trial" else None
         info = record.exc_info
@@ -69,17 +68,12 @@ def open_study(experiment, storage_url: Optional[str] = None, study_name: Option
 
     With ``create=False`` the study (and a SQLite or journal file) must exist already.
     """
-    from nas.pruners import make_pruner
-    from nas.samplers import make_sampler
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url or experiment.storage_url
     name = study_name or experiment.study_name
     search = experiment.search
     storage = open_storage(url, search.heartbeat_interval, search.max_retries, create=create)
-    sampler = make_sampler(search.sampler.name, search.sampler.options, space=experiment.search_space.build(),
-                           seed=experiment.seed)
-    pruner = make_pruner(search.pruner.name, search.pruner.options)
+    sampler, pruner = build_strategies(experiment)
     if not create and name not in study_names(storage):
         raise ConfigError(missing_study(storage, name, url))
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
@@ -95,6 +89,28 @@ def open_study(experiment, storage_url: Optional[str] = None, study_name: Option
             f"this file {experiment.fingerprint}); pick another --study-name or storage"
             + _legacy_hint(study.user_attrs.get("experiment")))
     return study
+
+
+def build_strategies(experiment):
+    """The experiment's sampler and pruner, built; its screening proxy name checked.
+
+    The schema leaves these names to the registries that hold them: a
+    misspelt name or option is a ``ConfigError`` naming its key here.
+    """
+    from nas.pruners import make_pruner
+    from nas.samplers import make_sampler
+    from nas.screening.registry import check_name
+
+    search = experiment.search
+    sampler = make_sampler(search.sampler.name, search.sampler.options, space=experiment.search_space.build(),
+                           seed=experiment.seed)
+    pruner = make_pruner(search.pruner.name, search.pruner.options)
+    if search.screening:
+        try:
+            check_name(search.screening.proxy)
+        except ConfigError as err:
+            raise ConfigError(f"search.screening.proxy: {err}") from None
+    return sampler, pruner
 
 
 def _legacy_hint(stored) -> str:
@@ -178,21 +194,6 @@ def process_alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
-
-
-def metric_names(study: optuna.Study) -> list[str]:
-    """The objectives' metric names as the study recorded them (``value0``... for foreign studies)."""
-    return study.user_attrs.get("metrics") or [f"value{i}" for i in range(len(study.directions))]
-
-
-def trial_genome(trial):
-    """The genome a trial recorded; a ``ConfigError`` names trials from studies spinenas did not make."""
-    from search_spaces.genome import Genome
-
-    text = trial.user_attrs.get("genome")
-    if text is None:
-        raise ConfigError(f"trial {trial.number} has no recorded genome (was this study made by spinenas?)")
-    return Genome.from_yaml(text)
 
 
 def describe_trial(trial, study) -> str:

@@ -7,7 +7,7 @@ reports with their directions, and the analytic cost of its head. Nothing
 outside a task's own package imports that package: everything else asks the
 registry in :mod:`nas.tasks`.
 
-Example:
+Examples:
     >>> from nas.tasks import get_task
     >>> task = get_task("detection")
     >>> task.metrics["AP"], task.default_objective
@@ -96,8 +96,12 @@ class Task:
         """
         raise NotImplementedError
 
-    def add_commands(self, subparsers) -> None:
-        """Register the task's own ``spinenas`` subcommands (its data tools, say); none by default."""
+    def add_commands(self, subparsers, *, load_train_config) -> None:
+        """Register the task's own ``spinenas`` subcommands (its data tools, say); none by default.
+
+        ``load_train_config(path, overrides)`` reads a train config file as the
+        schema does; it is passed in because a task never imports the schema.
+        """
 
     @property
     def all_metrics(self) -> dict[str, str]:

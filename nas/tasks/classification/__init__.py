@@ -8,7 +8,7 @@ embedded generated shapes (ten classes of size x shape).
 
 from __future__ import annotations
 
-from nas.tasks import register_task
+from nas.tasks.registry import register_task
 from nas.tasks.base import DataSummary, Task
 from nas.tasks.classification.config import ClassificationConfig
 

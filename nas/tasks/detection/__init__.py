@@ -6,7 +6,7 @@ TensorFlow; training loads it on first use.
 
 from __future__ import annotations
 
-from nas.tasks import register_task
+from nas.tasks.registry import register_task
 from nas.tasks.base import DataSummary, Task
 from nas.tasks.detection.config import DetectionConfig
 
@@ -37,11 +37,11 @@ class DetectionTask(Task):
 
         return train_and_evaluate(genome, train_config, report, out_dir=out_dir, progress=progress)
 
-    def add_commands(self, subparsers):
+    def add_commands(self, subparsers, *, load_train_config):
         from nas.tasks.detection.commands import data, evaluate
 
         evaluate.add_parser(subparsers)
-        data.add_parser(subparsers)
+        data.add_parser(subparsers, load_train_config=load_train_config)
 
     def build_model(self, backbone, train_config, num_classes):
         from nas.tasks.detection.head import build_detector

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nas.commands.common import UserError, non_negative_int, output_folder, positive_int
+from nas.arguments import UserError, non_negative_int, output_folder, positive_int
 
 EXIT_UNUSABLE = 1
 
@@ -33,7 +33,6 @@ def run_shapes(args) -> int:
 
 def run_check(args) -> int:
     """Print the dataset report; exit status 1 when the data cannot be trained on."""
-    from nas.experiment import load_train_config
     from nas.tasks.detection.check import check_dataset
 
     if not os.path.isdir(args.root):
@@ -41,7 +40,7 @@ def run_check(args) -> int:
     overrides = [*(args.set or ()), f"task.data.root={args.root}", "task.data.generate_shapes=null"]
     if args.image_size:
         overrides.append(f"task.data.image_size={args.image_size}")
-    config = load_train_config(args.config, overrides)
+    config = args.load_train_config(args.config, overrides)
     report = check_dataset(config.task.data, config.task.head)
     print(report)
     return 0 if report.usable else EXIT_UNUSABLE
@@ -81,7 +80,7 @@ def run_import(args) -> int:
     return 0
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers, *, load_train_config) -> None:
     """Register ``spinenas data``."""
     parser = subparsers.add_parser(
         "data", help="generate, check and import datasets",
@@ -117,7 +116,7 @@ def add_parser(subparsers) -> None:
     check.add_argument("--config", metavar="FILE", help="read task.data and task.head from this config or experiment")
     check.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config value, e.g. task.data.categories=[car,person] (repeatable)")
-    check.set_defaults(handler=run_check)
+    check.set_defaults(handler=run_check, load_train_config=load_train_config)
 
     importer = kinds.add_parser("import", help="convert a Pascal VOC or YOLO dataset to the COCO-format layout",
                                 description="Convert a dataset folder to the COCO-format layout, then "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from nas.commands.common import UserError
+from nas.arguments import UserError
 
 
 # How many unknown image ids a refusal names.

@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from nas.screening.pool import compare
+from nas.fidelity.pool import compare
 from nas.screening.ranks import kendall, rank_ensemble, spearman
 from nas.screening.registry import ENSEMBLE, ENSEMBLE_MEMBERS
 

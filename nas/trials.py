@@ -1,9 +1,10 @@
-"""Which trials are best: direction signs, feasible trials, the best trial and the Pareto front.
+"""Reading studies and trials: direction signs, feasible and best trials, metric names, recorded genomes.
 
-The one place the CLI, the report and the samplers ask, so "better" means the
-same everywhere.
+The one place the CLI, the report, the samplers and the search ask, so
+"better" means the same everywhere. It imports nothing of spinenas but the
+genome vocabulary; everything that reads a study can use it.
 
-Example:
+Examples:
     >>> import optuna
     >>> sign("maximize"), sign(optuna.study.StudyDirection.MINIMIZE)
     (1.0, -1.0)
@@ -13,6 +14,13 @@ from __future__ import annotations
 
 import optuna
 from optuna.trial import TrialState
+
+from nas.config import ConfigError
+from search_spaces.genome import Genome
+
+
+class TrialFailed(Exception):
+    """A trial that could not produce metrics; the reason is stored as its ``fail_reason`` attribute."""
 
 
 def sign(direction) -> float:
@@ -55,3 +63,16 @@ def best_trials(study: optuna.Study) -> list:
     for t in sorted(front, key=lambda t: t.number):
         unique.setdefault(t.user_attrs.get("fingerprint", t.number), t)
     return list(unique.values())
+
+
+def metric_names(study: optuna.Study) -> list[str]:
+    """The objectives' metric names as the study recorded them (``value0``... for foreign studies)."""
+    return study.user_attrs.get("metrics") or [f"value{i}" for i in range(len(study.directions))]
+
+
+def trial_genome(trial) -> Genome:
+    """The genome a trial recorded; a ``ConfigError`` names trials from studies spinenas did not make."""
+    text = trial.user_attrs.get("genome")
+    if text is None:
+        raise ConfigError(f"trial {trial.number} has no recorded genome (was this study made by spinenas?)")
+    return Genome.from_yaml(text)

@@ -41,8 +41,8 @@ def proxy_columns(trials) -> dict[str, list]:
 
 def check_study(study) -> dict:
     """Kendall tau of every column of :func:`proxy_columns` (and the predictor) with the first objective."""
-    from nas.search.ranking import feasible_trials, sign
-    from nas.search.study import metric_names
+    from nas.trials import feasible_trials, sign
+    from nas.trials import metric_names
 
     trials = [t for t in feasible_trials(study) if t.values and math.isfinite(t.values[0])]
     direction = sign(study.directions[0])
@@ -57,7 +57,7 @@ def check_study(study) -> dict:
 
 def _out_of_fold(trials, y):
     from nas.samplers.surrogate import design_matrix, out_of_fold
-    from nas.search.study import trial_genome
+    from nas.trials import trial_genome
 
     genomes = [trial_genome(t) for t in trials]
     costs = [(t.user_attrs.get("params", 0.0), t.user_attrs.get("multiply_adds", 0.0)) for t in trials]
@@ -67,7 +67,7 @@ def _out_of_fold(trials, y):
 
 def record_check(study, every: int) -> dict | None:
     """Run :func:`check_study` when the complete-trial count reaches a multiple of ``every``; store it on the study."""
-    from nas.search.ranking import feasible_trials
+    from nas.trials import feasible_trials
 
     n = len(feasible_trials(study))
     stored = study.user_attrs.get(CHECK_KEY) or {}
