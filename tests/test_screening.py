@@ -359,7 +359,7 @@ def test_report_shows_feature_importances_and_proxy_check(tmp_path, monkeypatch)
 
     monkeypatch.chdir(tmp_path)
     fake_training(monkeypatch, lambda genome, *a, **k: fake_metrics(genome_features(genome)["depth"] / 10))
-    path = tiny_experiment(tmp_path, search={"n_trials": 8})
+    path = tiny_experiment(tmp_path, search={"n_trials": 22})
     study = run_search(load_experiment(path), log=lambda line: None)
     page = open(write_report(study, str(tmp_path / "report"))).read()
     assert "Architecture feature importances" in page and "Partial dependence" in page

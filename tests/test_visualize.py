@@ -110,8 +110,12 @@ def test_draw_cli(tmp_path, capsys):
     assert "choose what to draw" in capsys.readouterr().err
 
 
-def synthetic_study(tmp_path):
-    """A stored study shaped like a real search's (user attributes as nas.search writes them)."""
+def synthetic_study(tmp_path, trials=24, value=None, noise_params=False):
+    """A stored study shaped like a real search's (user attributes as nas.search writes them).
+
+    ``value(genome, rng)`` gives a trial's AP (default: uniform noise); ``noise_params`` records a
+    random parameter count instead of the genome's.
+    """
     import random
 
     from search_spaces.space import ScalePermutedSpace
@@ -122,12 +126,13 @@ def synthetic_study(tmp_path):
     study = optuna.create_study(storage=storage, study_name="synthetic", direction="maximize")
     study.set_user_attr("metrics", ["AP"])
     rng = random.Random(0)
-    for number in range(12):
+    for number in range(trials):
         genome = SPINENET_49 if number == 0 else space.random_genome(rng)
         params = space.encode(genome)
         cost = network_cost(genome, 128, filter_size_scale=0.25)
-        ap = 0.2 + 0.3 * rng.random()
-        attrs = {"genome": genome.to_yaml(), "fingerprint": genome.fingerprint, "params": cost.params,
+        ap = 0.2 + 0.3 * rng.random() if value is None else value(genome, rng)
+        attrs = {"genome": genome.to_yaml(), "fingerprint": genome.fingerprint,
+                 "params": rng.uniform(1e6, 3e6) if noise_params else cost.params,
                  "multiply_adds": cost.multiply_adds, "metrics": {"AP": ap}}
         if number == 0:
             attrs["seed_genome"] = genome.fingerprint
@@ -149,7 +154,43 @@ def test_report_writes_one_page(tmp_path, capsys):
     assert f'src="trial_{best:05d}.png"' in page and (out / f"trial_{best:05d}.yaml").exists()
     assert page.split("<h2>Proxies")[0].count("<tr") == 11  # header + top 10
     assert "Proxies against the trained objective" in page and "partial_dependence.png" in page
-    assert "Not drawn" not in page
+    assert "out-of-fold over 24 trials, 5 folds" in page  # what the importances rest on
+    assert "Not drawn" not in page and "are not drawn" not in page
+
+
+def test_report_below_the_minimum_shows_a_note_not_a_chart(tmp_path):
+    storage = synthetic_study(tmp_path, trials=12)
+    out = tmp_path / "report"
+    assert main(["report", "--storage", storage, "--study-name", "synthetic", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "need at least 20 complete trials (5 folds of 4 held-out trials), this study has 12." in page
+    assert "importances.png" not in page and "partial_dependence.png" not in page
+    assert not (out / "importances.png").exists() and not (out / "partial_dependence.png").exists()
+    assert 'src="history.png"' in page  # the other plots are still drawn
+
+
+def test_out_of_fold_importance_finds_the_informative_feature(tmp_path):
+    """AP follows the residual share plus noise; the recorded params are pure noise.
+
+    A surrogate scored on its own training trials (as the report once did) gives the noise
+    column 0.08 here and, on a pure-noise objective, calls multiply-adds important (0.59).
+    """
+    from search_spaces.features import genome_features
+    from visualize.importance import importances
+
+    def value(genome, rng):
+        return 0.2 + 0.3 * genome_features(genome, 0, 0)["residual_share"] + 0.03 * rng.gauss(0, 1)
+
+    storage = synthetic_study(tmp_path, trials=40, value=value, noise_params=True)
+    rows = {name: mean for name, mean, _ in importances(optuna.load_study(study_name="synthetic", storage=storage))}
+    assert max(rows, key=rows.get) == "residual_share" and rows["residual_share"] > 0.4
+    assert abs(rows["params"]) < 0.03  # shuffling noise grows no held-out error
+    assert max(v for k, v in rows.items() if k != "residual_share") < 0.1
+
+    (tmp_path / "noise").mkdir()
+    noise = synthetic_study(tmp_path / "noise", trials=24)
+    rows = importances(optuna.load_study(study_name="synthetic", storage=noise))
+    assert all(mean < 0.1 for _, mean, _ in rows), rows  # nothing explains noise out of fold
 
 
 def test_draw_trial_of_a_study(tmp_path):

@@ -1,6 +1,6 @@
 """One HTML page showing what a search found: Optuna's plots, AP against cost, best genomes.
 
-Example:
+Examples:
     >>> import optuna
     >>> from visualize.report import write_report
     >>> study = optuna.load_study(study_name="quickstart",
@@ -107,14 +107,21 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
     metric = _quality_metric(study)
     plots = {"ap_vs_cost.png": (f"{metric} against multiply-adds",
                                 lambda: plot_ap_against_cost(study, os.path.join(out_dir, "ap_vs_cost.png")))}
-    from visualize.importance import plot_importances, plot_partial_dependence
+    from visualize.importance import FOLDS, MIN_TRIALS, plot_importances, plot_partial_dependence, usable_trials
 
     # Importances over architecture features a reader knows, not over the encoding's Lehmer digits.
-    plots["importances.png"] = ("Architecture feature importances (surrogate permutation importance)",
-                                lambda: plot_importances(study, os.path.join(out_dir, "importances.png")))
-    plots["partial_dependence.png"] = ("Partial dependence on the most important features",
-                                       lambda: plot_partial_dependence(study, os.path.join(out_dir,
-                                                                                           "partial_dependence.png")))
+    notes = []
+    usable = len(usable_trials(study))
+    if usable < MIN_TRIALS:  # a chart from a handful of trials would look as sure as one from hundreds
+        notes.append(f"Feature importances and partial dependence are not drawn: they need at least {MIN_TRIALS} "
+                     f"complete trials ({FOLDS} folds of 4 held-out trials), this study has {usable}.")
+    else:
+        based = f"out-of-fold over {usable} trials, {FOLDS} folds"
+        plots["importances.png"] = (f"Architecture feature importances (surrogate permutation importance, {based})",
+                                    lambda: plot_importances(study, os.path.join(out_dir, "importances.png")))
+        plots["partial_dependence.png"] = (f"Partial dependence on the most important features ({based})",
+                                           lambda: plot_partial_dependence(study, os.path.join(
+                                               out_dir, "partial_dependence.png")))
     for name, (title, make) in _optuna_plots(study).items():
         plots[name] = (title, (lambda make=make, name=name: _save(make(), os.path.join(out_dir, name))))
     for name, (title, make) in plots.items():
@@ -136,7 +143,7 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
         diagrams.append((name, trial))
     path = os.path.join(out_dir, "index.html")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(_html(study, figures, skipped, diagrams, top))
+        handle.write(_html(study, figures, skipped, diagrams, top, notes))
     return path
 
 
@@ -164,7 +171,7 @@ def _proxy_check_html(study) -> str:
             f"<table><tr><th>score</th><th>tau</th></tr>{rows}</table>")
 
 
-def _html(study, figures, skipped, diagrams, top: int) -> str:
+def _html(study, figures, skipped, diagrams, top: int, notes=()) -> str:
     names = metric_names(study)
     counts = {}
     for trial in study.get_trials(deepcopy=False):
@@ -187,6 +194,7 @@ def _html(study, figures, skipped, diagrams, top: int) -> str:
         f'<figure><img src="{n}" alt="trial {t.number}"><figcaption>trial {t.number} '
         f'(<a href="trial_{t.number:05d}.yaml">genome</a>)</figcaption></figure>' for n, t in diagrams)
     missing = "".join(f"<li>{html.escape(s)}</li>" for s in skipped)
+    remarks = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     state_text = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
     check = _proxy_check_html(study)
     return f"""<!doctype html>
@@ -202,6 +210,7 @@ tr.best{{background:#fff3cd}}</style></head><body>
 {check}
 <h2>Best genomes</h2>{genomes or '<p>No complete, feasible trial yet.</p>'}
 <h2>Plots</h2>{images}
+{remarks}
 {f'<h3>Not drawn</h3><ul>{missing}</ul>' if missing else ''}
 </body></html>
 """

@@ -7,8 +7,11 @@ Every trial's draws come from that seed and the trial's number
 same genomes: the genome samplers seed each trial themselves, and Optuna's own
 samplers are rebuilt for each trial by a
 :class:`~nas.samplers.seeding.TrialSeededSampler`.
-Constraint-aware samplers (TPE, NSGA-II, GP) read the values each trial
-stores with ``Trial.set_constraint``. Register your own
+Over-budget trials end pruned (constraint values stored with
+``Trial.set_constraint``): TPE learns from pruned trials and steers away from
+them, NSGA-II and GP see complete trials only. No ``constraints_func`` is
+passed: Optuna 5 deprecates it, and it would store each value a second time.
+Register your own
 with :func:`register_sampler`; the experiment schema accepts every registered
 name.
 
