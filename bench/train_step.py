@@ -74,11 +74,11 @@ def measure(precision: str, steps: int, overrides: list[str]) -> dict:
     from nas.tasks import get_task
     from nas.tasks.base import model_cost
     from nas.tasks.detection.anchors import generate_anchors, label_anchors
-    from nas.tasks.detection.data import make_dataset
+    from nas.tasks.detection.pipeline import make_dataset
     from nas.tasks.detection.dataset import prepare_data
     from nas.tasks.detection.head import build_detector, detection_losses
-    from nas.tasks.detection.train import _make_train_step
-    from nas.tasks.training import WarmupDecay, precision_policy, resolve_precision, wrap_optimizer
+    from nas.tasks.detection.train import detection_loss
+    from nas.tasks.training import WarmupDecay, make_optimizer, make_train_step, precision_policy, resolve_precision
     from spinenet import SPINENET_49
     from spinenet.decoder import decode
 
@@ -100,9 +100,8 @@ def measure(precision: str, steps: int, overrides: list[str]) -> dict:
         anchors = tf.constant(generate_anchors(size, SPINENET_49.min_level, SPINENET_49.max_level,
                                                task.head.num_scales, task.head.aspect_ratios, task.head.anchor_size))
         schedule = WarmupDecay(training.learning_rate, 1000, training.warmup_steps)
-        optimizer = wrap_optimizer(tf_keras.optimizers.legacy.SGD(learning_rate=schedule, momentum=training.momentum),
-                                   tf_keras.mixed_precision.global_policy().name, model.trainable_variables)
-        step = _make_train_step(model, optimizer, anchors, task, training)
+        optimizer = make_optimizer(schedule, training.momentum, model.trainable_variables)
+        step = make_train_step(model, optimizer, detection_loss(anchors, task), training)
 
         label = tf.function(lambda b, c: label_anchors(anchors, b, c, task.loss.positive_iou, task.loss.negative_iou))
         labels, box_targets = label(boxes, classes)
@@ -124,7 +123,7 @@ def measure(precision: str, steps: int, overrides: list[str]) -> dict:
 
         square = tf.random.uniform([2048, 2048])
         ms = median_ms({
-            "train step": (step, (images, boxes, classes)),
+            "train step": (step, (images, target)),
             "label anchors": (label, (boxes, classes)),
             "backbone forward": (tf.function(lambda x: backbone(x, training=True)), (images,)),
             "backbone forward+backward": (backward(backbone, backbone_loss), (images,)),

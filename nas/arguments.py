@@ -1,4 +1,7 @@
-"""Command-line argument types and the user-error type every command (a task's own included) raises.
+"""Command-line argument types, subcommand registration, and the user-error type every command raises.
+
+Every command (a task's own included) registers itself with
+:func:`add_command` and names its handler there.
 
 A :class:`UserError` is printed as one ``spinenas: error:`` line and ends the
 command with exit status 2.
@@ -16,6 +19,16 @@ import os
 
 class UserError(Exception):
     """A problem with what the user asked for; printed as one line, exit status 2."""
+
+
+def add_command(subparsers, name: str, handler, help: str, description: str) -> argparse.ArgumentParser:
+    """Register subcommand ``name`` (``help``: its line in ``spinenas --help``), run as ``handler(args)``.
+
+    Returns the subcommand's parser, for its options.
+    """
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def positive_int(text: str) -> int:

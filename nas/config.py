@@ -6,7 +6,7 @@ unknown or of the wrong type; :func:`apply_overrides` applies ``--set
 dotted.key=value`` edits to the raw data before validation, so overrides are
 checked the same way. YAML is only ever read with the safe loader.
 
-Example:
+Examples:
     >>> import dataclasses
     >>> @dataclasses.dataclass(frozen=True)
     ... class Train:
@@ -107,9 +107,9 @@ class ConfigError(ValueError):
     """A configuration value that is missing, unknown or of the wrong type; names the key path."""
 
 
-def closest(key: str, valid) -> str:
-    """`` (did you mean ...?)`` for the nearest valid key, or an empty string."""
-    match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
+def closest(key: str, valid, cutoff: float = 0.5) -> str:
+    """`` (did you mean ...?)`` for the nearest valid key (similarity at least ``cutoff``), or an empty string."""
+    match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=cutoff)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
@@ -257,19 +257,49 @@ def to_data(config) -> Any:
     return config
 
 
-def read_yaml(path: str | os.PathLike) -> Any:
-    """Parse a YAML file with the safe loader; errors name the file and line."""
+def read_text(path: str | os.PathLike, error: Callable[[str], Exception] = ConfigError, what: str = "",
+              hint: str = "save it as UTF-8") -> str:
+    """The UTF-8 text of a file; a missing, unreadable or undecodable file raises ``error`` naming it.
+
+    ``what`` names the kind of file in the message (``cannot read genome file
+    (...)``); ``hint`` follows the offset of a byte that is not UTF-8.
+
+    Examples:
+        >>> read_text("no/such.yaml", what="genome file")
+        Traceback (most recent call last):
+        ...
+        nas.config.ConfigError: no/such.yaml: cannot read genome file (No such file or directory)
+    """
     try:
         with open(path, encoding="utf-8") as handle:
-            return load_yaml(handle.read())
+            return handle.read()
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        raise error(f"{path}: not UTF-8 text (byte {err.start}); {hint}") from None
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); expected a YAML file") from None
+        raise error(f"{path}: cannot read {what + ' ' if what else ''}({err.strerror})") from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file with the safe loader; errors name the file and line."""
+    text = read_text(path)
+    try:
+        return load_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: malformed YAML: {' '.join(str(err).split())}") from None
+
+
+def require(ok: bool, key: str, rule: str, value: Any) -> None:
+    """Raise :class:`ConfigError` ``"KEY: must be RULE, got VALUE"`` unless ``ok``: a section's range checks.
+
+    Examples:
+        >>> require(3 >= 1, "epochs", "positive", 3)
+        >>> require(0 >= 1, "epochs", "positive", 0)
+        Traceback (most recent call last):
+        ...
+        nas.config.ConfigError: epochs: must be positive, got 0
+    """
+    if not ok:
+        raise ConfigError(f"{key}: must be {rule}, got {value}")
 
 
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:

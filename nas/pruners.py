@@ -1,6 +1,6 @@
 """Optuna pruners by name: the registry that ``search.pruner.name`` selects from.
 
-Example:
+Examples:
     >>> type(make_pruner("median", {"n_startup_trials": 2})).__name__
     'MedianPruner'
 """

@@ -4,7 +4,7 @@ A block function is described here in pure Python: its name, its expansion
 (output channels = filters * expansion), the family whose genomes may use it
 and its fixed options. That is all a genome needs to be validated, so this
 module imports nothing of TensorFlow or of :mod:`spinenet`. The architecture
-registers the implementations where it defines them: ``spinenet.plan``
+registers the implementations where it defines them: ``spinenet.plan.block_plans``
 attaches each built-in block's layer plan (from which the decoder builds and
 the cost model counts it) with :func:`implement_block_fn`. A user block gives
 its own ``build``/``plan`` and counts when registered.
@@ -50,7 +50,7 @@ class BlockFn:
         count_multiply_adds: ``(in_channels, filters, height, width,
             use_projection) -> int``, convolution multiply-adds at that output
             size.
-        plan: the block written against :class:`spinenet.plan.PlanBuilder`
+        plan: the block written against :class:`spinenet.plan.builder.PlanBuilder`
             (or ``"module:attribute"``), called like ``build`` with the
             builder as ``layers`` and ``options`` as keywords. The decoder
             builds and the cost model counts its layers, so a planned block
@@ -128,7 +128,7 @@ def implement_block_fn(name: str, *, plan: Union[str, Callable, None] = None,
     """Attach ``plan`` (and/or a Keras ``build``) to the registered block ``name`` and to its variants.
 
     The architecture calls this where it defines a built-in block
-    (``spinenet.plan``), so the vocabulary never imports the architecture.
+    (``spinenet.plan.block_plans``), so the vocabulary never imports the architecture.
     """
     implemented = None
     for other in list(BLOCK_FNS.values()):
@@ -170,7 +170,7 @@ def get_block_fn(name: str) -> BlockFn:
         raise KeyError(f"unknown block fn {name!r} (registered: {known})") from None
 
 
-# The built-in vocabulary; ``spinenet.plan`` registers how each is built and counted.
+# The built-in vocabulary; ``spinenet.plan.block_plans`` registers how each is built and counted.
 register_block_fn("bottleneck", expansion=4)
 register_block_fn("residual", expansion=1)
 # Mobile SpineNet's block: expand ratio 6, 3x3 depthwise, squeeze-excitation 0.2.

@@ -5,7 +5,7 @@ fixes what the genome's levels mean in channels, what the stem nodes are, and
 how a parent is resampled to a block's level; the block functions a genome of
 that family may use are those registered with ``family=<name>``. Pure Python.
 
-Example:
+Examples:
     >>> from search_spaces.families import get_family
     >>> get_family("mobile").stem_levels
     (1, 2)

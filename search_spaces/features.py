@@ -7,7 +7,7 @@ node at another level) split into up-sampling (from a coarser level) and
 down-sampling (from a finer level) edges; plus, when given, params and
 multiply-adds from the cost model. Pure Python: no TensorFlow.
 
-Example:
+Examples:
     >>> from spinenet import SPINENET_49
     >>> f = genome_features(SPINENET_49)
     >>> f["blocks_l3"], f["blocks_l5"], f["cross_scale_edges"]

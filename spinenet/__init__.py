@@ -3,7 +3,7 @@
 Importing this package does not import TensorFlow; ``decode`` and
 ``build_spinenet`` load it on first use.
 
-Example:
+Examples:
     >>> from spinenet import SPINENET_49, build_spinenet
     >>> backbone = build_spinenet("49", input_shape=(640, 640, 3))  # doctest: +SKIP
     >>> backbone.count_params()  # doctest: +SKIP

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 
 from search_spaces.block_fns import get_block_fn
-from spinenet.plan import PlanBuilder
+from spinenet.plan.builder import PlanBuilder
 
 
 @tf_keras.saving.register_keras_serializable(package="spinenas")
@@ -129,7 +129,7 @@ _NAMED_ACTIVATIONS = {"hard_sigmoid": hard_sigmoid}
 
 
 def build_layer(layer, inputs: list, layers: LayerSettings):
-    """The Keras layer a :class:`~spinenet.plan.PlanLayer` describes, applied to ``inputs``."""
+    """The Keras layer a :class:`~spinenet.plan.builder.PlanLayer` describes, applied to ``inputs``."""
     kind, name = layer.kind, layer.name
     if kind == "conv":
         return tf_keras.layers.Conv2D(
@@ -188,18 +188,24 @@ def planned_block(block_fn: str, x, filters: int, *, use_projection: bool, drop_
 
 
 def bottleneck(x, filters: int, *, use_projection: bool, drop_rate: float, layers: LayerSettings, name: str):
-    """1x1 reduce, 3x3, 1x1 expand to ``4 * filters``, plus the (projected) shortcut (see :mod:`spinenet.plan`)."""
+    """1x1 reduce, 3x3, 1x1 expand to ``4 * filters``, plus the (projected) shortcut.
+
+    Built from its plan, :func:`spinenet.plan.block_plans.bottleneck`.
+    """
     return planned_block("bottleneck", x, filters, use_projection=use_projection, drop_rate=drop_rate,
                          layers=layers, name=name)
 
 
 def residual(x, filters: int, *, use_projection: bool, drop_rate: float, layers: LayerSettings, name: str):
-    """Two 3x3 convolutions of ``filters`` channels, plus the (projected) shortcut (see :mod:`spinenet.plan`)."""
+    """Two 3x3 convolutions of ``filters`` channels, plus the (projected) shortcut.
+
+    Built from its plan, :func:`spinenet.plan.block_plans.residual`.
+    """
     return planned_block("residual", x, filters, use_projection=use_projection, drop_rate=drop_rate,
                          layers=layers, name=name)
 
 
 def mbconv(x, filters: int, *, use_projection: bool, drop_rate: float, layers: LayerSettings, name: str, **extra):
-    """Mobile SpineNet's MBConv block with squeeze-excitation (see :func:`spinenet.plan.mbconv`)."""
+    """Mobile SpineNet's MBConv block with squeeze-excitation (see :func:`spinenet.plan.block_plans.mbconv`)."""
     return planned_block("mbconv", x, filters, use_projection=use_projection, drop_rate=drop_rate,
                          layers=layers, name=name, **extra)

@@ -5,7 +5,7 @@ from, so ``count_params`` equals Keras ``count_params()`` (batch-norm moving
 statistics included) and ``count_multiply_adds`` sums the multiply-adds of
 every convolution (depthwise included).
 
-Example:
+Examples:
     >>> from spinenet import SPINENET_49, SCALING_MAP
     >>> from spinenet.cost import count_params
     >>> count_params(SPINENET_49, **SCALING_MAP["49"])
@@ -18,7 +18,8 @@ import dataclasses
 from typing import Optional, Sequence, Union
 
 from search_spaces.genome import Genome
-from spinenet.plan import plan_cost, plan_network
+from spinenet.plan.counting import plan_cost
+from spinenet.plan.network import plan_network
 from spinenet.scaling import DecodeError, Scaling, check_input_size, spatial_divisor
 
 
@@ -82,7 +83,7 @@ class CostBudget:
     constraint=budget)`` to keep a search inside the budget without building
     a model.
 
-    Example:
+    Examples:
         >>> from spinenet import SPINENET_49
         >>> budget = CostBudget(max_multiply_adds=20e9, input_size=640)
         >>> budget(SPINENET_49)[0] > 0  # 28.3 G is over 20 G

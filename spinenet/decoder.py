@@ -6,7 +6,7 @@ repeat, second conv), ``block7_in0_l3_reduce_conv`` (block 7, first parent, a
 level-3 node, the 1x1 reduction of its resampling branch), ``block7_merge``,
 ``endpoint4_conv``.
 
-Example:
+Examples:
     >>> from spinenet import decode, SPINENET_49
     >>> model = decode(SPINENET_49, input_shape=(64, 64, 3),
     ...                filter_size_scale=0.25)  # doctest: +SKIP
@@ -22,7 +22,8 @@ import tf_keras
 
 from search_spaces.genome import Genome
 from spinenet.blocks import LayerSettings, build_plan_layers
-from spinenet.plan import INPUT, plan_network
+from spinenet.plan.builder import INPUT
+from spinenet.plan.network import plan_network
 from spinenet.scaling import DecodeError, Scaling, check_input_size
 from spinenet.specs import SPINENET_49, SPINENET_MOBILE_49, scaling_for
 
@@ -137,7 +138,7 @@ def decode(genome: GenomeLike, *, input_shape: Sequence = (None, None, 3), filte
     ``scaling`` (a :class:`~spinenet.scaling.Scaling`, e.g. ``ModelConfig.scaling``)
     replaces the four scaling keywords when given.
     ``kernel_regularizer`` may be a Keras regularizer or a float (an L2 weight).
-    Raises :class:`~search_spaces.genome.GenomeError` for an invalid genome and
+    Raises :class:`~search_spaces.genome_rules.GenomeError` for an invalid genome and
     :class:`DecodeError` for settings or input sizes no backbone can have.
     """
     if scaling is not None:

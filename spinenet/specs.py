@@ -130,7 +130,7 @@ def resolve_genome(entry: str, base_dir: str | None = None) -> Genome:
     folder), else from the working directory. Raises ``ValueError`` (a
     ``GenomeError`` for a broken file) or ``FileNotFoundError`` naming the entry.
 
-    Example:
+    Examples:
         >>> resolve_genome("SpineNet-49") is SPINENET_49
         True
     """
@@ -141,7 +141,7 @@ def resolve_genome(entry: str, base_dir: str | None = None) -> Genome:
 
     path = entry if base_dir is None or os.path.isabs(entry) else os.path.join(base_dir, entry)
     if not os.path.exists(path):
-        from search_spaces.genome import GenomeError
+        from search_spaces.genome_rules import GenomeError
 
         raise GenomeError(f"{path}: cannot read genome file (no such file, and not a reference genome: "
                           f"{', '.join(REFERENCE_GENOMES)})")

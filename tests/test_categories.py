@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from nas.config import ConfigError
-from nas.tasks.detection.data import DataError, read_coco
+from nas.tasks.base import DataError
+from nas.tasks.detection.annotations import read_coco
 from nas.experiment import load_train_config
 from nas.tasks.detection.dataset import prepare_data
 

@@ -12,11 +12,11 @@ from PIL import Image
 from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
 from nas.tasks import get_task
-from nas.tasks.base import TrainingDiverged
+from nas.tasks.base import DataError, TrainingDiverged
 from nas.tasks.classification import ClassificationTask
 from nas.tasks.classification.config import SHAPE_CLASSES, DataConfig, HeadConfig, ShapesConfig
 from nas.tasks.classification.cost import classification_head_cost
-from nas.tasks.classification.data import DataError, make_dataset, read_image_folder
+from nas.tasks.classification.data import make_dataset, read_image_folder
 from nas.tasks.classification.dataset import prepare_data
 from nas.tasks.classification.head import build_classifier, cross_entropy, top_k_hits
 from nas.tasks.classification.shapes import CLASSES, write_shapes_dataset
@@ -220,7 +220,7 @@ def test_quickstart_experiment_loads_with_the_task_default_objective():
 
 
 def test_tiny_training_reports_scores_and_writes_outputs(shapes_root, tmp_path, monkeypatch):
-    from nas.tasks.classification import train
+    from nas.tasks import training as train
     from nas.tasks.training import compile_step, train_epochs
 
     steps = []  # the compiled train step, to count its traces

@@ -10,7 +10,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from nas.cli import main
-from nas.tasks.detection.data import read_coco
+from nas.tasks.detection.annotations import read_coco
 from nas.tasks.detection.coco import METRIC_NAMES, ground_truth, read_detections, score_detections
 
 # Boxes [x, y, w, h] of small (< 32^2), medium and large (> 96^2) objects on 200x200 images.

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from nas.cli import main
-from nas.tasks.detection.data import DataError, make_dataset, read_coco
+from nas.tasks.base import DataError
+from nas.tasks.detection.annotations import read_coco
+from nas.tasks.detection.pipeline import make_dataset
 from nas.tasks.detection.shapes import CATEGORIES, write_shapes_dataset
 
 

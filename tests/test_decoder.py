@@ -5,7 +5,8 @@ import pytest
 import tf_keras
 
 from search_spaces.block_fns import BLOCK_FNS, register_block_fn
-from search_spaces.genome import Genome, GenomeError
+from search_spaces.genome import Genome
+from search_spaces.genome_rules import GenomeError
 from spinenet import SPINENET_49, build_spinenet, decode
 from spinenet.blocks import StochasticDepth
 from spinenet.cost import count_params

@@ -14,7 +14,8 @@ from nas.tasks.detection.config import HeadConfig, LossConfig
 from nas.tasks.detection.cost import retinanet_head_cost
 from nas.tasks.detection.head import build_detector, detection_losses
 from nas.tasks.base import TrainingDiverged
-from nas.tasks.detection.train import WarmupDecay, train_and_evaluate
+from nas.tasks.detection.train import train_and_evaluate
+from nas.tasks.training import WarmupDecay
 from search_spaces.genome import Genome
 from spinenet import SPINENET_49, build_spinenet, decode
 from spinenet.cost import count_multiply_adds
@@ -199,7 +200,7 @@ def test_precision_resolves_from_the_hardware():
 def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind(tmp_path, monkeypatch):
     import tf_keras
 
-    from nas.tasks.detection import train
+    from nas.tasks import training as train
     from nas.tasks.training import compile_step, precision_policy, train_epochs
 
     steps = []  # every compiled train step, to count its traces
@@ -235,7 +236,9 @@ def test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind
 
 
 def test_disk_cache_gives_the_same_pixels_once_per_dataset(tmp_path):
-    from nas.tasks.detection.data import build_image_cache, image_cache_path, make_dataset, read_coco
+    from nas.tasks.detection.annotations import read_coco
+    from nas.tasks.detection.pipeline import make_dataset
+    from nas.tasks.detection.pixel_cache import build_image_cache, image_cache_path
     from nas.tasks.detection.shapes import write_shapes_dataset
 
     write_shapes_dataset(str(tmp_path / "d"), train=8, val=4, image_size=64, seed=0)
@@ -277,7 +280,8 @@ def test_training_settings_out_of_range_name_the_key():
 
 def test_evaluation_traces_the_detector_once_whatever_the_last_batch(tmp_path):
     from nas.tasks.detection.config import EvaluationConfig
-    from nas.tasks.detection.data import make_dataset, read_coco
+    from nas.tasks.detection.annotations import read_coco
+    from nas.tasks.detection.pipeline import make_dataset
     from nas.tasks.detection.evaluate import detect, make_postprocess
     from nas.tasks.detection.shapes import write_shapes_dataset
 
@@ -295,7 +299,7 @@ def test_evaluation_traces_the_detector_once_whatever_the_last_batch(tmp_path):
 
 
 def test_optimizer_weights_made_up_front_let_the_step_trace_once():
-    # Every optimizer the tasks use: legacy SGD (detection) and the newer SGD (classification), each bare
+    # Both optimizer families: legacy SGD (what every task trains with) and the newer SGD (public build), each bare
     # and inside the loss scale mixed_float16 adds. Made inside the step, the slots traced it twice.
     import tf_keras
 
@@ -330,7 +334,8 @@ def test_optimizer_weights_made_up_front_let_the_step_trace_once():
 def test_training_batches_follow_the_seed_whatever_the_threads(tmp_path):
     # Augmentation runs on parallel threads; if its random draws came from shared stateful ops, which image got
     # which crop and flip would depend on thread timing, and a seed would not fix a trial's result.
-    from nas.tasks.detection.data import make_dataset, read_coco
+    from nas.tasks.detection.annotations import read_coco
+    from nas.tasks.detection.pipeline import make_dataset
     from nas.tasks.detection.shapes import write_shapes_dataset
 
     write_shapes_dataset(str(tmp_path / "d"), train=48, val=4, image_size=64, seed=0)

@@ -16,7 +16,7 @@ from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
 from nas.fidelity import (export_jsonl, fidelity_report, format_report, load_genomes, load_table, make_plan,
                           open_fidelity_study, rank_pair, records_from_study, run_fidelity)
-from nas.fidelity.run import claim, describe_time_left, time_left
+from nas.fidelity.work_queue import claim, describe_time_left, time_left
 from tests.test_detection import TINY_GENOME
 from tests.test_search import fake_metrics, fake_training, tiny_experiment
 

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from search_spaces.genome import BlockSpec, Genome, GenomeError
+from search_spaces.block_spec import BlockSpec
+from search_spaces.genome import Genome
+from search_spaces.genome_rules import GenomeError
 from spinenet import SPINENET_49
 from tests.conftest import random_genome
 

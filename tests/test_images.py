@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas.tasks.detection.data import make_dataset, read_coco
+from nas.tasks.detection.annotations import read_coco
 from nas.tasks.detection.images import displayed_size, load_image
+from nas.tasks.detection.pipeline import make_dataset
 
 EXIF_ORIENTATION = 0x0112
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from nas.cli import main
-from nas.tasks.detection.data import read_coco
+from nas.tasks.detection.annotations import read_coco
 from tests.test_detection import TINY_GENOME
 
 VOC_XML = """<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height></size>

@@ -9,11 +9,12 @@ import optuna
 import pytest
 
 from search_spaces.block_fns import BLOCK_FNS, find_block_variant
-from search_spaces.genome import Genome, GenomeError
+from search_spaces.genome import Genome
+from search_spaces.genome_rules import GenomeError
 from search_spaces.space import ScalePermutedSpace, SpaceError
 from spinenet import MOBILE_SCALING_MAP, SCALING_MAP, SPINENET_49, SPINENET_MOBILE_49
 from spinenet.cost import CostBudget, count_params, network_cost
-from spinenet.plan import plan_network
+from spinenet.plan.network import plan_network
 from spinenet.scaling import Scaling
 from spinenet.specs import REFERENCE_GENOMES
 from tests.test_cost import _profiler_multiply_adds
@@ -112,7 +113,7 @@ def test_layer_plan_counts_squeeze_excitation_and_depthwise_resampling():
 def test_mbconv_variants_cost_more_with_larger_kernels_and_ratios():
     names = [find_block_variant("mbconv", kernel_size=k, expand_ratio=e) for k in (3, 5) for e in (3, 6)]
     assert names == ["mbconv_k3_e3", "mbconv", "mbconv_k5_e3", "mbconv_k5_e6"]
-    from spinenet.plan import block_cost  # planned blocks are counted from their plan
+    from spinenet.plan.counting import block_cost  # planned blocks are counted from their plan
 
     params = [block_cost(n, 40, 40, 1, 1, False)[0] for n in names]
     madds = [block_cost(n, 40, 40, 8, 8, False)[1] for n in names]

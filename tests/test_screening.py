@@ -214,8 +214,11 @@ def test_a_minus_proxy_prefers_low_scores(tmp_path):
         screener = Screener(experiment, Costs(), num_classes=3)
         costs = [row["multiply_adds"] for row in screener.scores(genomes)]
         assert screener.best(genomes) is genomes[costs.index(pick(costs))]
+    from nas.search.study import build_strategies  # proxy names are checked where screening is set up
+
     with pytest.raises(ConfigError, match=r"proxy: unknown proxy '-multiply_add' \(did you mean '-multiply_adds'"):
-        load_experiment(tiny_experiment(tmp_path, name="typo", search={"screening": {"proxy": "-multiply_add"}}))
+        build_strategies(load_experiment(tiny_experiment(tmp_path, name="typo",
+                                                         search={"screening": {"proxy": "-multiply_add"}})))
 
 
 def test_the_default_proxy_is_the_reversed_ensemble(tmp_path):

@@ -325,13 +325,13 @@ def test_a_study_from_before_the_task_seam_opens_and_resumes(tmp_path, monkeypat
 
 
 def test_settings_added_later_keep_old_studies_open(tmp_path):
-    from nas.experiment import _hash, _meaning
+    from nas.experiment.fingerprint import digest, meaning
 
     experiment = load_experiment(tiny_experiment(tmp_path))
     # A study made before task.training.jit_compile existed stored data without it.
     old = experiment.to_data()
     del old["task"]["training"]["jit_compile"]
-    old_fingerprint = _hash(_meaning(old))
+    old_fingerprint = digest(meaning(old))
     assert old_fingerprint != experiment.fingerprint
     assert experiment.matches(old_fingerprint, old)  # the new setting is at its default
     changed = load_experiment(tiny_experiment(tmp_path), ["task.training.jit_compile=true"])

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from nas.samplers.evolution import RegularizedEvolutionSampler
 from search_spaces.genome import Genome
-from search_spaces.space import InfeasibleGenome, ScalePermutedSpace, SpaceError, _lehmer_decode, _lehmer_encode
+from search_spaces.space import InfeasibleGenome, ScalePermutedSpace, SpaceError
+from search_spaces.space.encoding import lehmer_decode, lehmer_encode
 from spinenet import SPINENET_49
 from spinenet.cost import CostBudget, network_cost
 
@@ -199,7 +200,7 @@ def test_each_mutation_kind_happens():
 @settings(max_examples=200, deadline=None)
 @given(st.permutations(list(range(7))))
 def test_lehmer_code_round_trip(order):
-    assert _lehmer_decode(_lehmer_encode(order), 7) == list(order)
+    assert lehmer_decode(lehmer_encode(order), 7) == list(order)
 
 
 def test_fingerprint_dedups_reordered_parents():

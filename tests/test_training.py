@@ -1,4 +1,4 @@
-"""The train steps both tasks share: clipping across replicas, float16 loss scaling, the precision a study holds."""
+"""The one training loop both tasks share: its step, optimizer and evaluation cadence; the precision a study holds."""
 
 import json
 import os
@@ -21,10 +21,10 @@ import tensorflow as tf
 import tf_keras
 
 from nas.experiment import load_train_config
-from nas.tasks.classification import train as classification
-from nas.tasks.detection import train as detection
+from nas.tasks.classification.train import classification_loss
 from nas.tasks.detection.anchors import generate_anchors
-from nas.tasks.training import epoch_batches, precision_policy, wrap_optimizer
+from nas.tasks.detection.train import detection_loss
+from nas.tasks.training import epoch_batches, make_optimizer, make_train_step, precision_policy
 
 ANCHORS = generate_anchors(16, 3, 4, 1, (1.0,), 4.0)
 
@@ -52,11 +52,11 @@ def batch(task, size=4, side=16, scale=1.0, seed=0):
     if task == "classification":
         return images, np.arange(size, dtype="int32") % 3
     boxes = np.tile(np.array([[[2, 2, 10, 10], [4, 6, 14, 15]]], "float32"), (size, 1, 1))
-    return images, boxes, np.tile(np.array([[1, 0]], "int32"), (size, 1))
+    return images, {"boxes": boxes, "classes": np.tile(np.array([[1, 0]], "int32"), (size, 1))}
 
 
 def train_step(task, precision, clip, strategy=None, weights=None, side=16):
-    """(model, optimizer, step) of ``task``'s real train step on a tiny model, with ``weights`` when given."""
+    """(model, optimizer, step) of the shared train step with ``task``'s loss on a tiny model, ``weights`` when given."""
     settings = [f"task.training.gradient_clip_norm={clip}", f"task.training.precision={precision}"]
     config = load_train_config(None, settings, task=task)
     training = config.task.training
@@ -65,14 +65,12 @@ def train_step(task, precision, clip, strategy=None, weights=None, side=16):
         model = (classifier if task == "classification" else detector)(side)
         if weights is not None:
             model.set_weights(weights)
-        # The optimizers the tasks use: the legacy SGD (detection), the newer one (classification).
-        sgd = tf_keras.optimizers.legacy.SGD if task == "detection" else tf_keras.optimizers.SGD
-        optimizer = wrap_optimizer(sgd(learning_rate=0.5, momentum=0.9), precision, model.trainable_variables)
+        optimizer = make_optimizer(0.5, 0.9, model.trainable_variables)  # the SGD every task trains with
     if task == "classification":
-        step = classification._make_train_step(model, optimizer, 0.0, training, strategy)
+        loss = classification_loss(0.0)
     else:
-        step = detection._make_train_step(model, optimizer, tf.constant(ANCHORS), config.task, training, strategy)
-    return model, optimizer, step
+        loss = detection_loss(tf.constant(ANCHORS), config.task)
+    return model, optimizer, make_train_step(model, optimizer, loss, training, strategy)
 
 '''
 
@@ -144,6 +142,81 @@ def test_float16_steps_through_a_dynamic_loss_scale(task):
             assert float(optimizer.loss_scale) == 2.0 ** 15
             error = float(tf.linalg.global_norm([a - b for a, b in zip(exact, moved)]))
             assert error < 0.01 * float(tf.linalg.global_norm(exact))
+
+
+def test_the_legacy_optimizer_still_makes_its_slots_before_the_first_step():
+    # tf_keras' legacy optimizer has no public way to make its hyperparameters, step counter and slots up
+    # front, so create_optimizer_weights calls its private _create_all_weights. If tf_keras renames or changes
+    # it, this fails here instead of every trial quietly tracing its train step twice.
+    import tensorflow as tf
+    import tf_keras
+
+    from nas.tasks.training import make_optimizer, precision_policy
+
+    assert callable(getattr(tf_keras.optimizers.legacy.Optimizer, "_create_all_weights", None)), \
+        "tf_keras.optimizers.legacy.Optimizer._create_all_weights is gone: see nas.tasks.training.create_optimizer_weights"
+    for precision in ("float32", "mixed_float16"):
+        with precision_policy(precision):
+            model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, dtype="float32")])
+            optimizer = make_optimizer(0.1, 0.9, model.trainable_variables)
+        assert isinstance(optimizer, tf_keras.optimizers.legacy.Optimizer), precision
+        sgd = getattr(optimizer, "inner_optimizer", optimizer)
+        assert isinstance(sgd, tf_keras.optimizers.legacy.SGD), precision
+        for variable in model.trainable_variables:
+            assert sgd.get_slot(variable, "momentum").shape == variable.shape, precision
+        made = len(optimizer.variables())
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(tf.ones([4, 3])) ** 2)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        assert len(optimizer.variables()) == made, precision  # the step made no variable of its own
+        assert int(optimizer.iterations) == 1, precision
+
+
+def _tiny_task(images=12, classes=3):
+    """A TaskTraining of a dense classifier on random images: the shared loop without a decoded genome."""
+    import tensorflow as tf
+    import tf_keras
+
+    from nas.tasks.classification.train import classification_loss
+    from nas.tasks.training import TaskData, TaskTraining
+
+    x = np.random.default_rng(0).uniform(-1, 1, (images, 8, 8, 3)).astype("float32")
+    y = np.arange(images, dtype="int32") % classes
+
+    def data():
+        train = tf.data.Dataset.from_tensor_slices((x, y)).batch(4, drop_remainder=True)
+        return TaskData(train, tf.data.Dataset.from_tensor_slices((x, y)).batch(4), images, classes)
+
+    def build_model(num_classes):
+        inputs = tf_keras.Input((8, 8, 3))
+        backbone = tf_keras.Model(inputs, tf_keras.layers.Flatten()(inputs))
+        return tf_keras.Model(inputs, tf_keras.layers.Dense(num_classes)(backbone(inputs))), backbone
+
+    def evaluator(model, val):
+        return lambda: {"top1": float(np.mean([float(tf.reduce_mean(tf.cast(
+            tf.argmax(model(a), -1, output_type=tf.int32) == b, tf.float32))) for a, b in val]))}
+
+    return TaskTraining(data=data, build_model=build_model, loss=classification_loss(0.0), evaluator=evaluator,
+                        summarise=lambda means: {"train_loss": means["loss"]})
+
+
+@pytest.mark.parametrize("task", ["classification", "detection"])
+def test_every_epoch_auto_evaluates_each_epoch_only_for_a_listener(task):
+    # Both tasks' configs default to auto, and the one loop reads it the same way for each.
+    from nas.experiment import load_train_config
+    from nas.tasks.training import train_genome
+
+    config = load_train_config(None, ["task.training.epochs=3", "task.training.batch_size=4",
+                                      "task.training.precision=float32", "task.training.warmup_steps=0"], task=task)
+    assert config.task.evaluation.every_epoch == "auto"
+    quiet = train_genome(None, config, _tiny_task())
+    assert [h["epoch"] for h in quiet["history"]] == [3] and quiet["steps"] == 9 and quiet["num_classes"] == 3
+    reports = []
+    heard = train_genome(None, config, _tiny_task(), lambda step, metrics: reports.append(step))
+    assert reports == [3, 6, 9] and [h["epoch"] for h in heard["history"]] == [1, 2, 3]
+    assert heard["top1"] == quiet["top1"] and heard["train_loss"] == quiet["train_loss"]  # the same seeded run
+    assert set(heard) >= {"steps", "epochs", "params", "backbone_params", "train_images_per_s", "wall_time_s",
+                          "timing", "history", "precision"}
 
 
 def test_a_study_refuses_a_worker_where_auto_means_another_precision(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ same level); implicit merges of unused blocks into outputs are dashed; output
 blocks carry their endpoint label (P3..P7); blocks no endpoint reads are
 hollow. Figures are built without pyplot, so drawing works headless.
 
-Example:
+Examples:
     >>> from spinenet import SPINENET_49
     >>> from visualize.draw import draw_genome
     >>> fig = draw_genome(SPINENET_49, title="SpineNet-49")  # doctest: +SKIP

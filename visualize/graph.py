@@ -7,7 +7,7 @@ stem chain), ``parent`` (a resampled input, with ``direction`` ``up``, ``down``
 or ``same``), ``merge`` (an unused block summed into an output as it is) and
 ``endpoint``.
 
-Example:
+Examples:
     >>> from spinenet import SPINENET_49
     >>> g = genome_graph(SPINENET_49)
     >>> g.number_of_nodes(), g.number_of_edges()

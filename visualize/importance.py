@@ -14,7 +14,7 @@ Below :data:`MIN_TRIALS` trials there is no chart: five folds then hold fewer
 than four trials each, and an importance measured on two or three held-out
 trials says more about which trials fell in the fold than about the feature.
 
-Example:
+Examples:
     >>> import optuna
     >>> study = optuna.load_study(study_name="evolution", storage="sqlite:///runs/evolution/study.db")  # doctest: +SKIP
     >>> plot_importances(study, "importances.png")  # doctest: +SKIP

@@ -1,1 +1,4 @@
-"""One module per ``spinenas`` subcommand, each with ``add_parser(subparsers)`` and ``run(args)``."""
+"""One module per ``spinenas`` subcommand, each with ``add_parser(subparsers)`` and its handler.
+
+:mod:`~nas.commands.common` and :mod:`~nas.commands.search_run` hold what several of them share.
+"""

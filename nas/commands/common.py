@@ -1,4 +1,7 @@
-"""What every subcommand shares: finding studies and genomes, quiet TensorFlow (argument types: :mod:`nas.arguments`)."""
+"""What every subcommand shares: loading experiments, finding studies and genomes, quiet TensorFlow.
+
+Argument types and subcommand registration are in :mod:`nas.arguments`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,7 @@ import subprocess
 import sys
 import warnings
 
-from nas.arguments import (UserError, non_negative_int, output_folder, positive_float,  # noqa: F401 (re-exported)
-                           positive_int, worker_count)
+from nas.arguments import UserError
 
 
 def genome_from_arg(entry: str):
@@ -26,6 +28,16 @@ def add_study_options(parser, *, file_help: str = "the experiment file (or give 
     parser.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///runs/NAME/study.db "
                                           "(default: the experiment's)")
     parser.add_argument("--study-name", help="study name (default: the experiment's name)")
+
+
+def experiment_from_args(args):
+    """The experiment FILE with its ``--set`` overrides (and ``--strategy``, where the command has it), and those."""
+    from nas.experiment import load_experiment
+
+    overrides = list(args.set or ())
+    if getattr(args, "strategy", None):
+        overrides.append(f"task.training.strategy={args.strategy}")
+    return load_experiment(args.file, overrides), overrides
 
 
 def study_from_args(args):

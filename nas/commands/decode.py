@@ -6,8 +6,8 @@ import argparse
 import json
 import os
 
-from nas.commands.common import (UserError, genome_from_arg, non_negative_int, positive_float, positive_int,
-                                 quiet_tensorflow)
+from nas.arguments import UserError, add_command, non_negative_int, positive_float, positive_int
+from nas.commands.common import genome_from_arg, quiet_tensorflow
 from search_spaces.genome import Genome
 
 
@@ -134,10 +134,10 @@ def _with_retinanet(backbone, genome, settings, args, backbone_madds):
 
 def add_parser(subparsers) -> None:
     """Register ``spinenas decode``."""
-    parser = subparsers.add_parser(
-        "decode", help="decode a genome into a Keras backbone and summarise it",
-        description="Build the Keras backbone of a genome (SpineNet-49 by default) at a scaling and print its "
-                    "parameters, multiply-adds, endpoint shapes and blocks; optionally with a RetinaNet head.")
+    parser = add_command(
+        subparsers, "decode", run, "decode a genome into a Keras backbone and summarise it",
+        "Build the Keras backbone of a genome (SpineNet-49 by default) at a scaling and print its parameters, "
+        "multiply-adds, endpoint shapes and blocks; optionally with a RetinaNet head.")
     add_architecture_options(parser)
     parser.add_argument("--input-size", type=input_size, default=(640, 640), metavar="SIZE",
                         help="SIZE or HEIGHTxWIDTH, divisible by 2**deepest level (default 640)")
@@ -152,7 +152,6 @@ def add_parser(subparsers) -> None:
                         help="depthwise-separable head convolutions (as published for Mobile SpineNet)")
     parser.add_argument("--save", metavar="OUT.keras", help="write the model in the Keras format")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.set_defaults(handler=run)
 
 
 def _summary_text(report: dict, genome: Genome, model) -> str:

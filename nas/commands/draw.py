@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from nas.commands.common import UserError, add_study_options, genome_from_arg, positive_int, study_from_args
+from nas.arguments import UserError, add_command, positive_int
+from nas.commands.common import add_study_options, genome_from_arg, study_from_args
 
 
 def _genomes(args) -> list:
@@ -72,10 +73,9 @@ def run_report(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``spinenas draw`` and ``spinenas report``."""
-    draw = subparsers.add_parser(
-        "draw", help="draw a genome's permutation diagram (or write its graph)",
-        description="Draw one genome, or several side by side: blocks left to right in build order at the "
-                    "height of their level, connections as curves.")
+    draw = add_command(subparsers, "draw", run_draw, "draw a genome's permutation diagram (or write its graph)",
+                       "Draw one genome, or several side by side: blocks left to right in build order at the "
+                       "height of their level, connections as curves.")
     add_study_options(draw, file_help="experiment file, with --trial (or give --storage and --study-name)")
     draw.add_argument("--model-id", help="SpineNet-ID or mobile-ID (its genome; the title costs it at that scaling)")
     draw.add_argument("--genome", action="append", metavar="FILE",
@@ -85,13 +85,10 @@ def add_parser(subparsers) -> None:
     draw.add_argument("--format", choices=["graphml", "dot"], help="write the graph instead of a picture")
     draw.add_argument("--title", help="title above the diagram (one genome only; default: its name)")
     draw.add_argument("--input-size", type=positive_int, default=640, help="image size for the cost in the title")
-    draw.set_defaults(handler=run_draw)
 
-    report = subparsers.add_parser(
-        "report", help="write a study's plots and best genomes as one HTML page",
-        description="Write index.html with the top trials, diagrams of the best genome (or the Pareto "
-                    "front), the objective against multiply-adds and Optuna's plots.")
+    report = add_command(subparsers, "report", run_report, "write a study's plots and best genomes as one HTML page",
+                         "Write index.html with the top trials, diagrams of the best genome (or the Pareto "
+                         "front), the objective against multiply-adds and Optuna's plots.")
     add_study_options(report)
     report.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and its images")
     report.add_argument("--top", type=positive_int, default=10, help="rows in the table of top trials (default 10)")
-    report.set_defaults(handler=run_report)

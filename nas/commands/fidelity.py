@@ -6,17 +6,16 @@ import argparse
 import json
 import os
 
-from nas.commands.common import UserError, non_negative_int, output_folder, positive_int
+from nas.arguments import UserError, add_command, non_negative_int, output_folder, positive_int
+from nas.commands.common import experiment_from_args
 
 
 def run_fidelity_command(args) -> int:
     """Train what is missing of the measurement (unless told not to), then print and write the comparison."""
-    from nas.experiment import load_experiment
     from nas.fidelity import export_jsonl, fidelity_report, format_report, load_table, records_from_study
     from nas.fidelity.run import fidelity_study_name, primary_metric, run_fidelity
 
-    overrides = list(args.set or ())
-    experiment = load_experiment(args.file, overrides)
+    experiment, overrides = experiment_from_args(args)
     configs = experiment.fidelity_configs()
     if not experiment.fidelities:
         print("note: the experiment has no fidelities section; measuring one fidelity, 'proxy' (its own settings)")
@@ -94,14 +93,15 @@ def _fidelity_count(text: str) -> tuple[str, int]:
 
 def add_parser(subparsers) -> None:
     """Register ``spinenas fidelity``."""
-    parser = subparsers.add_parser(
-        "fidelity", help="measure whether cheap training settings rank architectures like expensive ones",
-        description="Train a seeded sample of the experiment's space (its seed genomes, r50-like when the "
-                    "space's levels allow, then random genomes) at every fidelity of the file's fidelities "
-                    "section (--genomes-at caps a fidelity to the first N genomes), as trials of the study "
-                    "<name>-fidelity in the experiment's storage (resumable; "
-                    "finished runs are never repeated), then print rank correlations between fidelities, "
-                    "top-k overlap and the seed genome's spread over training seeds.")
+    parser = add_command(
+        subparsers, "fidelity", run_fidelity_command,
+        "measure whether cheap training settings rank architectures like expensive ones",
+        "Train a seeded sample of the experiment's space (its seed genomes, r50-like when the "
+        "space's levels allow, then random genomes) at every fidelity of the file's fidelities "
+        "section (--genomes-at caps a fidelity to the first N genomes), as trials of the study "
+        "<name>-fidelity in the experiment's storage (resumable; "
+        "finished runs are never repeated), then print rank correlations between fidelities, "
+        "top-k overlap and the seed genome's spread over training seeds.")
     parser.add_argument("file", help="experiment YAML with a fidelities section, e.g. experiments/fidelity_shapes.yaml")
     parser.add_argument("--genomes", type=positive_int, default=10, metavar="N",
                         help="architectures to measure, seed genomes and r50-like included (default 10); a larger "
@@ -140,4 +140,3 @@ def add_parser(subparsers) -> None:
                              "fidelity other than the reference)")
     parser.add_argument("--scatter-y", metavar="NAME",
                         help="y axis of scatter.png: a fidelity (default: the reference)")
-    parser.set_defaults(handler=run_fidelity_command)

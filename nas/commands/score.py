@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from nas.commands.common import UserError, genome_from_arg, positive_int
+from nas.arguments import UserError, add_command, positive_int
+from nas.commands.common import genome_from_arg
 
 
 def run(args) -> int:
@@ -34,11 +35,11 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``spinenas score``."""
-    parser = subparsers.add_parser(
-        "score", help="score genomes with zero-cost proxies (no training)",
-        description="Build each genome's task model (backbone plus head) at the experiment's settings and score "
-                    "it on one minibatch of the task's training data with zero-cost proxies. Higher predicts "
-                    "better. 'ensemble' is the mean rank of its members among the genomes given.")
+    parser = add_command(
+        subparsers, "score", run, "score genomes with zero-cost proxies (no training)",
+        "Build each genome's task model (backbone plus head) at the experiment's settings and score it on one "
+        "minibatch of the task's training data with zero-cost proxies. Higher predicts better. 'ensemble' is "
+        "the mean rank of its members among the genomes given.")
     parser.add_argument("--genome", action="append", required=True, metavar="FILE|NAME",
                         help="a genome file or reference name (spinenet-49, r50-like); repeatable")
     parser.add_argument("--experiment", metavar="FILE",
@@ -48,4 +49,3 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the minibatch and the noise")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="minibatch size (default 8)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(handler=run)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from nas.commands.common import UserError, genome_from_arg, output_folder, quiet_tensorflow
+from nas.arguments import UserError, add_command, output_folder
+from nas.commands.common import genome_from_arg, quiet_tensorflow
 
 
 def run(args) -> int:
@@ -40,10 +41,10 @@ def add_parser(subparsers) -> None:
     """Register ``spinenas train``."""
     from nas.tasks import task_names
 
-    parser = subparsers.add_parser(
-        "train", help="train a genome on a proxy task (detection or classification) and score it",
-        description="Settings come from the defaults (the paper's proxy widths: x0.25, alpha 0.25), then "
-                    "--model-id's scaling, then --config, then --task, then --set.")
+    parser = add_command(
+        subparsers, "train", run, "train a genome on a proxy task (detection or classification) and score it",
+        "Settings come from the defaults (the paper's proxy widths: x0.25, alpha 0.25), then --model-id's "
+        "scaling, then --config, then --task, then --set.")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model-id", help="train SpineNet-ID (its genome and scaling)")
     source.add_argument("--genome", metavar="FILE", help="train this genome (a YAML or JSON file, spinenet-49 "
@@ -54,4 +55,3 @@ def add_parser(subparsers) -> None:
                         help="override a config value, e.g. task.training.epochs=2 (repeatable)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where metrics, checkpoint and logs go")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=run)

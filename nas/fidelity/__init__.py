@@ -4,7 +4,8 @@
 space at every fidelity its ``fidelities`` section names, as trials of one
 resumable Optuna study, then compares the rankings. One module per job:
 :mod:`~nas.fidelity.plan` (what to train), :mod:`~nas.fidelity.run` (the
-study and its workers), :mod:`~nas.fidelity.table` (records, JSON lines),
+study and its workers), :mod:`~nas.fidelity.work_queue` (queueing, claiming
+and training items), :mod:`~nas.fidelity.table` (records, JSON lines),
 :mod:`~nas.fidelity.stats` (correlations, top-k, seed noise) and
 :mod:`~nas.fidelity.plot` (the scatter plot).
 """

@@ -14,7 +14,7 @@ import random
 from typing import Callable, Optional
 
 from nas.config import to_data
-from nas.experiment import _hash
+from nas.experiment.fingerprint import digest
 
 @dataclasses.dataclass(frozen=True)
 class Item:
@@ -59,7 +59,7 @@ def fidelity_fingerprint(train_config) -> str:
     training = data["task"].get("training", {})
     training.pop("seed", None)
     training.pop("strategy", None)
-    return _hash(data)
+    return digest(data)
 
 
 def current_settings(experiment) -> dict:

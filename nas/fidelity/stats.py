@@ -5,7 +5,7 @@ training seeds). A pair of rankings uses only the genomes measured in both, and
 says how many that was; fewer than two genomes, or one ranking that is all
 ties, gives no statistic and a note instead of a number.
 
-Example:
+Examples:
     >>> pair = rank_pair({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 0.1, "b": 0.3, "c": 0.2}, "x", "y", top_k=1)
     >>> pair["n"], round(pair["kendall_tau"], 3), round(pair["spearman_rho"], 3), pair["top_k"]["overlap"]
     (3, 0.333, 0.5, 0)
@@ -183,7 +183,7 @@ def seed_standing(values: dict, seed: Optional[str], seed_std: Optional[float], 
     deviation of the seed's own runs (``seed_std``; without it, unknown and
     ``beats`` is None). ``rank`` is 1 for the best of ``of`` genomes.
 
-    Example:
+    Examples:
         >>> seed_standing({"s": 0.40, "a": 0.50, "b": 0.41, "c": 0.30}, "s", 0.02, {"s": 2, "a": 2, "b": 1, "c": 1})
         {'rank': 3, 'of': 4, 'margin': 0.04, 'beats': ['a']}
     """

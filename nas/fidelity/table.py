@@ -16,7 +16,7 @@ trial stay right as the table grows across machines.
 averaged over training seeds at every fidelity: what benchmarks and
 predictors need.
 
-Example:
+Examples:
     >>> from nas.fidelity import load_genomes, load_table
     >>> records = load_table("bench/results/fidelity_fidelity_shapes.jsonl")  # doctest: +SKIP
     >>> rows = load_genomes("bench/results/fidelity_fidelity_shapes.jsonl")  # doctest: +SKIP

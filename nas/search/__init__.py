@@ -2,7 +2,8 @@
 
 One module per job: :mod:`~nas.search.storage` (opening storages, riding out
 lost connections), :mod:`~nas.search.study` (opening, resuming and reading
-studies), :mod:`~nas.search.objective` (one trial), :mod:`~nas.search.child`
+studies), :mod:`~nas.search.objective` (one trial), :mod:`~nas.search.training_run`
+(one training run, recorded: what search and fidelity share), :mod:`~nas.search.child`
 (the training process), :mod:`~nas.search.screen` (screening candidates),
 :mod:`~nas.search.trial_writes` (writes Optuna keeps private) and
 :mod:`~nas.search.driver` (the loop). Which trials are best is

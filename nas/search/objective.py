@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
 import socket
 import time
 from typing import Callable, Optional
@@ -12,14 +10,13 @@ from typing import Callable, Optional
 import optuna
 from optuna.trial import TrialState
 
-from nas.config import to_data
 from nas.samplers.seeding import SEED_ATTR, trial_seed
-from nas.search.child import ERROR_LOG, TrialProcess
-from nas.trials import TrialFailed
-from nas.search.precision import record_precision
+from nas.search.child import TrialProcess
 from nas.search.screen import optional as optional_screener
-from nas.search.storage import redacted, with_retries
+from nas.search.storage import redacted
 from nas.search.study import process_alive
+from nas.search.training_run import package_versions, train_trial
+from nas.trials import TrialFailed
 from nas.tasks.base import COST_METRICS, model_cost
 from nas.cpu import onednn_setting
 from search_spaces.space import InfeasibleGenome
@@ -42,17 +39,6 @@ class ModelBudget(CostBudget):
 
     def cost(self, genome):
         return model_cost(self.task, genome, self.train_config, self.num_classes)[0]
-
-
-def package_versions() -> dict:
-    """Versions that decide what a trial's numbers mean."""
-    versions = {"python": platform.python_version()}
-    for package in ("spinenas", "tensorflow", "tf-keras", "optuna"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 class Objective:
@@ -125,33 +111,12 @@ class Objective:
             self.log(f"trial {trial.number}: genome {genome.fingerprint} was trained in trial {twin.number}; reusing")
             return twin.values if len(twin.values) > 1 else twin.values[0]
 
-        config = to_data(self.train_config)
-        config["task"]["training"]["seed"] = trial.user_attrs["seed"]
         # Intermediate values cost an evaluation each; only a pruner reads them (a task whose
         # evaluation.every_epoch is "auto" then evaluates only at the end).
         pruning = self.experiment.search.pruner.name != "none" and len(self.experiment.search.objectives) == 1
         report = self._reporter(trial) if pruning else None
-        started = time.perf_counter()
-        try:
-            metrics = self.process.run(genome, config, trial_dir, report)
-        except TrialFailed as err:
-            trial.set_user_attr("fail_reason", str(err))
-            error_log = os.path.join(trial_dir, ERROR_LOG)
-            if os.path.exists(error_log):
-                trial.set_user_attr("error_log", error_log)
-            raise
-        # Only the training process knows what precision auto meant; a study holds one (nas.search.precision).
-        record_precision(trial.study, trial, self.train_config.task.training.precision, metrics.get("precision"))
-        wall = time.perf_counter() - started
-
-        def record_result():
-            trial.set_user_attr("wall_time_s", wall)
-            trial.set_user_attr("process_overhead_s", max(0.0, wall - metrics["timing"]["total"]))
-            trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k not in ("history", "timing")})
-
-        # The genome is trained: its result waits out a database restart rather than being thrown away
-        # (the trial cut off, queued again and trained a second time).
-        with_retries(record_result, self.storage_url, self.log)
+        metrics, _ = train_trial(self.process, trial, genome, self.train_config, trial.user_attrs["seed"], trial_dir,
+                               report=report, storage_url=self.storage_url, log=self.log)
         try:
             return self._values(known, metrics)
         except TrialFailed as err:

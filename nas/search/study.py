@@ -114,7 +114,7 @@ def build_strategies(experiment):
 
 
 def _legacy_hint(stored) -> str:
-    from nas.experiment import LEGACY_VALUES
+    from nas.experiment.fingerprint import LEGACY_VALUES
 
     missing = []
     for path, value in LEGACY_VALUES.items():

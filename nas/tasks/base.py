@@ -1,9 +1,11 @@
 """What a proxy task is: the narrow contract the search driver, workers and commands rely on.
 
 A task owns its config schema (the ``task`` section of a config file, a frozen
-dataclass with a ``name`` field, ``data.image_size``, ``training.seed`` and
-``training.strategy``), its data, its head and training loop, the metrics it
-reports with their directions, and the analytic cost of its head. Nothing
+dataclass with a ``name`` field, ``data.image_size``, ``training`` (a
+:class:`nas.tasks.training_config.TrainingConfig`) and ``evaluation.every_epoch``),
+its data, its head, loss and evaluation, the metrics it reports with their
+directions, and the analytic cost of its head. The training loop is not a
+task's: every task trains through :func:`nas.tasks.training.train_genome`. Nothing
 outside a task's own package imports that package: everything else asks the
 registry in :mod:`nas.tasks`.
 

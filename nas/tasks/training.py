@@ -1,8 +1,10 @@
-"""Training helpers every task shares: the learning-rate schedule, mixed precision, the compiled step, reporting.
+"""The one training loop every task runs: optimizer and schedule, precision, the train step, epochs, reporting.
 
-Nothing here knows a task; each task's training loop imports it (tasks never import each other).
+A task brings only its data, model, loss and evaluation (:class:`TaskTraining`);
+:func:`train_genome` does the rest the same way for every task. Nothing here
+knows a task (tasks never import each other).
 
-Example:
+Examples:
     >>> resolve_precision("float32")
     'float32'
     >>> resolve_precision("auto") in PRECISIONS
@@ -12,12 +14,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
 import os
 import time
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -116,11 +119,25 @@ def create_optimizer_weights(optimizer, variables) -> None:
     on the idle 2-core machine (``bench/results/proxy_warm_idle.json``). No number
     changes: the slots start at zero either way.
     """
-    if hasattr(optimizer, "_create_all_weights"):
-        # The legacy OptimizerV2 (and its LossScaleOptimizer) has no public way; it is frozen code.
+    if isinstance(optimizer, tf_keras.optimizers.legacy.Optimizer):
+        # The legacy OptimizerV2 (and its LossScaleOptimizer) has no public way to make its hyperparameters,
+        # step counter and slots; it is frozen code. tests/test_training.py fails if tf_keras changes this call.
         optimizer._create_all_weights(variables)
     else:
         optimizer.build(variables)
+
+
+def make_optimizer(learning_rate, momentum: float, variables):
+    """The SGD with momentum every task trains with, for the global dtype policy, ready for ``variables``.
+
+    Call it in the strategy's scope. ``learning_rate`` is a number or a
+    schedule (:class:`WarmupDecay`).
+    """
+    # The legacy SGD applies momentum with one fused kernel per variable (ResourceApplyKerasMomentum, the
+    # same update rule); the new one emits ~11 ops per variable, a third of the detector's train-step graph,
+    # which costs tracing time and per-step executor overhead.
+    sgd = tf_keras.optimizers.legacy.SGD(learning_rate=learning_rate, momentum=momentum)
+    return wrap_optimizer(sgd, tf_keras.mixed_precision.global_policy().name, variables)
 
 
 def scale_loss(loss, optimizer):
@@ -188,12 +205,47 @@ def compile_step(replica_step, strategy, jit_compile: bool, autograph: bool = Tr
     if strategy is None:
         return tf.function(replica_step, jit_compile=jit_compile, autograph=autograph)
 
-    @tf.function(jit_compile=jit_compile)
+    # strategy.run converts replica_step with autograph only when the calling function does.
+    @tf.function(jit_compile=jit_compile, autograph=autograph)
     def distributed_step(*batch):
         values = strategy.run(replica_step, args=batch)
         return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
 
     return distributed_step
+
+
+def decayed_variables(model) -> list:
+    """The variables weight decay applies to: every kernel (convolutions, dense), no bias, scale or offset."""
+    return [v for v in model.trainable_variables if "kernel" in v.name]
+
+
+# loss(model, images, targets) -> {"loss": the task's loss without weight decay, other scalars to report...}
+TaskLoss = Callable[[Any, Any, Any], dict]
+
+
+def make_train_step(model, optimizer, loss: TaskLoss, training, strategy=None):
+    """The compiled train step ``step(images, targets) -> values``: ``loss`` plus weight decay, one SGD update.
+
+    ``values`` is ``loss``'s dict with the weight decay added to its
+    ``loss``. Under ``strategy`` each replica takes its share of the batch and
+    :func:`apply_gradients` clips the sum. ``training`` is the task's
+    :class:`nas.tasks.training_config.TrainingConfig`.
+    """
+    decayed = decayed_variables(model)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+
+    def replica_step(images, targets):
+        with tf.GradientTape() as tape:
+            values = dict(loss(model, images, targets))
+            values["loss"] = values["loss"] + training.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
+            # apply_gradients sums the replicas' gradients, so each contributes its share.
+            share = scale_loss(values["loss"] / replicas, optimizer)
+        grads = unscale_gradients(tape.gradient(share, model.trainable_variables), optimizer)
+        apply_gradients(optimizer, grads, model.trainable_variables, training.gradient_clip_norm)
+        return values
+
+    # No Python control flow on tensors anywhere in a step: autograph would only add tracing time.
+    return compile_step(replica_step, strategy, training.jit_compile, autograph=False)
 
 
 def epoch_batches(dataset, epochs: int, strategy=None):
@@ -307,3 +359,116 @@ def write_outputs(out_dir: str, genome, config, model, result: dict) -> None:
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
         json.dump({**result, "fingerprint": genome.fingerprint}, handle, indent=2)
     model.save_weights(os.path.join(out_dir, "checkpoint.weights.h5"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+    """A task's data as :func:`train_genome` reads it."""
+
+    train: Any  # a tf.data.Dataset of full (drop_remainder) training batches (images, targets), one epoch
+    val: Any  # whatever the task's evaluation reads (a dataset, or a split and its dataset)
+    train_images: int
+    num_classes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskTraining:
+    """What a task brings to :func:`train_genome`; every other part of training is the same for every task.
+
+    ``data()`` reads the data (after the run is seeded). ``build_model(num_classes)`` returns
+    ``(model, backbone)`` and is called in the strategy's scope. ``loss`` is a :data:`TaskLoss`.
+    ``evaluator(model, val)`` returns the function that scores the validation data as a dict of
+    metrics. ``summarise(means)`` names what the result keeps of the training values' epoch means.
+    """
+
+    data: Callable[[], TaskData]
+    build_model: Callable[[int], tuple]
+    loss: TaskLoss
+    evaluator: Callable[[Any, Any], Callable[[], dict]]
+    summarise: Callable[[dict], dict]
+
+
+def train_genome(genome, config, task: TaskTraining, report: Optional[Report] = None, *,
+                 out_dir: Optional[str] = None, progress: bool = False) -> dict:
+    """Train ``genome`` under ``config`` (a :class:`nas.experiment.TrainConfig`) with ``task``'s parts; score it.
+
+    The run is seeded by ``task.training.seed`` and trained at
+    ``task.training.precision``. ``report(step, metrics)`` is called after
+    every intermediate evaluation (each epoch, or every ``report_every_steps``;
+    ``task.evaluation.every_epoch: auto`` evaluates each epoch only when there
+    is a ``report``); it may raise (for example ``optuna.TrialPruned``) to stop.
+    Returns the final evaluation's metrics with ``task.summarise``'s training
+    values, ``steps``, ``epochs``, ``num_classes``, ``params``,
+    ``backbone_params``, ``train_images_per_s``, ``wall_time_s``, ``timing``,
+    ``history`` and ``precision``; with ``out_dir`` it also writes
+    :func:`write_outputs` there. Raises :class:`TrainingDiverged` on a NaN or
+    infinite loss.
+    """
+    precision = resolve_precision(config.task.training.precision)
+    # The policy decides each layer's dtype when the model is built; reset afterwards so a warm
+    # process's next trial (or the caller) never inherits it.
+    with precision_policy(precision):
+        result, model = _train(config, task, report, out_dir, progress)
+    result["precision"] = precision
+    if out_dir:
+        write_outputs(out_dir, genome, config, model, result)
+    return result
+
+
+def _train(config, task: TaskTraining, report, out_dir, progress) -> tuple[dict, Any]:
+    started = time.perf_counter()
+    timing = {}
+    training = config.task.training
+    tf_keras.utils.set_random_seed(training.seed)
+    data = task.data()
+    timing["data"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    strategy = tf.distribute.MirroredStrategy() if training.strategy == "mirrored" else None
+
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
+        model, backbone = task.build_model(data.num_classes)
+    steps_per_epoch = data.train_images // training.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {training.batch_size} is larger than the {data.train_images} training images")
+    total_steps = steps_per_epoch * training.epochs
+    schedule = WarmupDecay(training.learning_rate, total_steps, min(training.warmup_steps, total_steps),
+                           training.schedule, training.step_boundaries, training.step_factor)
+    with scope():
+        optimizer = make_optimizer(schedule, training.momentum, model.trainable_variables)
+    train_step = make_train_step(model, optimizer, task.loss, training, strategy)
+    train_ds = epoch_batches(data.train, training.epochs, strategy)
+    evaluate = task.evaluator(model, data.val)
+    timing["build"] = time.perf_counter() - mark
+
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if out_dir else None
+    every_epoch = config.task.evaluation.every_epoch
+    if every_epoch == "auto":
+        every_epoch = report is not None  # nobody reads intermediate values otherwise
+    history = []
+    step, metrics, scores = train_epochs(
+        lambda batch: train_step(*batch), train_ds, training, steps_per_epoch, evaluate=evaluate,
+        every_epoch=every_epoch, summarise=task.summarise, report=report, writer=writer, history=history,
+        timing=timing, progress=progress, schedule=schedule)
+    if writer is not None:
+        writer.close()  # flush the event file now, not whenever the writer is collected
+    timing["total"] = time.perf_counter() - started
+    # Whatever no phase above measured (reporting, Python between steps): a large share is worth a look.
+    timing["other"] = timing["total"] - sum(v for k, v in timing.items() if k != "total")
+    result = {
+        **metrics,
+        **scores,
+        "steps": step,
+        "epochs": training.epochs,
+        "num_classes": data.num_classes,
+        "params": int(model.count_params()),
+        "backbone_params": int(backbone.count_params()),
+        "train_images_per_s": (step - 1) * training.batch_size / max(timing["train"], 1e-9),
+        "wall_time_s": timing["total"],
+        "timing": timing,
+        "history": history,
+    }
+    return result, model

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from typing import Literal, Optional
 
-from nas.config import ConfigError
+from nas.config import ConfigError, require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,24 +42,19 @@ class TrainingConfig:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate: must be a positive number, got {self.learning_rate}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps: must be 0 or more, got {self.warmup_steps}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ConfigError(f"weight_decay: must be 0 or more, got {self.weight_decay}")
-        if self.gradient_clip_norm is not None and not (self.gradient_clip_norm > 0
-                                                        and math.isfinite(self.gradient_clip_norm)):
-            raise ConfigError(f"gradient_clip_norm: must be positive (or null for none), got {self.gradient_clip_norm}")
+            require(getattr(self, name) >= 1, name, "positive", getattr(self, name))
+        require(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "a positive number",
+                self.learning_rate)
+        require(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
+        require(self.warmup_steps >= 0, "warmup_steps", "0 or more", self.warmup_steps)
+        require(self.weight_decay >= 0 and math.isfinite(self.weight_decay), "weight_decay", "0 or more",
+                self.weight_decay)
+        clip = self.gradient_clip_norm
+        require(clip is None or (clip > 0 and math.isfinite(clip)), "gradient_clip_norm", "positive (or null for none)",
+                clip)
         if any(not 0 < b < 1 for b in self.step_boundaries) or list(self.step_boundaries) != sorted(self.step_boundaries):
             raise ConfigError(f"step_boundaries: need increasing fractions of training in (0, 1), "
                               f"got {list(self.step_boundaries)}")
-        if not 0 < self.step_factor <= 1:
-            raise ConfigError(f"step_factor: must be in (0, 1], got {self.step_factor}")
-        if self.report_every_steps is not None and self.report_every_steps < 1:
-            raise ConfigError(f"report_every_steps: must be positive (or null for each epoch), "
-                              f"got {self.report_every_steps}")
+        require(0 < self.step_factor <= 1, "step_factor", "in (0, 1]", self.step_factor)
+        require(self.report_every_steps is None or self.report_every_steps >= 1, "report_every_steps",
+                "positive (or null for each epoch)", self.report_every_steps)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from nas.config import ConfigError
 from nas.tasks import training_config
+from nas.tasks.generated import check_source, resolved_root
 
 
 # len(shapes.CLASSES), kept here so reading a config never imports the generator (a test checks they agree).
@@ -55,16 +56,12 @@ class DataConfig:
         low, high = self.crop_area
         if not 0 < low <= high <= 1:
             raise ConfigError(f"crop_area: need 0 < min <= max <= 1, got {list(self.crop_area)}")
-        if self.root is None and self.generate_shapes is None:
-            raise ConfigError("root: required when generate_shapes is null (where are your train/ and val/ folders?)")
+        check_source(self.root, self.generate_shapes, "where are your train/ and val/ folders?")
 
     @property
     def resolved_root(self) -> str:
         """``root``, or the generated dataset's folder when ``root`` is null."""
-        if self.root is not None:
-            return self.root
-        g = self.generate_shapes
-        return os.path.join("runs", "data", f"classes-shapes-{self.image_size}px-{g.train}-{g.val}-seed{g.seed}")
+        return resolved_root(self.root, "classes-shapes", self.image_size, self.generate_shapes)
 
     def split_dir(self, split: str) -> str:
         """The image folder of ``split`` (``train`` or ``val``)."""
@@ -122,7 +119,10 @@ class EvaluationConfig:
     """Validation: batch size, and whether to evaluate (and report) after every epoch."""
 
     batch_size: int = 64
-    every_epoch: bool = True
+    # Evaluate after every epoch too (for a pruner's intermediate values), or only at the end. auto, as
+    # for detection: every epoch only when someone listens (a search with a pruner); the final
+    # evaluation is always on the whole validation split.
+    every_epoch: Union[bool, Literal["auto"]] = "auto"
 
     def __post_init__(self):
         if self.batch_size < 1:

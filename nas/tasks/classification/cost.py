@@ -16,7 +16,7 @@ def classification_head_cost(*, num_classes: int, input_size: Union[int, Sequenc
     multiply-adds; the optional 1x1 projection runs at ``min_level``, and the
     dense layer once per image.
 
-    Example:
+    Examples:
         >>> c = classification_head_cost(num_classes=1000, input_size=224, min_level=3, in_channels=256)
         >>> c.params, c.multiply_adds
         (257000, 256000)

@@ -18,6 +18,7 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
+from nas.tasks.augmentation import augmented_per_example
 from nas.tasks.base import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -92,14 +93,10 @@ def make_dataset(split: ImageFolderSplit, *, image_size: int, batch_size: int, t
     # Decoding dominates the input cost; resized images are small enough to keep for every epoch.
     ds = ds.cache()
     if training:
-        ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-        # One draw per example from the seed, new every epoch, so the parallel map's thread order cannot change
-        # which image gets which crop.
-        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, draws).map(
-            lambda example, draw: (_random_crop(example[0], image_size, crop_area, flip, tf.stack([draw, seed])),
-                                   example[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        ds = augmented_per_example(
+            ds, len(split), seed,
+            lambda example, example_seed: (_random_crop(example[0], image_size, crop_area, flip, example_seed),
+                                           example[1]))
     else:
         ds = ds.map(lambda image, label: (_centre_crop(image, image_size), label),
                     num_parallel_calls=tf.data.AUTOTUNE)

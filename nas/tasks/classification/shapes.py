@@ -12,7 +12,7 @@ Layout written (the Keras image-folder convention that :mod:`.data` reads)::
     OUT/train/large_cross/000003.png ...
     OUT/val/small_disc/000000.png ...
 
-Example:
+Examples:
     >>> import tempfile
     >>> counts = write_shapes_dataset(tempfile.mkdtemp(), train=20, val=10, image_size=64, seed=0)
     >>> counts["train"], counts["val"], len(CLASSES)

@@ -25,7 +25,7 @@ class DetectionTask(Task):
 
         train, val = prepare_data(config.data, progress)
         if config.data.cache:
-            from nas.tasks.detection.data import build_image_cache
+            from nas.tasks.detection.pixel_cache import build_image_cache
 
             # Once per study, before any trial: trials then read pixels instead of decoding them.
             for split in (train, val):

@@ -1,6 +1,6 @@
 """One fixed batch of detection training data and the detector's loss, for zero-cost proxies.
 
-Example:
+Examples:
     >>> from nas.experiment import load_train_config
     >>> images, targets = minibatch(load_train_config(), batch_size=4, seed=0)  # doctest: +SKIP
     >>> images.shape, sorted(targets)  # doctest: +SKIP
@@ -18,7 +18,7 @@ from nas.tasks.detection.dataset import prepare_data
 
 def minibatch(train_config, batch_size: int, seed: int):
     """``batch_size`` training images picked by ``seed``, unaugmented, with their padded boxes and classes."""
-    from nas.tasks.detection.data import make_dataset
+    from nas.tasks.detection.pipeline import make_dataset
 
     data = train_config.task.data
     train, _ = prepare_data(data)

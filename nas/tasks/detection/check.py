@@ -15,7 +15,8 @@ import os
 
 import numpy as np
 
-from nas.tasks.detection.data import DataError, read_coco
+from nas.tasks.base import DataError
+from nas.tasks.detection.annotations import read_coco
 from nas.tasks.detection.config import DataConfig, HeadConfig
 
 # An object whose side (square root of its box area) is below this fraction of the smallest anchor's side

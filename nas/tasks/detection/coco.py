@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from nas.config import read_text
+
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -123,13 +125,9 @@ class DetectionsError(ValueError):
 
 def read_detections(path: str) -> list[dict]:
     """Read and check a COCO results file: a list of ``{image_id, category_id, bbox, score}``."""
+    text = read_text(path, DetectionsError, what="detections", hint="expected a JSON list")
     try:
-        with open(path, "rb") as handle:
-            document = json.loads(handle.read().decode("utf-8"))
-    except OSError as err:
-        raise DetectionsError(f"{path}: cannot read detections ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise DetectionsError(f"{path}: not UTF-8 text (byte {err.start}); expected a JSON list") from None
+        document = json.loads(text)
     except json.JSONDecodeError as err:
         raise DetectionsError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(document, list):

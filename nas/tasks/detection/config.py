@@ -8,6 +8,7 @@ from typing import Literal, Optional, Union
 
 from nas.config import ConfigError
 from nas.tasks import training_config
+from nas.tasks.generated import check_source, resolved_root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,16 +65,12 @@ class DataConfig:
             raise ConfigError(f"scale_jitter: need 0 < min <= max, got {list(self.scale_jitter)}")
         if self.max_instances < 1:
             raise ConfigError(f"max_instances: must be positive, got {self.max_instances}")
-        if self.root is None and self.generate_shapes is None:
-            raise ConfigError("root: required when generate_shapes is null (where is your COCO-format data?)")
+        check_source(self.root, self.generate_shapes, "where is your COCO-format data?")
 
     @property
     def resolved_root(self) -> str:
         """``root``, or the generated dataset's folder when ``root`` is null."""
-        if self.root is not None:
-            return self.root
-        g = self.generate_shapes
-        return os.path.join("runs", "data", f"shapes-{self.image_size}px-{g.train}-{g.val}-seed{g.seed}")
+        return resolved_root(self.root, "shapes", self.image_size, self.generate_shapes)
 
     def path(self, split: str, kind: str) -> str:
         """The annotations file (``kind='annotations'``) or image folder of ``split``.

@@ -15,7 +15,7 @@ def retinanet_head_cost(*, num_classes: int, input_size: Union[int, Sequence[int
 
     ``separable``: depthwise-separable convolutions (``HeadConfig.separable``).
 
-    Example:
+    Examples:
         >>> c = retinanet_head_cost(num_classes=91, input_size=640, min_level=3, max_level=7, in_channels=256)
         >>> c.params, round(c.multiply_adds / 1e9, 2)
         (6732375, 57.02)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 
-from nas.tasks.detection.data import CocoSplit, read_coco
+from nas.tasks.detection.annotations import CocoSplit, read_coco
 from nas.tasks.detection.config import DataConfig
-from nas.tasks.generated import write_once
+from nas.tasks.detection.shapes import write_shapes_dataset
+from nas.tasks.generated import generate_if_missing
 
 
 def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, CocoSplit]:
@@ -17,8 +18,8 @@ def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, C
 
     With ``progress``, print each split's per-class object counts and what was skipped.
     """
-    if data.generate_shapes is not None and not os.path.exists(data.path("train", "annotations")):
-        _generate_shapes(data, progress)
+    generate_if_missing(data, write_shapes_dataset, lambda: os.path.exists(data.path("train", "annotations")),
+                        progress)
     train = read_coco(data.path("train", "annotations"), data.path("train", "images"), categories=data.categories,
                       keep_empty_categories=data.keep_empty_categories)
     val = read_coco(data.path("val", "annotations"), data.path("val", "images"), category_ids=train.category_ids,
@@ -26,13 +27,3 @@ def prepare_data(data: DataConfig, progress: bool = False) -> tuple[CocoSplit, C
     if progress:
         print(f"train: {train.report()}\nval: {val.report()}", flush=True)
     return train, val
-
-
-def _generate_shapes(data: DataConfig, progress: bool) -> None:
-    from nas.tasks.detection.shapes import write_shapes_dataset
-
-    shapes = data.generate_shapes
-    write_once(data.resolved_root,
-               lambda folder: write_shapes_dataset(folder, train=shapes.train, val=shapes.val,
-                                                   image_size=data.image_size, seed=shapes.seed, progress=progress),
-               ready=lambda: os.path.exists(data.path("train", "annotations")))

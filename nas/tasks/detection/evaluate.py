@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from nas.tasks.detection.data import CocoSplit
 from nas.tasks.detection.anchors import decode_boxes
+from nas.tasks.detection.annotations import CocoSplit
 from nas.tasks.detection.coco import METRIC_NAMES, score_detections
 from nas.tasks.detection.config import EvaluationConfig
 

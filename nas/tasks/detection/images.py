@@ -4,7 +4,7 @@ Boxes in COCO files refer to the image as a viewer displays it, i.e. after
 its EXIF orientation is applied (what the COCO tools and annotation tools
 assume), so both :func:`displayed_size` and :func:`load_image` apply it.
 
-Example:
+Examples:
     >>> import tempfile, os
     >>> from PIL import Image
     >>> path = os.path.join(tempfile.mkdtemp(), "a.png")

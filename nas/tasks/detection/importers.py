@@ -17,7 +17,7 @@ import shutil
 import xml.etree.ElementTree as ElementTree
 from typing import Optional
 
-from nas.tasks.detection.data import DataError
+from nas.tasks.base import DataError
 from nas.tasks.detection.images import ImageReadError, displayed_size, open_displayed
 
 # The splits an import writes: train and val always, test when the source has one (held out from training).

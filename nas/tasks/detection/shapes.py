@@ -11,7 +11,7 @@ Layout written (what :mod:`nas.data` reads by default)::
     OUT/instances_train.json  OUT/train/000000.png ...
     OUT/instances_val.json    OUT/val/000000.png ...
 
-Example:
+Examples:
     >>> import tempfile
     >>> from nas.tasks.detection.shapes import write_shapes_dataset
     >>> counts = write_shapes_dataset(tempfile.mkdtemp(), train=4, val=2, image_size=64, seed=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nas.arguments import UserError, non_negative_int, output_folder, positive_int
+from nas.arguments import UserError, add_command, non_negative_int, output_folder, positive_int
 
 EXIT_UNUSABLE = 1
 
@@ -48,7 +48,7 @@ def run_check(args) -> int:
 
 def run_import(args) -> int:
     """Convert a VOC or YOLO folder to the COCO-format layout and print what was written."""
-    from nas.tasks.detection.data import DataError
+    from nas.tasks.base import DataError
     from nas.tasks.detection.importers import import_voc, import_yolo
 
     if not os.path.isdir(args.src):
@@ -87,9 +87,9 @@ def add_parser(subparsers, *, load_train_config) -> None:
         description="Datasets in the COCO-format layout task.data.root reads: instances_train.json, "
                     "instances_val.json, train/ and val/ (and a held-out instances_test.json and test/).")
     kinds = parser.add_subparsers(dest="dataset", required=True)
-    shapes = kinds.add_parser("shapes", help="generate the shapes detection dataset (COCO format)",
-                              description="Write the embedded shapes dataset (circles, squares, triangles and "
-                                          "crosses on textured backgrounds) in the COCO-format layout.")
+    shapes = add_command(kinds, "shapes", run_shapes, "generate the shapes detection dataset (COCO format)",
+                         "Write the embedded shapes dataset (circles, squares, triangles and crosses on textured "
+                         "backgrounds) in the COCO-format layout.")
     shapes.add_argument("--out", required=True, help="folder to write")
     shapes.add_argument("--train", type=positive_int, default=1000, help="training images (default 1000)")
     shapes.add_argument("--val", type=positive_int, default=200, help="validation images (default 200)")
@@ -101,14 +101,12 @@ def add_parser(subparsers, *, load_train_config) -> None:
     shapes.add_argument("--max-objects", type=positive_int, default=6, help="objects per image, at most (default 6)")
     shapes.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
-    shapes.set_defaults(handler=run_shapes)
 
-    check = kinds.add_parser(
-        "check", help="report what a COCO-format dataset holds and whether it can be trained on",
-        description="Read both splits (and the test split, if there) as training would and print images and "
-                    "objects per split and class, what was skipped and why, and object sizes against the "
-                    "smallest anchor. Exit status 1 "
-                    "when the data cannot be used.")
+    check = add_command(
+        kinds, "check", run_check, "report what a COCO-format dataset holds and whether it can be trained on",
+        "Read both splits (and the test split, if there) as training would and print images and objects per "
+        "split and class, what was skipped and why, and object sizes against the smallest anchor. Exit status 1 "
+        "when the data cannot be used.")
     check.add_argument("root", metavar="ROOT", help="dataset folder (instances_train.json, instances_val.json, "
                                                      "train/, val/)")
     check.add_argument("--image-size", type=positive_int, metavar="N",
@@ -116,7 +114,7 @@ def add_parser(subparsers, *, load_train_config) -> None:
     check.add_argument("--config", metavar="FILE", help="read task.data and task.head from this config or experiment")
     check.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config value, e.g. task.data.categories=[car,person] (repeatable)")
-    check.set_defaults(handler=run_check, load_train_config=load_train_config)
+    check.set_defaults(load_train_config=load_train_config)
 
     importer = kinds.add_parser("import", help="convert a Pascal VOC or YOLO dataset to the COCO-format layout",
                                 description="Convert a dataset folder to the COCO-format layout, then "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from nas.arguments import UserError
+from nas.arguments import UserError, add_command
 
 
 # How many unknown image ids a refusal names.
@@ -14,7 +14,8 @@ SHOWN_IDS = 3
 
 def run(args) -> int:
     """Read the split and the detections, print COCO AP (the evaluator training uses)."""
-    from nas.tasks.detection.data import DataError, read_coco
+    from nas.tasks.base import DataError
+    from nas.tasks.detection.annotations import read_coco
     from nas.tasks.detection.coco import (METRIC_NAMES, DetectionsError, read_detections, score_detections,
                                           unmatched, unmeasured)
 
@@ -64,11 +65,11 @@ def _refuse_other_images(args, split, annotations: str, detections: list[dict]) 
 
 def add_parser(subparsers) -> None:
     """Register ``spinenas evaluate``."""
-    parser = subparsers.add_parser(
-        "evaluate", help="score a COCO detections file by COCO AP",
-        description="Score DETECTIONS (the COCO results format: a JSON list of {image_id, category_id, "
-                    "bbox [x, y, w, h], score}) against one split of a COCO-format dataset, with the "
-                    "evaluator training uses (pycocotools on a normalised copy of the ground truth).")
+    parser = add_command(
+        subparsers, "evaluate", run, "score a COCO detections file by COCO AP",
+        "Score DETECTIONS (the COCO results format: a JSON list of {image_id, category_id, bbox [x, y, w, h], "
+        "score}) against one split of a COCO-format dataset, with the evaluator training uses (pycocotools on "
+        "a normalised copy of the ground truth).")
     parser.add_argument("detections", metavar="DETECTIONS.json", help="the COCO results file to score")
     parser.add_argument("--data", metavar="ROOT", default=".",
                         help="dataset folder holding instances_SPLIT.json and SPLIT/ (default: .)")
@@ -76,4 +77,3 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--annotations", metavar="FILE", help="the split's instances JSON (default ROOT/instances_SPLIT.json)")
     parser.add_argument("--images", metavar="DIR", help="the split's image folder (default ROOT/SPLIT)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (metrics and per-class AP)")
-    parser.set_defaults(handler=run)

@@ -1,0 +1,86 @@
+"""``spinenas export``: write chosen trials' genomes as YAML and Model Garden block_specs (and .keras backbones)."""
+
+from __future__ import annotations
+
+import os
+
+from nas.arguments import UserError, add_command
+from nas.commands.common import add_study_options, quiet_tensorflow, study_from_args
+
+
+def run_export(args) -> int:
+    """Write the chosen trials' genomes as YAML and Model Garden block_specs (and .keras models)."""
+    from nas.trials import best_trials, trial_genome
+
+    study = study_from_args(args)
+    if args.trial is not None:
+        chosen = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
+        if not chosen:
+            raise UserError(f"study {study.study_name!r} has no trial {args.trial}")
+    else:
+        chosen = best_trials(study)
+        if not chosen:
+            raise UserError(f"study {study.study_name!r} has no complete, feasible trial yet")
+        if args.best and len(chosen) > 1:
+            raise UserError("this study has several objectives; use --pareto or --trial N")
+    lacking = [t.number for t in chosen if "genome" not in t.user_attrs]
+    if lacking:
+        raise UserError(f"trial(s) {lacking} of study {study.study_name!r} recorded no genome "
+                        "(was the study made by spinenas?); nothing written")
+    scaling = _export_scaling(args.model_id_scaling)
+    for trial in chosen:
+        genome = trial_genome(trial)
+        stem = os.path.join(args.out, f"trial_{trial.number:05d}") if len(chosen) > 1 else args.out
+        if os.path.exists(stem) and not os.path.isdir(stem):
+            raise UserError(f"--out {stem} is a file, not a folder")
+        os.makedirs(stem, exist_ok=True)
+        genome.save(os.path.join(stem, "genome.yaml"))
+        with open(os.path.join(stem, "block_specs.py"), "w", encoding="utf-8") as handle:
+            handle.write(block_specs_source(genome, trial.number, study.study_name))
+        written = ["genome.yaml", "block_specs.py"]
+        if scaling is not None:
+            quiet_tensorflow()
+            from spinenet.decoder import decode
+
+            model = decode(genome, input_shape=(None, None, 3), **scaling)
+            model.save(os.path.join(stem, f"backbone_{args.model_id_scaling}.keras"))
+            written.append(f"backbone_{args.model_id_scaling}.keras ({model.count_params():,} params)")
+        print(f"trial {trial.number} [{genome.fingerprint}] -> {stem}: {', '.join(written)}")
+    return 0
+
+
+def _export_scaling(model_id):
+    if not model_id:
+        return None
+    from spinenet.specs import scaling_for
+
+    try:
+        return scaling_for(model_id)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def block_specs_source(genome, trial_number: int, study_name: str) -> str:
+    """Python source of the genome as Model Garden ``block_specs`` tuples."""
+    rows = "\n".join(f"    {spec!r}," for spec in genome.to_block_specs())
+    return (f'"""Block specs of trial {trial_number} of study {study_name!r} (genome {genome.fingerprint}).\n\n'
+            f"Pass as ``block_specs`` to the TF Model Garden SpineNet (min_level={genome.min_level}, "
+            f"max_level={genome.max_level}).\n\"\"\"\n\n"
+            f"# (level, block_fn, (input_offset0, input_offset1), is_output)\nBLOCK_SPECS = [\n{rows}\n]\n")
+
+
+def add_parser(subparsers) -> None:
+    """Register ``spinenas export``."""
+    parser = add_command(
+        subparsers, "export", run_export, "write the genomes of chosen trials",
+        "Write genome.yaml and Model Garden block_specs.py (and optionally a .keras backbone) for the best "
+        "trial, the Pareto front, or one trial.")
+    add_study_options(parser)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--best", action="store_true", help="the best feasible trial (one objective)")
+    which.add_argument("--trial", type=int, metavar="N", help="trial number N")
+    which.add_argument("--pareto", action="store_true", help="every trial on the feasible Pareto front")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write (one subfolder per trial "
+                                                                    "when several are chosen)")
+    parser.add_argument("--model-id-scaling", metavar="ID",
+                        help="also save a .keras backbone at this SpineNet scaling (49S, 49, 96, ...)")
