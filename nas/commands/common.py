@@ -34,7 +34,7 @@ def experiment_from_args(args):
     """The experiment FILE with its ``--set`` overrides (and ``--strategy``, where the command has it), and those."""
     from nas.experiment import load_experiment
 
-    overrides = list(args.set or ())
+    overrides = list(getattr(args, "set", None) or ())
     if getattr(args, "strategy", None):
         overrides.append(f"task.training.strategy={args.strategy}")
     return load_experiment(args.file, overrides), overrides

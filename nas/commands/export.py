@@ -12,8 +12,10 @@ def run_export(args) -> int:
     """Write the chosen trials' genomes as YAML and Model Garden block_specs (and .keras models)."""
     from nas.trials import best_trials, trial_genome
 
-    study = study_from_args(args)
-    if args.trial is not None:
+    study = None if args.confirmed else study_from_args(args)
+    if args.confirmed:
+        study, chosen = _confirmed(args)
+    elif args.trial is not None:
         chosen = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
         if not chosen:
             raise UserError(f"study {study.study_name!r} has no trial {args.trial}")
@@ -49,6 +51,25 @@ def run_export(args) -> int:
     return 0
 
 
+def _confirmed(args):
+    """The confirmation study and its winner's first run (``--confirmed``), or a one-line :class:`UserError`."""
+    from nas.commands.common import experiment_from_args
+    from nas.confirm import confirmation_study, format_verdict
+
+    if not args.file:
+        raise UserError("--confirmed needs the experiment FILE (its confirm section names the study)")
+    experiment, _ = experiment_from_args(args)
+    study = confirmation_study(experiment, args.storage, args.study_name)
+    result = study.user_attrs.get("verdict")
+    if not result:
+        raise UserError(f"study {study.study_name!r} has no verdict yet; run spinenas confirm {args.file}")
+    block = result["seeds"][0]
+    if not block["winner"]:
+        raise UserError(f"nothing to export: {format_verdict(result).splitlines()[-1].strip()}")
+    runs = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("fingerprint") == block["winner"]]
+    return study, runs[:1]
+
+
 def _export_scaling(model_id):
     if not model_id:
         return None
@@ -74,12 +95,14 @@ def add_parser(subparsers) -> None:
     parser = add_command(
         subparsers, "export", run_export, "write the genomes of chosen trials",
         "Write genome.yaml and Model Garden block_specs.py (and optionally a .keras backbone) for the best "
-        "trial, the Pareto front, or one trial.")
+        "trial, the Pareto front, one trial, or the confirmed winner.")
     add_study_options(parser)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--best", action="store_true", help="the best feasible trial (one objective)")
     which.add_argument("--trial", type=int, metavar="N", help="trial number N")
     which.add_argument("--pareto", action="store_true", help="every trial on the feasible Pareto front")
+    which.add_argument("--confirmed", action="store_true",
+                       help="the confirmed winner against the first seed genome (spinenas confirm FILE first)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write (one subfolder per trial "
                                                                     "when several are chosen)")
     parser.add_argument("--model-id-scaling", metavar="ID",

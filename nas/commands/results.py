@@ -15,11 +15,12 @@ def run_results(args) -> int:
 
     study = study_from_args(args)
     rows = trial_rows(study, ranked_trials(study)[: args.top] if args.top else None)
+    verdict = _verdict(args)
     if args.json:
-        if args.with_check:
+        if args.with_check or verdict is not None:
             from nas.search.proxy_check import CHECK_KEY
 
-            print(json.dumps({"trials": rows, "proxy_check": study.user_attrs.get(CHECK_KEY)}))
+            print(json.dumps({"trials": rows, "proxy_check": study.user_attrs.get(CHECK_KEY), "verdict": verdict}))
         else:
             print(json.dumps(rows))
         return 0
@@ -32,7 +33,28 @@ def run_results(args) -> int:
         madds = f"{r['multiply_adds'] / 1e9:8.2f}G" if r["multiply_adds"] else f"{'-':>9}"
         print(f"{r['number']:>4}  {r['state']:<9} {values} {params} {madds}  {r['fingerprint'] or '-':<16}  {r['note']}")
     _print_check(study)
+    if verdict is not None:
+        from nas.confirm import format_verdict
+
+        print("\nconfirmation (spinenas confirm):\n" + format_verdict(verdict))
     return 0
+
+
+def _verdict(args):
+    """The confirmation's recorded verdict when the experiment FILE has a confirm section and one was run."""
+    if not args.file:
+        return None
+    from nas.commands.common import experiment_from_args
+    from nas.confirm import VERDICT_KEY, confirmation_study
+    from nas.config import ConfigError
+
+    experiment, _ = experiment_from_args(args)
+    if experiment.confirm is None:
+        return None
+    try:
+        return confirmation_study(experiment, args.storage, args.study_name).user_attrs.get(VERDICT_KEY)
+    except ConfigError:  # not confirmed yet
+        return None
 
 
 def _print_check(study) -> None:
@@ -55,4 +77,5 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top", type=positive_int, metavar="K", help="only the K best feasible trials, best first")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     parser.add_argument("--with-check", action="store_true",
-                        help="with --json: print {trials, proxy_check} (the proxies' Kendall tau) instead of rows")
+                        help="with --json: print {trials, proxy_check, verdict} (the proxies' Kendall tau, the "
+                             "confirmation's verdict) instead of rows; the confirm section's verdict adds this too")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nas.arguments import add_command, positive_int, worker_count
 from nas.commands.common import experiment_from_args
-from nas.commands.search_run import EXIT_TRIALS_FAILED, add_budget_options, run_trials
+from nas.commands.search_run import EXIT_INTERRUPTED, EXIT_TRIALS_FAILED, add_budget_options, run_trials
 
 
 def run_search(args) -> int:
@@ -30,7 +30,20 @@ def run_search(args) -> int:
             return study, EXIT_TRIALS_FAILED
         return study, 0
 
-    return run_trials(train, "search", "interrupted: finished trials are stored; run the same command again to resume")
+    status = run_trials(train, "search", "interrupted: finished trials are stored; run the same command again to resume")
+    if status != 0 or experiment.confirm is None:
+        return status
+    # The confirm section: the search ends with its best genomes retrained against the seeds (nas.confirm).
+    from nas.confirm import format_verdict, run_confirm
+
+    print("\nconfirming the best genomes against the seed genome(s)")
+    try:
+        result = run_confirm(experiment, storage_url=args.storage, study_name=args.study_name)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished confirmation runs are stored; spinenas confirm {args.file} resumes them")
+        return EXIT_INTERRUPTED
+    print(format_verdict(result))
+    return 0
 
 
 def _workers(args, experiment, storage: str) -> int:

@@ -37,6 +37,12 @@ def run_validate(args) -> int:
     if experiment.fidelities:  # checked on load; listed so a typo in a name shows
         lines.append(f"  fidelities (spinenas fidelity): {', '.join(experiment.fidelity_configs())}; "
                      f"reference {experiment.reference_fidelity}")
+    if experiment.confirm is not None:
+        confirm = experiment.confirm
+        lines.append(f"  confirm (spinenas confirm, and the end of the search): the {confirm.top_k} best genomes "
+                     f"and the seed genome(s) x {confirm.repeats} training seeds"
+                     + (f", settings {confirm.settings}" if confirm.settings else "")
+                     + (f", data {confirm.data}" if confirm.data else ""))
     for genome in seeds:
         if not space.contains(genome):
             lines.append(f"  warning: seed genome {genome.fingerprint} is not inside the search space")

@@ -28,6 +28,7 @@ def meaning(data: dict) -> dict:
     """A copy of experiment data with only what changes what a trial means (no budget, placement or fidelities)."""
     data = json.loads(json.dumps(data))
     data.pop("fidelities", None)  # how spinenas fidelity measures, not what a search trial means
+    data.pop("confirm", None)  # how the winner is confirmed afterwards, likewise
     for key in _BUDGET_KEYS:
         data.get("search", {}).pop(key, None)
     data.get("task", {}).get("training", {}).pop("strategy", None)  # where a trial trains, not what it means

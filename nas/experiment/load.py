@@ -10,7 +10,7 @@ from nas.config import ConfigError, apply_overrides, closest, from_data, read_ya
 from nas.experiment.schema import Experiment
 from nas.experiment.train_config import TrainConfig
 
-SECTIONS = ("name", "seed", "search_space", "model", "task", "search", "fidelities")
+SECTIONS = ("name", "seed", "search_space", "model", "task", "search", "fidelities", "confirm")
 
 
 def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:

@@ -116,6 +116,28 @@ class ScreeningConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConfirmConfig:
+    """The confirmation stage (``spinenas confirm``, and the end of ``spinenas search``): see :mod:`nas.confirm`.
+
+    ``top_k`` best distinct feasible genomes of the search and every seed
+    genome are trained ``repeats`` times (training seeds ``seed`` upwards) with
+    ``settings`` (``model.*``/``task.*`` overrides, as a fidelity's) and, when
+    given, ``data`` (a COCO-format folder, as ``spinenas data import`` writes:
+    your own data or a held-out split) in place of the task's data.
+    """
+
+    top_k: int = 3
+    repeats: int = 3
+    settings: dict = dataclasses.field(default_factory=dict)
+    data: Optional[str] = None
+
+    def __post_init__(self):
+        require(self.top_k >= 1, "top_k", "at least 1", self.top_k)
+        if self.repeats < 2:
+            raise ConfigError(f"repeats: {self.repeats} run(s) a genome leave no variance to test with; use 2 or more")
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """How Optuna searches: sampler, pruner, budget, objectives, constraints, storage."""
 
@@ -187,6 +209,8 @@ class Experiment:
     # Named training settings for ``spinenas fidelity`` (see nas.experiment.fidelities).
     # Out of the fingerprint: a search trial means the same whatever fidelities the file lists.
     fidelities: dict = dataclasses.field(default_factory=dict)
+    # The confirmation stage (nas.confirm); out of the fingerprint, like the fidelities.
+    confirm: Optional[ConfirmConfig] = None
     source: Optional[str] = dataclasses.field(default=None, compare=False, metadata={"internal": True})
 
     def __post_init__(self):
@@ -203,6 +227,8 @@ class Experiment:
                                   f"the {task.name} task reports {', '.join(known)}")
         if self.fidelities:
             self.fidelity_configs()  # every override checked when the file loads, not when a trial starts
+        if self.confirm is not None:
+            self.confirm_config()
 
     def fidelity_configs(self) -> dict:
         """Each fidelity's :class:`TrainConfig` (the model and task sections with its overrides), in file order.
@@ -210,6 +236,17 @@ class Experiment:
         An experiment without a ``fidelities`` section has one fidelity, ``proxy``: its own settings.
         """
         return fidelities.fidelity_configs(self.fidelities, self.model, self.task)
+
+    def confirm_config(self) -> TrainConfig:
+        """The confirmation's train config: the model and task with ``confirm.settings`` and ``confirm.data``."""
+        overrides = dict(self.confirm.settings or {})
+        if self.confirm.data is not None:
+            overrides.update({"task.data.root": self.confirm.data, "task.data.generate_shapes": None})
+        try:
+            return fidelities.fidelity_configs({"confirm": overrides}, self.model, self.task)["confirm"]
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("fidelities.confirm", "confirm.settings", 1)
+                              .replace("a fidelity overrides", "confirm.settings overrides")) from None
 
     @property
     def reference_fidelity(self) -> str:

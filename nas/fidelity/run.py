@@ -42,7 +42,7 @@ def primary_metric(experiment) -> tuple[str, str]:
 
 
 def open_fidelity_study(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None,
-                        create: bool = True) -> optuna.Study:
+                        create: bool = True, kind: str = "fidelity") -> optuna.Study:
     """Create or resume the experiment's fidelity study, refusing one made by a different experiment.
 
     The fingerprint leaves out the ``fidelities`` section: changing a
@@ -51,10 +51,10 @@ def open_fidelity_study(experiment, storage_url: Optional[str] = None, study_nam
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url or experiment.storage_url
-    name = fidelity_study_name(experiment, study_name)
+    name = fidelity_study_name(experiment, study_name)  # a confirmation passes its own name (kind "confirm")
     storage = open_storage(url, experiment.search.heartbeat_interval, 0, create=create)
     if not create and name not in study_names(storage):
-        raise ConfigError(f"no fidelity study {name!r} in {redacted(url)}; run spinenas fidelity first")
+        raise ConfigError(f"no {kind} study {name!r} in {redacted(url)}; run spinenas {kind} first")
     metric, direction = primary_metric(experiment)
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True,
                                 sampler=optuna.samplers.RandomSampler(seed=experiment.seed))
@@ -63,7 +63,7 @@ def open_fidelity_study(experiment, storage_url: Optional[str] = None, study_nam
         study.set_user_attr(EXPERIMENT_KEY, experiment.fingerprint)
         study.set_user_attr("experiment", experiment.to_data())
         study.set_user_attr("metric", metric)
-        study.set_user_attr("kind", "fidelity")
+        study.set_user_attr("kind", kind)
     elif not experiment.matches(stored, study.user_attrs.get("experiment")):
         raise ConfigError(f"study {name!r} in {redacted(url)} was made by a different experiment (fingerprint "
                           f"{stored}, this file {experiment.fingerprint}); pick another --study-name or storage")

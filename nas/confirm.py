@@ -1,0 +1,227 @@
+"""The end of a search: retrain its best genomes and the seeds over several training seeds, and judge them.
+
+A search's leaderboard holds one noisy run per genome, and its best run is
+biased upwards (the winner's curse). The confirmation stage takes the
+``confirm.top_k`` best distinct feasible genomes of the search study and
+every seed genome, trains each ``confirm.repeats`` times (training seeds
+``seed``, ``seed + 1``, ...) at the confirmation's settings (the experiment's
+model and task with ``confirm.settings`` and ``confirm.data`` applied), and
+compares each candidate with each seed genome (:mod:`nas.verdict`: Welch
+intervals, Holm's correction). The runs are items of the study
+``<study>-confirm`` in the experiment's storage, queued, claimed and resumed
+by the fidelity machinery (:mod:`nas.fidelity.work_queue`): a killed
+confirmation resumes without repeating a finished run, and a changed
+``confirm`` section is new work (the old runs stay, out of the verdict).
+
+Examples:
+    >>> from nas.experiment import load_experiment
+    >>> verdict = run_confirm(load_experiment("experiments/one_hour.yaml"))  # doctest: +SKIP
+    >>> print(format_verdict(verdict))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Callable, Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.config import ConfigError
+from nas.fidelity.plan import Item, Plan, fidelity_fingerprint
+from nas.fidelity.run import open_fidelity_study, primary_metric
+from nas.fidelity.work_queue import Worker, describe_time_left, enqueue_missing, requeue_orphans
+from nas.search.storage import StorageError
+from nas.search.study import load_study
+from nas.tasks.base import DataError, model_cost
+from nas.trials import ranked_trials, trial_genome
+from nas.verdict import judge, winner
+
+FIDELITY = "confirm"
+KIND = "confirm"
+VERDICT_KEY = "verdict"
+
+
+def confirm_settings(experiment) -> dict:
+    """The confirmation's train config (the experiment's with ``confirm.settings`` and ``confirm.data``)."""
+    if experiment.confirm is None:
+        raise ConfigError(f"{experiment.source or experiment.name}: no confirm section; add one, e.g. "
+                          "confirm: {top_k: 3, repeats: 3}")
+    return experiment.confirm_config()
+
+
+def candidates(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None) -> list:
+    """The search study's ``top_k`` best distinct feasible genomes that are not seed genomes, best first."""
+    url = storage_url or experiment.storage_url
+    name = study_name or experiment.study_name
+    try:
+        study = load_study(url, name)
+    except (ConfigError, StorageError) as err:
+        raise ConfigError(f"{err}; the confirmation reads the search's study: run spinenas search first") from None
+    seeds = {g.fingerprint for g in _seed_genomes(experiment)}
+    picked, seen = [], set()
+    for trial in ranked_trials(study):
+        fingerprint = trial.user_attrs.get("fingerprint")
+        if fingerprint is None or fingerprint in seen:
+            continue
+        seen.add(fingerprint)
+        if fingerprint in seeds:
+            continue
+        picked.append((trial.number, trial_genome(trial)))
+        if len(picked) >= experiment.confirm.top_k:
+            break
+    if not seen:
+        raise ConfigError(f"study {name!r} has no complete feasible trial to confirm; run spinenas search first")
+    return picked
+
+
+def make_confirm_plan(experiment, picked: list, num_classes: int) -> Plan:
+    """Every seed genome and every picked genome, ``confirm.repeats`` training seeds each, at the confirm settings."""
+    config = confirm_settings(experiment)
+    settings_fp = fidelity_fingerprint(config)
+    settings = _plain(config)
+    genomes = [("seed", g) for g in _seed_genomes(experiment)] + [("candidate", g) for _, g in picked]
+    items = []
+    for role, genome in genomes:
+        total, _ = model_cost(experiment.task_plugin, genome, config, num_classes)
+        for repeat in range(experiment.confirm.repeats):
+            items.append(Item(genome, role, FIDELITY, settings_fp, experiment.seed + repeat, repeat,
+                              float(total.params), float(total.multiply_adds), settings))
+    return Plan(genomes, {FIDELITY: config}, FIDELITY, items, [])
+
+
+def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Optional[str] = None,
+                log: Callable[[str], None] = print, train: bool = True) -> dict:
+    """Queue the confirmation's missing runs, train them here, and return the verdict (also stored on the study).
+
+    With ``train=False`` only the recorded runs are judged.
+    """
+    config = confirm_settings(experiment)
+    task = experiment.task_plugin
+    try:
+        summary = task.prepare_data(config.task, progress=train)
+    except DataError as err:
+        if experiment.confirm.data is None:
+            raise
+        raise DataError(f"confirm.data {experiment.confirm.data}: {err}; give a folder as `spinenas data import "
+                        "voc|yolo SRC --out DIR` writes it") from None
+    log(f"confirm data: {summary.description}")
+    picked = candidates(experiment, storage_url, study_name)
+    plan = make_confirm_plan(experiment, picked, summary.num_classes)
+    study = open_fidelity_study(experiment, storage_url, _study_name(experiment, study_name), kind=KIND)
+    if train:
+        orphans = requeue_orphans(study)
+        if orphans:
+            log(f"marked confirmation trial(s) {orphans} failed: their process died")
+        counts = enqueue_missing(study, plan, experiment.search.max_retries)
+        log(f"confirm: {len(picked)} candidate(s) (search trials {', '.join(str(n) for n, _ in picked) or 'none'}) "
+            f"and {len(_seed_genomes(experiment))} seed genome(s) x {experiment.confirm.repeats} seeds = "
+            f"{len(plan.items)} run(s): {counts['complete']} complete, {counts['pending']} queued or running, "
+            f"{counts['queued']} queued now; {describe_time_left(study, plan.keys)}")
+        with Worker(experiment, study, plan.keys, primary_metric(experiment)[0], log, storage_url=storage_url,
+                    folder="confirm") as worker:
+            worker.run()
+    result = verdict(experiment, study, plan, {g.fingerprint: n for n, g in picked})
+    study.set_user_attr(VERDICT_KEY, result)
+    return result
+
+
+def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional[dict] = None) -> dict:
+    """Each candidate against each seed genome, from the plan's complete runs (plain data)."""
+    metric, direction = primary_metric(experiment)
+    sign = 1.0 if direction == "maximize" else -1.0
+    runs: dict[str, list] = {}
+    keys = plan.keys
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get("item") in keys and trial.value is not None and math.isfinite(trial.value):
+            runs.setdefault(trial.user_attrs["fingerprint"], []).append(float(trial.value))
+    costs = {item.genome.fingerprint: (item.params, item.multiply_adds) for item in plan.items}
+    limits = experiment.search.constraints
+    within = {fp: (limits.max_params is None or p <= limits.max_params)
+              and (limits.max_multiply_adds is None or m <= limits.max_multiply_adds) for fp, (p, m) in costs.items()}
+    names = dict(zip((g.fingerprint for g in _seed_genomes(experiment)), experiment.search_space.seed_genomes))
+    cands = [g.fingerprint for role, g in plan.genomes if role == "candidate"]
+    result = {"metric": metric, "direction": direction, "settings": plan.items[0].fidelity_fingerprint if plan.items
+              else None, "repeats": experiment.confirm.repeats, "runs": runs, "seeds": []}
+    for role, seed in plan.genomes:
+        if role != "seed":
+            continue
+        fp = seed.fingerprint
+        judged = judge({c: runs.get(c, []) for c in cands}, runs.get(fp, []), direction=sign) \
+            if len(runs.get(fp, [])) >= 2 else {c: {"comparison": None, "note": "the seed has fewer than 2 runs",
+                                                     "p_holm": None, "beats_seed": False} for c in cands}
+        rows = []
+        for c in cands:
+            row = judged[c]
+            comparison = row["comparison"]
+            rows.append({"fingerprint": c, "search_trial": (search_trials or {}).get(c),
+                         "comparison": comparison.to_dict() if comparison else None, "note": row["note"],
+                         "p_holm": row["p_holm"], "beats_seed": row["beats_seed"], "within_budget": within[c],
+                         "params_ratio": costs[c][0] / costs[fp][0], "multiply_adds_ratio": costs[c][1] / costs[fp][1]})
+        best = winner(judged, {c: within[c] for c in cands})
+        result["seeds"].append({"seed": names.get(fp, fp), "fingerprint": fp, "runs": runs.get(fp, []),
+                                "candidates": rows, "winner": best})
+    return result
+
+
+def format_verdict(result: dict) -> str:
+    """The verdict as a table per seed genome, and one line saying what won (or that nothing did)."""
+    metric = result["metric"]
+    lines = []
+    for block in result["seeds"]:
+        seed_runs = block["runs"]
+        lines.append(f"against {block['seed']} [{block['fingerprint']}]: {metric} "
+                     f"{_mean_sd(seed_runs)} over {len(seed_runs)} run(s)")
+        lines.append(f"  {'candidate':<18} {'search':>6} {metric + ' mean+-sd':>16} {'difference [95% CI]':>26} "
+                     f"{'p (Holm)':>9} {'params':>7} {'madds':>7}")
+        for row in block["candidates"]:
+            c = row["comparison"]
+            runs = result["runs"].get(row["fingerprint"], [])
+            if c is None:
+                diff = row["note"]
+            else:
+                diff = f"{c['difference']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]"
+            p = "-" if row["p_holm"] is None else f"{row['p_holm']:.3g}"
+            mark = " beats" if row["beats_seed"] else ""
+            budget = "" if row["within_budget"] else " (over budget)"
+            lines.append(f"  {row['fingerprint']:<18} {str(row['search_trial'] or '-'):>6} {_mean_sd(runs):>16} "
+                         f"{diff:>26} {p:>9} {row['params_ratio']:>6.2f}x {row['multiply_adds_ratio']:>6.2f}x"
+                         f"{mark}{budget}")
+        if block["winner"]:
+            lines.append(f"  winner: {block['winner']} beats {block['seed']} beyond noise at this budget")
+        else:
+            lines.append(f"  no candidate beats {block['seed']} beyond noise at this budget")
+    return "\n".join(lines)
+
+
+def confirmation_study(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None):
+    """The experiment's existing confirmation study (``<search study>-confirm``), for reading."""
+    return open_fidelity_study(experiment, storage_url, _study_name(experiment, study_name), kind=KIND,
+                               create=False)
+
+
+def _study_name(experiment, study_name: Optional[str]) -> str:
+    return f"{study_name or experiment.study_name}-{KIND}"
+
+
+def _seed_genomes(experiment) -> list:
+    import os
+
+    return experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source or "."))
+
+
+def _plain(config) -> dict:
+    from nas.config import to_data
+
+    data = to_data(config)
+    data["task"]["training"].pop("seed", None)
+    return data
+
+
+def _mean_sd(values: list) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.fmean(values):.4f}+-{statistics.stdev(values):.4f}"
