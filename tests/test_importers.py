@@ -222,10 +222,8 @@ def test_import_check_and_train_one_step(tmp_path, capsys):
                 "task.head.num_filters=8", "task.head.num_convs=1", "task.evaluation.batch_size=4",
                 "model.filter_size_scale=0.25", "model.endpoints_num_filters=8"]
     # The final evaluation: train on train, score the held-out test split in place of val.
-    settings += [f"task.data.val_annotations={tmp_path}/coco-voc/instances_test.json",
-                 f"task.data.val_images={tmp_path}/coco-voc/test"]
     out = tmp_path / "run"
-    argv = ["train", "--genome", str(genome), "--out", str(out)]
+    argv = ["train", "--genome", str(genome), "--out", str(out), "--evaluate-on", "test"]
     for item in settings:
         argv += ["--set", item]
     capsys.readouterr()

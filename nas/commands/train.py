@@ -24,6 +24,12 @@ def run(args) -> int:
     genome = genome_from_arg(args.genome) if args.genome else SPINENET_49
     config = load_train_config(args.config, args.set or (), base=base, task=args.task)
     task = get_task(config.task.name)
+    if args.evaluate_on != "val":  # score the held-out split once training ends (it is never trained on)
+        try:
+            held_out = task.evaluate_on(config, args.evaluate_on)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        config = load_train_config(args.config, [*(args.set or ()), *held_out], base=base, task=args.task)
     output_folder(args.out)  # fail now, not after training
     quiet_tensorflow()
     print(f"training genome {genome.fingerprint} on the {task.name} task with {config.model}")
@@ -55,3 +61,6 @@ def add_parser(subparsers) -> None:
                         help="override a config value, e.g. task.training.epochs=2 (repeatable)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where metrics, checkpoint and logs go")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--evaluate-on", choices=["val", "test"], default="val",
+                        help="the split training's evaluations score: val (default), or the held-out test split "
+                             "(instances_test.json and test/, as spinenas data import writes them)")

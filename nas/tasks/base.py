@@ -98,6 +98,13 @@ class Task:
         """
         raise NotImplementedError
 
+    def evaluate_on(self, train_config, split: str) -> list[str]:
+        """``--set`` overrides that make training's evaluation score ``split`` (``test``: the held-out split).
+
+        A task without held-out splits raises ``ValueError``.
+        """
+        raise ValueError(f"the {self.name} task has no {split} split to evaluate on")
+
     def add_commands(self, subparsers, *, load_train_config) -> None:
         """Register the task's own ``spinenas`` subcommands (its data tools, say); none by default.
 

@@ -37,6 +37,11 @@ class DetectionTask(Task):
 
         return train_and_evaluate(genome, train_config, report, out_dir=out_dir, progress=progress)
 
+    def evaluate_on(self, train_config, split):
+        data = train_config.task.data
+        return [f"task.data.val_annotations={data.path(split, 'annotations')}",
+                f"task.data.val_images={data.path(split, 'images')}"]
+
     def add_commands(self, subparsers, *, load_train_config):
         from nas.tasks.detection.commands import data, evaluate
 
