@@ -35,7 +35,7 @@ from nas.fidelity.work_queue import Worker, describe_time_left, enqueue_missing,
 from nas.search.storage import StorageError
 from nas.search.study import load_study
 from nas.tasks.base import DataError, model_cost
-from nas.trials import ranked_trials, trial_genome
+from nas.trials import feasible_trials, trial_genome
 from nas.verdict import judge, winner
 
 FIDELITY = "confirm"
@@ -48,6 +48,9 @@ def confirm_settings(experiment) -> dict:
     if experiment.confirm is None:
         raise ConfigError(f"{experiment.source or experiment.name}: no confirm section; add one, e.g. "
                           "confirm: {top_k: 3, repeats: 3}")
+    if not experiment.search_space.seed_genomes:
+        raise ConfigError("confirm: the candidates are judged against the seed genomes, and "
+                          "search_space.seed_genomes lists none (e.g. [spinenet-49])")
     return experiment.confirm_config()
 
 
@@ -60,8 +63,12 @@ def candidates(experiment, storage_url: Optional[str] = None, study_name: Option
     except (ConfigError, StorageError) as err:
         raise ConfigError(f"{err}; the confirmation reads the search's study: run spinenas search first") from None
     seeds = {g.fingerprint for g in _seed_genomes(experiment)}
+    metric, direction = primary_metric(experiment)
+    index = experiment.search.metric_names.index(metric) if metric in experiment.search.metric_names else 0
+    sign = 1.0 if direction == "maximize" else -1.0
+    ranked = sorted(feasible_trials(study), key=lambda t: (-sign * t.values[index], t.number))  # the verdict's metric
     picked, seen = [], set()
-    for trial in ranked_trials(study):
+    for trial in ranked:
         fingerprint = trial.user_attrs.get("fingerprint")
         if fingerprint is None or fingerprint in seen:
             continue
@@ -109,7 +116,8 @@ def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Op
     log(f"confirm data: {summary.description}")
     picked = candidates(experiment, storage_url, study_name)
     plan = make_confirm_plan(experiment, picked, summary.num_classes)
-    study = open_fidelity_study(experiment, storage_url, _study_name(experiment, study_name), kind=KIND)
+    study = open_fidelity_study(experiment, storage_url, _study_name(experiment, study_name), kind=KIND,
+                                create=train)
     if train:
         orphans = requeue_orphans(study)
         if orphans:
@@ -119,11 +127,16 @@ def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Op
             f"and {len(_seed_genomes(experiment))} seed genome(s) x {experiment.confirm.repeats} seeds = "
             f"{len(plan.items)} run(s): {counts['complete']} complete, {counts['pending']} queued or running, "
             f"{counts['queued']} queued now; {describe_time_left(study, plan.keys)}")
+        if counts["given_up"]:
+            log(f"confirm: {len(counts['given_up'])} run(s) failed more than search.max_retries="
+                f"{experiment.search.max_retries} time(s) and are left out of the verdict: "
+                f"{', '.join(counts['given_up'][:5])}")
         with Worker(experiment, study, plan.keys, primary_metric(experiment)[0], log, storage_url=storage_url,
                     folder="confirm") as worker:
             worker.run()
     result = verdict(experiment, study, plan, {g.fingerprint: n for n, g in picked})
-    study.set_user_attr(VERDICT_KEY, result)
+    if train:
+        study.set_user_attr(VERDICT_KEY, result)
     return result
 
 
@@ -132,15 +145,22 @@ def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional
     metric, direction = primary_metric(experiment)
     sign = 1.0 if direction == "maximize" else -1.0
     runs: dict[str, list] = {}
-    keys = plan.keys
+    keys, counted = plan.keys, set()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.user_attrs.get("item") in keys and trial.value is not None and math.isfinite(trial.value):
+        item = trial.user_attrs.get("item")
+        if item in keys and item not in counted and trial.value is not None and math.isfinite(trial.value):
+            counted.add(item)  # an item trained twice (a retry raced its first run) is one run
             runs.setdefault(trial.user_attrs["fingerprint"], []).append(float(trial.value))
     costs = {item.genome.fingerprint: (item.params, item.multiply_adds) for item in plan.items}
     limits = experiment.search.constraints
     within = {fp: (limits.max_params is None or p <= limits.max_params)
               and (limits.max_multiply_adds is None or m <= limits.max_multiply_adds) for fp, (p, m) in costs.items()}
-    names = dict(zip((g.fingerprint for g in _seed_genomes(experiment)), experiment.search_space.seed_genomes))
+    import os
+
+    listed = experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source or "."))
+    names = {}
+    for genome, name in zip(listed, experiment.search_space.seed_genomes):
+        names.setdefault(genome.fingerprint, name)
     cands = [g.fingerprint for role, g in plan.genomes if role == "candidate"]
     result = {"metric": metric, "direction": direction, "settings": plan.items[0].fidelity_fingerprint if plan.items
               else None, "repeats": experiment.confirm.repeats, "runs": runs, "seeds": []}
@@ -185,7 +205,7 @@ def format_verdict(result: dict) -> str:
             p = "-" if row["p_holm"] is None else f"{row['p_holm']:.3g}"
             mark = " beats" if row["beats_seed"] else ""
             budget = "" if row["within_budget"] else " (over budget)"
-            lines.append(f"  {row['fingerprint']:<18} {str(row['search_trial'] or '-'):>6} {_mean_sd(runs):>16} "
+            lines.append(f"  {row['fingerprint']:<18} {'-' if row['search_trial'] is None else row['search_trial']:>6} {_mean_sd(runs):>16} "
                          f"{diff:>26} {p:>9} {row['params_ratio']:>6.2f}x {row['multiply_adds_ratio']:>6.2f}x"
                          f"{mark}{budget}")
         if block["winner"]:
@@ -206,9 +226,13 @@ def _study_name(experiment, study_name: Optional[str]) -> str:
 
 
 def _seed_genomes(experiment) -> list:
+    """The experiment's seed genomes, each once (a genome listed twice is one seed)."""
     import os
 
-    return experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source or "."))
+    unique = {}
+    for genome in experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source or ".")):
+        unique.setdefault(genome.fingerprint, genome)
+    return list(unique.values())
 
 
 def _plain(config) -> dict:

@@ -1,6 +1,7 @@
 """Is a candidate better than a seed genome beyond training noise? Welch intervals and Holm's correction.
 
-One statistics module for every "beats the seed" in spinenas. Each side is a
+The statistics of "beats the seed" for the confirmation stage (:mod:`nas.confirm`;
+``spinenas fidelity``'s seed standing still has its own rule). Each side is a
 list of one metric over training seeds (repeated runs of one genome). The
 difference of means gets a 95% confidence interval from Welch's t
 (unequal variances, Welch-Satterthwaite degrees of freedom), which uses both

@@ -17,7 +17,7 @@ def run_results(args) -> int:
     rows = trial_rows(study, ranked_trials(study)[: args.top] if args.top else None)
     verdict = _verdict(args)
     if args.json:
-        if args.with_check or verdict is not None:
+        if args.with_check:
             from nas.search.proxy_check import CHECK_KEY
 
             print(json.dumps({"trials": rows, "proxy_check": study.user_attrs.get(CHECK_KEY), "verdict": verdict}))
@@ -77,5 +77,5 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top", type=positive_int, metavar="K", help="only the K best feasible trials, best first")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     parser.add_argument("--with-check", action="store_true",
-                        help="with --json: print {trials, proxy_check, verdict} (the proxies' Kendall tau, the "
-                             "confirmation's verdict) instead of rows; the confirm section's verdict adds this too")
+                        help="with --json: print {trials, proxy_check, verdict} (the proxies' Kendall tau and the "
+                             "confirmation's verdict, when there is one) instead of rows")

@@ -27,6 +27,11 @@ from spinenet.cost import CostBudget
 CLAIM_ATTR = "training_claim"
 # How often a trial waiting for a rival's result reads the storage, in seconds.
 RIVAL_POLL_S = 2.0
+# A twin that has recorded the genome but not claimed it yet is waited for this long (it is writing its claim).
+CLAIM_SETTLE_S = 3.0
+CLAIM_POLL_S = 0.2
+# The claim a trial leaves once it waits for an earlier claimant.
+YIELDED = "yielded"
 
 
 class ModelBudget(CostBudget):
@@ -168,22 +173,28 @@ class Objective:
         Returns that trial once COMPLETE (its result is reused), or None when this
         trial is to train the genome itself (no rival, or the rival failed or died).
         Workers share nothing but the storage, which offers no compare-and-set:
-        each trial writes its claim (a time stamp) and then reads the others', so
-        of two workers that sample one genome together both see both claims and
-        agree that the earlier one trains.
+        each trial writes its claim (a time stamp) and then reads the others'.
+        While a running twin has recorded the genome but not yet claimed or
+        yielded, this trial reads again (up to :data:`CLAIM_SETTLE_S`), so of two
+        workers that sample one genome together both see both claims and agree
+        that the earlier one trains.
         """
         announced = None
         while True:
             claim = time.time()
             trial.set_user_attr(CLAIM_ATTR, claim)
-            rival = _earliest_rival(trial, fingerprint, (claim, trial.number))
+            settle = time.monotonic() + CLAIM_SETTLE_S
+            rival, undecided = _earliest_rival(trial, fingerprint, (claim, trial.number))
+            while rival is None and undecided and time.monotonic() < settle:
+                time.sleep(CLAIM_POLL_S)
+                rival, undecided = _earliest_rival(trial, fingerprint, (claim, trial.number))
             if rival is None:
-                return None
+                return self._trained_twin(trial, fingerprint)  # one may have finished meanwhile
             if rival.number != announced:
                 self.log(f"trial {trial.number}: genome {fingerprint} is being trained by trial {rival.number}; "
                          "waiting for its result")
                 announced = rival.number
-            trial.set_user_attr(CLAIM_ATTR, None)  # yield: later arrivals wait for the rival, not for this trial
+            trial.set_user_attr(CLAIM_ATTR, YIELDED)  # later arrivals wait for the rival, not for this trial
             rival = _wait_until_finished(trial.study, rival)
             if rival.state == TrialState.COMPLETE:
                 return rival
@@ -204,27 +215,34 @@ class Objective:
 
 
 def _earliest_rival(trial, fingerprint: str, mine: tuple):
-    """The running trial of another live worker that claimed ``fingerprint`` before ``mine`` (claim, number)."""
-    best = None
+    """The running trial of another live worker that claimed ``fingerprint`` before ``mine`` (claim, number),
+    and whether a running twin has not decided yet (no claim written, none yielded)."""
+    best, undecided = None, False
     for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        claim = other.user_attrs.get(CLAIM_ATTR)
-        if (other.number == trial.number or claim is None or other.user_attrs.get("fingerprint") != fingerprint
-                or not _worker_alive(other)):
+        if other.number == trial.number or other.user_attrs.get("fingerprint") != fingerprint or not _worker_alive(other):
             continue
-        if (claim, other.number) < mine and (best is None or (claim, other.number) < best[0]):
+        claim = other.user_attrs.get(CLAIM_ATTR)
+        if CLAIM_ATTR not in other.user_attrs:
+            undecided = True
+        elif claim is not None and claim != YIELDED and (claim, other.number) < mine \
+                and (best is None or (claim, other.number) < best[0]):
             best = ((claim, other.number), other)
-    return None if best is None else best[1]
+    return (None if best is None else best[1]), undecided
 
 
 def _worker_alive(trial) -> bool:
-    """False when the trial's worker ran on this host and is gone (other hosts: trusted, heartbeats fail them)."""
+    """False when the trial's worker ran on this host and is gone, or is this process (a worker runs one trial at a
+    time, so another RUNNING trial of its own was cut off). Other hosts are trusted: heartbeats fail theirs."""
     worker = trial.user_attrs.get("worker") or {}
-    return worker.get("host") != socket.gethostname() or not worker.get("pid") or process_alive(worker["pid"])
+    if worker.get("host") != socket.gethostname() or not worker.get("pid"):
+        return True
+    return worker["pid"] != os.getpid() and process_alive(worker["pid"])
 
 
 def _wait_until_finished(study, rival):
     """``rival`` read again every :data:`RIVAL_POLL_S` seconds until it is no longer running or its worker died."""
     while rival.state == TrialState.RUNNING and _worker_alive(rival):
         time.sleep(RIVAL_POLL_S)
+        optuna.storages.fail_stale_trials(study)  # a worker on another host that died (storages with heartbeats)
         rival = next(t for t in study.get_trials(deepcopy=False) if t.number == rival.number)
     return rival
