@@ -112,3 +112,24 @@ def test_proposals_depend_on_the_trial_not_the_worker(name):
     proposals = _two_workers_propose(name, space)
     assert proposals[0] != proposals[1]
     assert _two_workers_propose(name, space) == proposals
+
+
+def test_a_twin_that_has_not_claimed_yet_is_waited_for_and_earlier_claims_win():
+    # The claim's write window: a twin that recorded the genome but whose claim has not landed is undecided, so
+    # the reader waits for it instead of training at once (review finding: both trained).
+    from nas.search.objective import CLAIM_ATTR, YIELDED, _earliest_rival
+
+    study = optuna.create_study()
+    elsewhere = {"host": "another-host", "pid": 1}
+    twin, mine, other = study.ask(), study.ask(), study.ask()
+    for trial in (twin, mine, other):
+        trial.set_user_attr("worker", elsewhere)
+        trial.set_user_attr("fingerprint", "f" if trial is not other else "g")
+    assert _earliest_rival(mine, "f", (10.0, mine.number)) == (None, True)  # recorded, not claimed: undecided
+    twin.set_user_attr(CLAIM_ATTR, 11.0)  # claimed after me: I train
+    assert _earliest_rival(mine, "f", (10.0, mine.number)) == (None, False)
+    twin.set_user_attr(CLAIM_ATTR, 9.0)  # claimed before me: I wait for it
+    rival, undecided = _earliest_rival(mine, "f", (10.0, mine.number))
+    assert rival.number == twin.number and not undecided
+    twin.set_user_attr(CLAIM_ATTR, YIELDED)  # it waits for someone else: not a rival, and decided
+    assert _earliest_rival(mine, "f", (10.0, mine.number)) == (None, False)
