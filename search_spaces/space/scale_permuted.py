@@ -197,10 +197,12 @@ class ScalePermutedSpace:
 
         With ``constraint`` (a genome -> list of floats, feasible when all are
         <= 0, e.g. :class:`spinenet.cost.CostBudget`) the values are stored
-        with Optuna's ``Trial.set_constraint`` (which constraint-aware samplers
-        read) and as the ``constraints`` user attribute, and an infeasible genome is marked
-        ``infeasible`` and raises :class:`~search_spaces.space.errors.InfeasibleGenome`: the trial ends
-        PRUNED before anything is trained.
+        with Optuna's ``Trial.set_constraint`` and as the ``constraints`` user
+        attribute, and an infeasible genome is marked ``infeasible`` and raises
+        :class:`~search_spaces.space.errors.InfeasibleGenome`: the trial ends
+        PRUNED before anything is trained. (TPE learns from those PRUNED
+        trials and proposes fewer such genomes; NSGA-II and GP fit complete
+        trials only and do not see them.)
         """
         return sampling.sample_genome(self, trial, constraint)
 
