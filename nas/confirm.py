@@ -54,7 +54,8 @@ def confirm_settings(experiment) -> dict:
     return experiment.confirm_config()
 
 
-def candidates(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None) -> list:
+def candidates(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None,
+               seeds: Optional[list] = None) -> list:
     """The search study's ``top_k`` best distinct feasible genomes that are not seed genomes, best first."""
     url = storage_url or experiment.storage_url
     name = study_name or experiment.study_name
@@ -62,7 +63,7 @@ def candidates(experiment, storage_url: Optional[str] = None, study_name: Option
         study = load_study(url, name)
     except (ConfigError, StorageError) as err:
         raise ConfigError(f"{err}; the confirmation reads the search's study: run spinenas search first") from None
-    seeds = {g.fingerprint for g in _seed_genomes(experiment)}
+    seeds = {g.fingerprint for g in (seeds if seeds is not None else _seed_genomes(experiment))}
     metric, direction = primary_metric(experiment)
     index = experiment.search.metric_names.index(metric) if metric in experiment.search.metric_names else 0
     sign = 1.0 if direction == "maximize" else -1.0
@@ -83,12 +84,13 @@ def candidates(experiment, storage_url: Optional[str] = None, study_name: Option
     return picked
 
 
-def make_confirm_plan(experiment, picked: list, num_classes: int) -> Plan:
+def make_confirm_plan(experiment, picked: list, num_classes: int, seeds: Optional[list] = None) -> Plan:
     """Every seed genome and every picked genome, ``confirm.repeats`` training seeds each, at the confirm settings."""
     config = confirm_settings(experiment)
+    seeds = seeds if seeds is not None else _seed_genomes(experiment)
     settings_fp = fidelity_fingerprint(config)
     settings = _plain(config)
-    genomes = [("seed", g) for g in _seed_genomes(experiment)] + [("candidate", g) for _, g in picked]
+    genomes = [("seed", g) for g in seeds] + [("candidate", g) for _, g in picked]
     items = []
     for role, genome in genomes:
         total, _ = model_cost(experiment.task_plugin, genome, config, num_classes)
@@ -114,8 +116,9 @@ def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Op
         raise DataError(f"confirm.data {experiment.confirm.data}: {err}; give a folder as `spinenas data import "
                         "voc|yolo SRC --out DIR` writes it") from None
     log(f"confirm data: {summary.description}")
-    picked = candidates(experiment, storage_url, study_name)
-    plan = make_confirm_plan(experiment, picked, summary.num_classes)
+    seeds = _seed_genomes(experiment)
+    picked = candidates(experiment, storage_url, study_name, seeds)
+    plan = make_confirm_plan(experiment, picked, summary.num_classes, seeds)
     study = open_fidelity_study(experiment, storage_url, _study_name(experiment, study_name), kind=KIND,
                                 create=train)
     if train:
@@ -124,7 +127,7 @@ def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Op
             log(f"marked confirmation trial(s) {orphans} failed: their process died")
         counts = enqueue_missing(study, plan, experiment.search.max_retries)
         log(f"confirm: {len(picked)} candidate(s) (search trials {', '.join(str(n) for n, _ in picked) or 'none'}) "
-            f"and {len(_seed_genomes(experiment))} seed genome(s) x {experiment.confirm.repeats} seeds = "
+            f"and {len(seeds)} seed genome(s) x {experiment.confirm.repeats} seeds = "
             f"{len(plan.items)} run(s): {counts['complete']} complete, {counts['pending']} queued or running, "
             f"{counts['queued']} queued now; {describe_time_left(study, plan.keys)}")
         if counts["given_up"]:

@@ -63,8 +63,12 @@ def block_cost(block_fn: str, in_channels: int, filters: int, height: int, width
     """(parameters, multiply-adds) of one plan-backed block whose output is ``height`` x ``width``."""
     p = PlanBuilder(in_channels, 0, "x")
     spec = get_block_fn(block_fn)
+    plan = spec.resolve_plan()
+    if plan is None:
+        raise ValueError(f"block fn {block_fn!r} has no plan; its registered count_params/count_multiply_adds "
+                         "count it")
     extra = {"strides": strides} if strides != 1 else {}
-    spec.resolve_plan()("x", filters, use_projection=use_projection, drop_rate=0.0, layers=p, name="b",
+    plan("x", filters, use_projection=use_projection, drop_rate=0.0, layers=p, name="b",
                         **dict(spec.options), **extra)
     level_shift = strides.bit_length() - 1
     return plan_cost(Plan(tuple(p.layers), {}), height << level_shift, width << level_shift)
