@@ -157,6 +157,43 @@ def test_database_restart_under_three_workers_loses_nothing(tmp_path):
 
 
 # ------------------------------------------------------------------- pruning
+def test_a_trained_trial_whose_result_write_is_lost_is_finished_not_trained_again(tmp_path, monkeypatch):
+    # The database goes away just as Optuna writes a trained trial's values: the trial is finished from the values
+    # it recorded, not failed and queued again (its genome trained a second time).
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    monkeypatch.chdir(tmp_path)
+    trained = []
+
+    def train(genome, config, out_dir, report=None):
+        trained.append(genome.fingerprint)
+        return fake_metrics(int(genome.fingerprint[:8], 16) / 16 ** 8)
+
+    fake_training(monkeypatch, train)
+    real, lost = RDBStorage.set_trial_state_values, []
+
+    def flaky(self, trial_id, state, values=None):
+        if state == optuna.trial.TrialState.COMPLETE and not lost:
+            lost.append(trial_id)
+            try:
+                raise sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("server closed the connection"))
+            except sqlalchemy.exc.OperationalError as err:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from err
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(RDBStorage, "set_trial_state_values", flaky)
+    lines = []
+    study = run_search(load_experiment(tiny_experiment(tmp_path), ["search.n_trials=3"]), log=lines.append)
+    assert lost and len(trained) == len(set(trained)) == 3, (trained, lines)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE"] * 3, (states, lines)
+    first = study.trials[0]
+    assert first.value == int(first.user_attrs["fingerprint"][:8], 16) / 16 ** 8
+    assert any("unreachable during a trial" in line for line in lines)
+    assert any(f"trial {first.number}: finished from its recorded result" in line for line in lines)
+
+
 @pytest.mark.slow
 def test_median_pruner_prunes_through_the_child_process(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

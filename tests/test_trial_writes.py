@@ -7,7 +7,7 @@ import inspect
 import optuna
 from optuna.trial import TrialState
 
-from nas.search.trial_writes import claim_waiting, fail_trial
+from nas.search.trial_writes import claim_waiting, complete_trial, fail_trial
 
 
 def test_the_private_storage_calls_still_exist_with_their_signatures():
@@ -42,3 +42,14 @@ def test_another_process_trial_is_failed_with_its_reason_once(tmp_path):
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"].startswith("worker process 7")
     assert not fail_trial(study, frozen, "again")  # another worker got there first
     assert running.number == 0
+
+
+def test_a_cut_off_trial_is_completed_with_its_values_once(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", directions=["maximize", "minimize"])
+    study.ask()
+    frozen = study.trials[0]
+    assert complete_trial(study, frozen, [0.4, 2.0e6])
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.values == [0.4, 2.0e6]
+    assert not complete_trial(study, frozen, [0.9, 1.0])  # already finished: the first values stand
+    assert study.trials[0].values == [0.4, 2.0e6]

@@ -15,7 +15,7 @@ from nas.trials import TrialFailed
 from nas.search.objective import Objective
 from nas.search.proxy_check import format_check, record_check
 from nas.search.screen import prescreen
-from nas.search.storage import redacted, with_retries
+from nas.search.storage import STORAGE_RETRIES, StorageError, cause, lost_connection, redacted, with_retries
 from nas.search.study import build_strategies, describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
 from nas.cpu import onednn_settings, use_settings
 
@@ -80,7 +80,7 @@ def queue_first_trials(study, experiment, space, screener, target: int, log: Cal
 
 
 def _loop(study, objective, experiment, target: int, budget: Optional[float], url: str, log) -> None:
-    started, failures, infeasible = time.monotonic(), 0, 0
+    started, failures, infeasible, cut_off = time.monotonic(), 0, 0, 0
     while True:
         complete, running = with_retries(lambda: _tidy_and_count(study, experiment.search.max_retries, log), url, log)
         if complete >= target:
@@ -95,13 +95,26 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                with_retries(lambda: study.optimize(objective, n_trials=1, catch=(TrialFailed,)), url, log)
+                study.optimize(objective, n_trials=1, catch=(TrialFailed,))
             except Exception as err:
                 # Ctrl-C or SIGTERM while Optuna writes a trial's result surfaces from its cleanup as another
                 # error; it is still the user's interrupt (the trial left RUNNING is failed on the next start).
                 if isinstance(err.__context__, KeyboardInterrupt):
                     raise KeyboardInterrupt(str(err.__context__)) from err
-                raise
+                lost = None if isinstance(err, StorageError) else lost_connection(err)  # StorageError: gave up
+                if lost is None:
+                    raise
+                cut_off += 1
+                if cut_off >= STORAGE_RETRIES:
+                    raise StorageError(f"lost the connection to storage {url} during {cut_off} trials in a row "
+                                       f"({cause(lost)}). Finished trials are safe; run the command again when "
+                                       "the database is steady") from None
+                # The tidy-up at the top of the loop waits for the database, then finishes the cut-off
+                # trial from its recorded values or fails it and queues it again.
+                log(f"storage {url} unreachable during a trial ({cause(lost)[:120]}); retrying in 1 s")
+                time.sleep(1)
+                continue
+            cut_off = 0
         last = with_retries(lambda: _last_own_trial(study), url, log)
         if last is None or last.user_attrs.get("cancelled"):
             continue
@@ -124,7 +137,7 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
 
 
 def _tidy_and_count(study, max_retries: int, log) -> tuple[int, int]:
-    orphans = fail_orphaned_trials(study, max_retries)
+    orphans = fail_orphaned_trials(study, max_retries, log)
     if orphans:
         log(f"marked trial(s) {orphans} failed: their worker died")
     with warnings.catch_warnings():

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 from nas.samplers.seeding import SEED_ATTR, trial_seed
 from nas.search.child import TrialProcess
 from nas.search.screen import optional as optional_screener
-from nas.search.storage import redacted
-from nas.search.study import process_alive
+from nas.search.storage import redacted, with_retries
+from nas.search.study import RESULT_ATTR, process_alive
 from nas.search.training_run import package_versions, train_trial
 from nas.trials import TrialFailed
 from nas.tasks.base import COST_METRICS, model_cost
@@ -114,7 +114,7 @@ class Objective:
             trial.set_user_attr("duplicate_of", twin.number)
             trial.set_user_attr("metrics", twin.user_attrs.get("metrics", {}))
             self.log(f"trial {trial.number}: genome {genome.fingerprint} was trained in trial {twin.number}; reusing")
-            return twin.values if len(twin.values) > 1 else twin.values[0]
+            return self._result(trial, twin.values)
 
         # Intermediate values cost an evaluation each; only a pruner reads them (a task whose
         # evaluation.every_epoch is "auto" then evaluates only at the end).
@@ -123,10 +123,11 @@ class Objective:
         metrics, _ = train_trial(self.process, trial, genome, self.train_config, trial.user_attrs["seed"], trial_dir,
                                report=report, storage_url=self.storage_url, log=self.log)
         try:
-            return self._values(known, metrics)
+            values = self._values(known, metrics)
         except TrialFailed as err:
             trial.set_user_attr("fail_reason", str(err))
             raise
+        return self._result(trial, values)
 
     def cost(self, genome) -> tuple[float, float]:
         """Params and multiply-adds of backbone plus head at the task's image size (cost model)."""
@@ -152,14 +153,23 @@ class Objective:
         optuna.artifacts.upload_artifact(artifact_store=self.artifacts, file_path=genome_path, study_or_trial=trial)
         return {"params": float(total.params), "multiply_adds": float(total.multiply_adds)}, trial_dir
 
-    def _values(self, known: dict, metrics: dict):
+    def _result(self, trial, values: list):
+        """Record ``values`` on the trial (through a database restart) and return them for Optuna to write.
+
+        Should Optuna's own write be lost, the next tidy-up finishes the trial
+        from this record (:func:`~nas.search.study.fail_orphaned_trials`)
+        instead of training the genome again.
+        """
+        with_retries(lambda: trial.set_user_attr(RESULT_ATTR, list(values)), self.storage_url, self.log)
+        return values if len(values) > 1 else values[0]
+
+    def _values(self, known: dict, metrics: dict) -> list:
         names = self.experiment.search.metric_names
         undefined = [name for name in names if name not in COST_METRICS and metrics.get(name) is None]
         if undefined:  # e.g. COCO APs on a validation split without small objects: no value to rank by
             raise TrialFailed(f"objective {undefined[0]} has no value: the validation split has nothing it "
                               "measures; choose another objective in search.objectives")
-        values = [known[name] if name in COST_METRICS else float(metrics[name]) for name in names]
-        return values if len(values) > 1 else values[0]
+        return [known[name] if name in COST_METRICS else float(metrics[name]) for name in names]
 
     def _trained_twin(self, trial, fingerprint: str):
         for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

@@ -133,10 +133,10 @@ def redacted(url: str) -> str:
 
 def is_connection_error(err: BaseException) -> bool:
     """True when ``err`` (or what it wraps) means the database went away, not a bug or bad input."""
-    return _lost_connection(err) is not None
+    return lost_connection(err) is not None
 
 
-def _lost_connection(err: BaseException):
+def lost_connection(err: BaseException):
     """The error in ``err``'s chain that says the database went away, or None."""
     import sqlalchemy.exc
 
@@ -162,7 +162,7 @@ def with_retries(action: Callable, url: str, log: Callable[[str], None] = print)
         try:
             return action()
         except Exception as err:
-            lost = _lost_connection(err)
+            lost = lost_connection(err)
             if lost is None:
                 raise
             if attempt == STORAGE_RETRIES:

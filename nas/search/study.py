@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Optional
+from typing import Callable, Optional
 
 import optuna
 from optuna.trial import TrialState
@@ -18,9 +18,11 @@ from optuna.trial import TrialState
 from nas.config import ConfigError
 from nas.trials import TrialFailed, metric_names
 from nas.search.storage import open_storage, redacted
-from nas.search.trial_writes import fail_trial
+from nas.search.trial_writes import complete_trial, fail_trial
 
 EXPERIMENT_KEY = "experiment_fingerprint"
+# The objective values a trained trial records before Optuna writes them (a lost write is finished from it).
+RESULT_ATTR = "objective_values"
 
 
 def hide_interrupted_trials() -> None:
@@ -155,28 +157,38 @@ def enqueue_seeds(study: optuna.Study, space, genomes: list) -> int:
     return len(genomes)
 
 
-def fail_orphaned_trials(study: optuna.Study, max_retries: int = 0) -> list[int]:
+def fail_orphaned_trials(study: optuna.Study, max_retries: int = 0, log: Callable[[str], None] = print) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker process on this host is gone (e.g. SIGKILLed).
 
     The calling process's own RUNNING trials count too: a worker runs one
     trial at a time and calls this between trials, so such a trial was cut
     off (its database connection dropped mid-trial). Each is queued again
-    with the same parameters, up to ``max_retries`` times per genome.
+    with the same parameters, up to ``max_retries`` times per genome. A trial
+    that had recorded its objective values (:data:`RESULT_ATTR`: it was
+    trained, and only Optuna's last write was lost) is finished COMPLETE with
+    them instead, so its genome is never trained twice. Returns the trial
+    numbers marked FAIL.
     """
     failed = []
     host, me = socket.gethostname(), os.getpid()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker") or {}
-        pid = worker.get("pid")
-        if worker.get("host") == host and pid and (pid == me or not process_alive(pid)):
-            reason = ("the trial was cut off (its storage connection was lost)" if pid == me
-                      else f"worker process {pid} died during the trial")
-            if not fail_trial(study, trial, reason):
-                continue  # another worker marked it first (and queued the retry)
-            failed.append(trial.number)
-            retries = trial.user_attrs.get("retries", 0)
-            if retries < max_retries and trial.params:
-                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1})
+        pid = worker.get("host") == host and worker.get("pid")
+        if not pid or (pid != me and process_alive(pid)):
+            continue
+        if RESULT_ATTR in trial.user_attrs:
+            if complete_trial(study, trial, trial.user_attrs[RESULT_ATTR]):  # False: another worker finished it
+                log(f"trial {trial.number}: finished from its recorded result (the storage went away before "
+                    "the result was written)")
+            continue
+        reason = ("the trial was cut off (its storage connection was lost)" if pid == me
+                  else f"worker process {pid} died during the trial")
+        if not fail_trial(study, trial, reason):
+            continue  # another worker marked it first (and queued the retry)
+        failed.append(trial.number)
+        retries = trial.user_attrs.get("retries", 0)
+        if retries < max_retries and trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1})
     return failed
 
 

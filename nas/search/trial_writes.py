@@ -2,8 +2,9 @@
 
 Optuna lets a process change a trial through its own ``optuna.Trial`` or
 ``Study.tell``; spinenas also needs to claim one particular waiting trial
-(one worker wins each) and to fail another process's dead trial with its
-reason, both atomically in the storage. Those need the storage's
+(one worker wins each), to fail another process's dead trial with its
+reason and to finish a cut-off trial with the values it recorded, each
+atomically in the storage. Those need the storage's
 ``set_trial_state_values`` and ``set_trial_user_attr`` and a trial's id,
 which are private. They are used here only, and
 ``tests/test_trial_writes.py`` fails loudly when Optuna changes them.
@@ -35,3 +36,11 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     return True
+
+
+def complete_trial(study: optuna.Study, trial: FrozenTrial, values: list) -> bool:
+    """Mark the RUNNING ``trial`` COMPLETE with ``values``; False when it had already finished."""
+    try:
+        return bool(study._storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, list(values)))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
