@@ -61,6 +61,20 @@ def _number(text: str, kind, valid, wanted: str):
     return value
 
 
+def dataset_folder(path: str) -> str:
+    """An argparse type: an existing folder (``--data DIR``), its path normalised so ``data/voc/`` is ``data/voc``.
+
+    Which files the folder must hold depends on the task, known only once the
+    config is read; the commands check that next.
+    """
+    if not os.path.exists(path):
+        raise argparse.ArgumentTypeError(f"{path}: no such folder; write one from VOC or YOLO data with "
+                                         f"spinenas data import voc|yolo SRC --out {path}")
+    if not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path}: is a file, not a dataset folder")
+    return os.path.normpath(path)
+
+
 def output_folder(path: str, option: str = "--out") -> str:
     """Create the folder ``path`` (an option's value) or raise a one-line :class:`UserError`."""
     if os.path.exists(path) and not os.path.isdir(path):

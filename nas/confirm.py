@@ -22,8 +22,9 @@ Examples:
 from __future__ import annotations
 
 import math
+import os
 import statistics
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import optuna
 from optuna.trial import TrialState
@@ -34,8 +35,8 @@ from nas.fidelity.run import open_fidelity_study, primary_metric
 from nas.fidelity.work_queue import Worker, describe_time_left, enqueue_missing, requeue_orphans
 from nas.search.storage import StorageError
 from nas.search.study import load_study
-from nas.tasks.base import DataError, model_cost
-from nas.trials import feasible_trials, trial_genome
+from nas.tasks.base import COST_METRICS, DataError, model_cost
+from nas.trials import best_trials, dominates, feasible_trials, trial_genome
 from nas.verdict import judge, winner
 
 FIDELITY = "confirm"
@@ -56,7 +57,11 @@ def confirm_settings(experiment) -> dict:
 
 def candidates(experiment, storage_url: Optional[str] = None, study_name: Optional[str] = None,
                seeds: Optional[list] = None) -> list:
-    """The search study's ``top_k`` best distinct feasible genomes that are not seed genomes, best first."""
+    """The search study's ``top_k`` best distinct feasible genomes that are not seed genomes, best first.
+
+    Best by the verdict's metric; with several objectives the search's Pareto
+    front comes first (by that metric), then the other trials.
+    """
     url = storage_url or experiment.storage_url
     name = study_name or experiment.study_name
     try:
@@ -68,6 +73,9 @@ def candidates(experiment, storage_url: Optional[str] = None, study_name: Option
     index = experiment.search.metric_names.index(metric) if metric in experiment.search.metric_names else 0
     sign = 1.0 if direction == "maximize" else -1.0
     ranked = sorted(feasible_trials(study), key=lambda t: (-sign * t.values[index], t.number))  # the verdict's metric
+    if len(study.directions) > 1:  # several objectives: the search's Pareto front first, then the rest
+        front = {t.number for t in best_trials(study)}
+        ranked = [t for t in ranked if t.number in front] + [t for t in ranked if t.number not in front]
     picked, seen = [], set()
     for trial in ranked:
         fingerprint = trial.user_attrs.get("fingerprint")
@@ -100,21 +108,30 @@ def make_confirm_plan(experiment, picked: list, num_classes: int, seeds: Optiona
     return Plan(genomes, {FIDELITY: config}, FIDELITY, items, [])
 
 
-def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Optional[str] = None,
-                log: Callable[[str], None] = print, train: bool = True) -> dict:
-    """Queue the confirmation's missing runs, train them here, and return the verdict (also stored on the study).
-
-    With ``train=False`` only the recorded runs are judged.
-    """
+def prepare_confirm_data(experiment, progress: bool = True):
+    """Prepare the confirmation's data (``confirm.data``, else the task's) and return its ``DataSummary``."""
     config = confirm_settings(experiment)
-    task = experiment.task_plugin
     try:
-        summary = task.prepare_data(config.task, progress=train)
+        return experiment.task_plugin.prepare_data(config.task, progress=progress)
     except DataError as err:
         if experiment.confirm.data is None:
             raise
         raise DataError(f"confirm.data {experiment.confirm.data}: {err}; give a folder as `spinenas data import "
                         "voc|yolo SRC --out DIR` writes it") from None
+
+
+def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Optional[str] = None,
+                log: Callable[[str], None] = print, train: bool = True, workers: int = 1,
+                experiment_path: Optional[str] = None, overrides: Sequence[str] = ()) -> dict:
+    """Queue the confirmation's missing runs, train them, and return the verdict (also stored on the study).
+
+    With ``train=False`` only the recorded runs are judged. ``workers`` > 1
+    trains in that many processes side by side, each with its share of the
+    cores, claiming runs from the same queue (they need ``experiment_path``;
+    each loads the file with ``overrides``); workers on other machines may
+    join with ``spinenas confirm`` on the same storage.
+    """
+    summary = prepare_confirm_data(experiment, progress=train)
     log(f"confirm data: {summary.description}")
     seeds = _seed_genomes(experiment)
     picked = candidates(experiment, storage_url, study_name, seeds)
@@ -134,13 +151,49 @@ def run_confirm(experiment, *, storage_url: Optional[str] = None, study_name: Op
             log(f"confirm: {len(counts['given_up'])} run(s) failed more than search.max_retries="
                 f"{experiment.search.max_retries} time(s) and are left out of the verdict: "
                 f"{', '.join(counts['given_up'][:5])}")
-        with Worker(experiment, study, plan.keys, primary_metric(experiment)[0], log, storage_url=storage_url,
-                    folder="confirm") as worker:
-            worker.run()
+        if workers <= 1:
+            _train(experiment, study, plan, storage_url, log)
+        else:
+            if experiment_path is None:
+                raise ValueError("several confirmation workers need the experiment file's path")
+            from nas.workers import cpu_shares, describe_threads, run_processes
+
+            threads = cpu_shares(workers)
+            run_processes(_worker_main, [(i, experiment_path, list(overrides), storage_url, study_name, os.getpid(),
+                                          threads[i]) for i in range(workers)], "spinenas-confirm",
+                          [describe_threads(t) if t else "" for t in threads], log)
     result = verdict(experiment, study, plan, {g.fingerprint: n for n, g in picked})
     if train:
         study.set_user_attr(VERDICT_KEY, result)
     return result
+
+
+def _train(experiment, study, plan: Plan, storage_url: Optional[str], log) -> None:
+    with Worker(experiment, study, plan.keys, primary_metric(experiment)[0], log, storage_url=storage_url,
+                folder="confirm") as worker:
+        worker.run()
+
+
+def _worker_main(index: int, experiment_path: str, overrides: list, storage_url: Optional[str],
+                 study_name: Optional[str], parent: int, threads: Optional[dict]) -> None:
+    """One confirmation worker process: the parent's plan (the same search study gives the same candidates)."""
+    import sys
+
+    from nas.experiment import load_experiment
+    from nas.workers import start_worker_process
+
+    log = start_worker_process(index, parent, threads)
+    experiment = load_experiment(experiment_path, overrides)
+    seeds = _seed_genomes(experiment)
+    plan = make_confirm_plan(experiment, candidates(experiment, storage_url, study_name, seeds),
+                             prepare_confirm_data(experiment, progress=False).num_classes, seeds)
+    study = open_fidelity_study(experiment, storage_url, _study_name(experiment, study_name), kind=KIND,
+                                create=False)
+    try:
+        _train(experiment, study, plan, storage_url, log)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
 
 
 def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional[dict] = None) -> dict:
@@ -148,18 +201,21 @@ def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional
     metric, direction = primary_metric(experiment)
     sign = 1.0 if direction == "maximize" else -1.0
     runs: dict[str, list] = {}
+    other_runs: dict[str, dict[str, list]] = {}  # the other trained objectives' values, per genome
     keys, counted = plan.keys, set()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         item = trial.user_attrs.get("item")
         if item in keys and item not in counted and trial.value is not None and math.isfinite(trial.value):
             counted.add(item)  # an item trained twice (a retry raced its first run) is one run
-            runs.setdefault(trial.user_attrs["fingerprint"], []).append(float(trial.value))
+            fingerprint = trial.user_attrs["fingerprint"]
+            runs.setdefault(fingerprint, []).append(float(trial.value))
+            for name, value in (trial.user_attrs.get("metrics") or {}).items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    other_runs.setdefault(fingerprint, {}).setdefault(name, []).append(float(value))
     costs = {item.genome.fingerprint: (item.params, item.multiply_adds) for item in plan.items}
     limits = experiment.search.constraints
     within = {fp: (limits.max_params is None or p <= limits.max_params)
               and (limits.max_multiply_adds is None or m <= limits.max_multiply_adds) for fp, (p, m) in costs.items()}
-    import os
-
     listed = experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source or "."))
     names = {}
     for genome, name in zip(listed, experiment.search_space.seed_genomes):
@@ -185,7 +241,46 @@ def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional
         best = winner(judged, {c: within[c] for c in cands})
         result["seeds"].append({"seed": names.get(fp, fp), "fingerprint": fp, "runs": runs.get(fp, []),
                                 "candidates": rows, "winner": best})
+    if len(experiment.search.metric_names) > 1:
+        objectives = {}
+        for name, direction_name in zip(experiment.search.metric_names, experiment.search.directions):
+            if name in COST_METRICS:
+                values = {f: float(costs[f][0 if name == "params" else 1]) for f in costs}
+            elif name == metric:
+                values = runs
+            else:
+                values = {f: by_metric.get(name, []) for f, by_metric in other_runs.items()}
+            objectives[name] = (1.0 if direction_name == "maximize" else -1.0, values)
+        result["pareto"] = confirmed_pareto([g.fingerprint for _, g in plan.genomes], objectives)
+        result["objectives"] = list(experiment.search.metric_names)
     return result
+
+
+def confirmed_pareto(genomes: Sequence[str], objectives: Mapping[str, tuple]) -> list[str]:
+    """The Pareto set of ``genomes`` by their confirmed values, in ``genomes``' order.
+
+    ``objectives`` maps a name to (direction, values): +1 maximise or -1
+    minimise; values per genome, a number for an exact cost (params,
+    multiply-adds) or a list of runs for a trained metric, judged by its mean
+    over the confirmation's training seeds (not by one lucky run). A genome
+    with fewer than two runs of a trained metric is left out: it has no
+    confirmed value. Whether a member beats a seed genome beyond noise is the
+    per-candidate verdict's job; dominance here is by the means, so a
+    noisy genome cannot shelter behind its own spread.
+    """
+    def value(name: str, genome: str) -> float:
+        direction, values = objectives[name]
+        v = values[genome]
+        return direction * (statistics.fmean(v) if isinstance(v, list) else float(v))
+
+    def usable(genome: str) -> bool:
+        return all(genome in values and (not isinstance(values[genome], list) or len(values[genome]) >= 2)
+                   for _, values in objectives.values())
+
+    pool = [g for i, g in enumerate(genomes) if usable(g) and g not in genomes[:i]]
+    points = {g: [value(name, g) for name in objectives] for g in pool}
+    signs = [1.0] * len(objectives)  # the directions are folded into the values
+    return [y for y in pool if not any(dominates(points[x], points[y], signs) for x in pool if x != y)]
 
 
 def format_verdict(result: dict) -> str:
@@ -215,6 +310,11 @@ def format_verdict(result: dict) -> str:
             lines.append(f"  winner: {block['winner']} beats {block['seed']} beyond noise at this budget")
         else:
             lines.append(f"  no candidate beats {block['seed']} beyond noise at this budget")
+    if "pareto" in result:
+        seeds = {block["fingerprint"]: block["seed"] for block in result["seeds"]}
+        members = [f"{fp} ({seeds[fp]})" if fp in seeds else fp for fp in result["pareto"]]
+        lines.append(f"confirmed Pareto set ({' vs '.join(result['objectives'])}, by the means over training "
+                     f"seeds): {', '.join(members) or 'none'}")
     return "\n".join(lines)
 
 
@@ -230,8 +330,6 @@ def _study_name(experiment, study_name: Optional[str]) -> str:
 
 def _seed_genomes(experiment) -> list:
     """The experiment's seed genomes, each once (a genome listed twice is one seed)."""
-    import os
-
     unique = {}
     for genome in experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source or ".")):
         unique.setdefault(genome.fingerprint, genome)

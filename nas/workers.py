@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from nas.cpu import onednn_settings, use_settings
 
@@ -157,28 +157,40 @@ def gpu_assignments(workers: int, per_worker: Optional[int], available: int) -> 
     return [",".join(str(g) for g in range(i * per_worker, (i + 1) * per_worker)) for i in range(workers)]
 
 
-def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
-                 study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
-                 cuda_devices: Optional[str], parent: int, threads: Optional[dict] = None) -> None:
+def start_worker_process(index: int, parent: int, threads: Optional[dict] = None) -> Callable[[str], None]:
+    """What every spawned worker does first; returns its log function (lines prefixed ``[worker N]``).
+
+    It dies with ``parent``, turns SIGTERM into Ctrl-C, hides Optuna's
+    tracebacks of trials it reports itself, and takes its share of the cores
+    (inherited by its training processes) before anything imports TensorFlow.
+    """
     from nas.search.child import exit_with_parent
     from nas.search.study import hide_interrupted_trials
 
-    exit_with_parent(parent)  # a search killed outright takes its workers with it
+    exit_with_parent(parent)  # a command killed outright takes its workers with it
     interrupt_on_sigterm()
     hide_interrupted_trials()
-    if cuda_devices is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
-    use_settings(threads)  # likewise, and before anything here imports TensorFlow
-    from nas.experiment import load_experiment
-    from nas.search import SearchStopped, run_search
-    from nas.trials import TrialFailed
+    use_settings(threads)
 
     def log(line: str) -> None:
         print(f"[worker {index}] {line}", flush=True)
 
+    return log
+
+
+def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
+                 study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
+                 cuda_devices: Optional[str], parent: int, threads: Optional[dict] = None, workers: int = 1) -> None:
+    if cuda_devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
+    log = start_worker_process(index, parent, threads)
+    from nas.experiment import load_experiment
+    from nas.search import SearchStopped, run_search
+    from nas.trials import TrialFailed
+
     try:
         run_search(load_experiment(experiment_path, overrides), n_trials=n_trials, timeout=timeout,
-                   storage_url=storage_url, study_name=study_name, log=log, enqueue=False)
+                   storage_url=storage_url, study_name=study_name, log=log, enqueue=False, workers=workers)
     except (TrialFailed, SearchStopped, ConnectionError, ValueError) as err:
         log(f"stopped: {err}")
         sys.exit(3)
@@ -223,11 +235,14 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     use_settings(onednn_settings())  # before the pre-screen here starts its scoring process
     from nas.experiment import load_experiment
     from nas.search import open_study, prepare
-    from nas.search.driver import queue_first_trials
+    from nas.search.driver import confirm_time_split, queue_first_trials
     from nas.search.objective import Objective
 
     experiment = load_experiment(experiment_path, overrides)
     data = prepare(experiment, log)  # generated once, before any worker reads it
+    budget = experiment.search.timeout if timeout is None else timeout
+    if budget is not None and experiment.confirm is not None:
+        confirm_time_split(experiment, budget, workers, data, log, progress=True)
     study = open_study(experiment, storage_url, study_name)
     space = experiment.search_space.build()
     target = experiment.search.n_trials if n_trials is None else n_trials
@@ -245,18 +260,28 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
         log(f"--gpus-per-worker {gpus_per_worker}: {available} GPU(s) found, {workers * gpus_per_worker} needed; "
             "workers share the visible devices")
     threads = cpu_shares(workers)
+    notes = [f"CUDA_VISIBLE_DEVICES={devices[i]}" if devices[i] is not None
+             else describe_threads(threads[i]) if threads[i] else "" for i in range(workers)]
+    return run_processes(_worker_main, [(index, experiment_path, list(overrides), storage_url, study_name, n_trials,
+                                         timeout, devices[index], os.getpid(), threads[index], workers)
+                                        for index in range(workers)], "spinenas-worker", notes, log)
+
+
+def run_processes(target: Callable, arguments: Sequence[tuple], name: str, notes: Sequence[str] = (),
+                  log=print) -> list[int]:
+    """Start one spawned process per argument tuple, ``target(*args)``, wait for all, and return their exit codes.
+
+    ``notes`` (one per process: its threads or GPUs) go in its "started" line.
+    A search, a fidelity run and a confirmation start their workers this way.
+    """
     context = multiprocessing.get_context("spawn")
     processes = []
-    for index in range(workers):
-        process = context.Process(
-            target=_worker_main, name=f"spinenas-worker-{index}",
-            args=(index, experiment_path, list(overrides), storage_url, study_name, n_trials, timeout, devices[index],
-                  os.getpid(), threads[index]))
+    for index, args in enumerate(arguments):
+        process = context.Process(target=target, name=f"{name}-{index}", args=tuple(args))
         process.start()
         processes.append(process)
-        pinned = (f"CUDA_VISIBLE_DEVICES={devices[index]}" if devices[index] is not None
-                  else describe_threads(threads[index]) if threads[index] else "")
-        log(f"worker {index} started (pid {process.pid}" + (f", {pinned})" if pinned else ")"))
+        note = notes[index] if index < len(notes) else ""
+        log(f"worker {index} started (pid {process.pid}" + (f", {note})" if note else ")"))
     wait_for_workers(processes)
     codes = [p.exitcode for p in processes]
     for index, code in enumerate(codes):

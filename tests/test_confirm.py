@@ -143,3 +143,133 @@ def test_a_search_with_a_confirm_section_ends_with_the_verdict(tmp_path, monkeyp
     out = capsys.readouterr().out
     assert "confirming the best genomes" in out and "against seed.yaml" in out
     assert "beyond noise at this budget" in out
+
+
+def test_a_time_split_is_the_confirmations_runs_at_the_measured_pace():
+    from nas.search.time_split import TimeSplit
+
+    split = TimeSplit(total=1000, runs=9, workers=2, ratio=2.0, factors={"epochs": 2.0})
+    assert split.confirm_seconds is None and split.may_start_trial(999) and not split.may_start_trial(1000)
+    assert "set once a search trial has been timed" in split.describe()
+    timed = split.timed((40.0, 30.0))
+    assert timed.run_seconds == 10.0 + 2.0 * 30.0  # the training part doubles, the rest stays
+    assert timed.confirm_seconds == 5 * 70.0  # 9 runs on 2 workers: 5 rounds
+    assert timed.search_seconds == 650.0
+    assert timed.may_start_trial(610) and not timed.may_start_trial(611)  # a trial started at 611 s ends past 650 s
+    assert "search 650 s, confirmation 350 s" in timed.describe() and "epochs x2.00" in timed.describe()
+    assert timed.timed(None) == timed
+
+
+def test_plan_split_scales_by_epochs_multiply_adds_and_training_images(tmp_path):
+    from nas.search.time_split import plan_split
+
+    path = tiny_experiment(tmp_path, confirm={"top_k": 2, "repeats": 3, "settings": {
+        "task.training.epochs": 3, "task.data.image_size": 128}})
+    split = plan_split(load_experiment(path), 3600, 1, num_classes=3, search_images=96, confirm_images=192, seeds=1)
+    assert split.runs == 9 and split.factors["epochs"] == 3.0 and split.factors["train images"] == 2.0
+    assert 3.5 < split.factors["multiply-adds"] < 4.5  # twice the side: about four times the work per image
+    assert split.ratio == pytest.approx(3.0 * 2.0 * split.factors["multiply-adds"])
+
+
+@pytest.mark.slow
+def test_a_timed_search_with_a_confirmation_ends_within_ten_percent_of_the_budget(tmp_path, monkeypatch, capsys):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path, search={"n_trials": 500}, confirm={
+        "top_k": 1, "repeats": 2, "settings": {"task.training.epochs": 3}})
+
+    def train(genome, config, out_dir, report=None):
+        seconds = 0.5 * config["task"]["training"]["epochs"]  # a confirmation run trains 3 times as long
+        time.sleep(seconds)
+        return {**fake_metrics(_genome_ap(genome, config["task"]["training"]["seed"])), "timing": {"total": seconds}}
+
+    fake_training(monkeypatch, train)
+    budget = 20.0
+    started = time.monotonic()
+    assert main(["search", path, "--workers", "1", "--timeout", str(budget)]) == 0
+    took = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert "time budget 20 s: 4 confirmation run(s) on 1 worker(s), each 3.00x a search trial's training" in out
+    assert "time budget 20 s: search " in out and "the rest of the 20 s budget is the confirmation's" in out
+    assert "s in all of a 20 s budget" in out
+    assert 0.9 * budget <= took <= 1.1 * budget, (took, out)
+
+
+# ``spinenas confirm --workers 2`` with training faked; each spawned worker imports this script as its main module,
+# so the fake reaches it, and every training is logged with the worker's pid.
+_FAKE_CONFIRM = """
+import os, sys, time
+import nas.search.child
+
+def train(self, genome, config, out_dir, report=None):
+    time.sleep(0.5)
+    seed = config["task"]["training"]["seed"]
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "trained.log"), "a") as log:
+        log.write(f"{genome.fingerprint} {seed} {os.getpid()}\\n")
+    ap = 0.3 + int(genome.fingerprint[:4], 16) / 16 ** 4 / 10 + seed / 1000
+    return {"AP": ap, "AP50": ap, "AP75": ap, "APs": 0.0, "APm": 0.0, "APl": 0.0, "loss": 1.0,
+            "timing": {"total": 0.5}, "history": []}
+
+nas.search.child.TrialProcess.run = train
+if __name__ == "__main__":
+    from nas.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_confirmation_and_train_each_run_once(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    path = _searched(tmp_path, monkeypatch, {"top_k": 2, "repeats": 3})
+    (tmp_path / "fake_confirm.py").write_text(_FAKE_CONFIRM)
+    done = subprocess.run([sys.executable, "fake_confirm.py", "confirm", path, "--workers", "2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "worker 0 started" in done.stdout and "worker 1 started" in done.stdout
+    trained = [line.split() for line in (tmp_path / "trained.log").read_text().splitlines()]
+    runs = [(fingerprint, seed) for fingerprint, seed, _ in trained]
+    assert len(runs) == len(set(runs)) == 9, trained  # 1 seed genome + 2 candidates, 3 seeds each, once each
+    assert len({pid for _, _, pid in trained}) == 2  # both workers trained
+    result = run_confirm(load_experiment(path), log=lambda line: None, train=False)
+    assert all(len(v) == 3 for v in result["runs"].values()) and len(result["runs"]) == 3
+
+
+def test_the_confirmed_pareto_set_is_by_means_over_seeds_and_needs_two_runs():
+    from nas.confirm import confirmed_pareto
+
+    ap = {"seed": [0.40, 0.41, 0.42], "better": [0.50, 0.51, 0.52], "noisy_cheaper": [0.39, 0.45, 0.35],
+          "worse_dearer": [0.30, 0.31, 0.32], "one_run": [0.9]}
+    madds = {"seed": 10.0, "better": 12.0, "noisy_cheaper": 8.0, "worse_dearer": 11.0, "one_run": 1.0}
+    objectives = {"AP": (1.0, ap), "multiply_adds": (-1.0, madds)}
+    front = confirmed_pareto(list(ap), objectives)
+    # worse_dearer: the seed is cheaper and better. noisy_cheaper: the cheapest, though its mean is below the
+    # seed's (0.397 against 0.41), so neither dominates the other. one_run: no confirmed value, left out.
+    assert front == ["seed", "better", "noisy_cheaper"]
+    same_cost = {"AP": (1.0, ap), "multiply_adds": (-1.0, dict.fromkeys(madds, 10.0))}
+    assert confirmed_pareto(list(ap), same_cost) == ["better"]  # one objective left that differs: the best mean
+
+
+def test_a_two_objective_confirmation_reports_its_pareto_set(tmp_path, monkeypatch):
+    path = _searched(tmp_path, monkeypatch, {"top_k": 2, "repeats": 2},
+                     objectives=[{"AP": "maximize"}, {"multiply_adds": "minimize"}])
+    fake_training(monkeypatch, lambda genome, config, *a, **k: fake_metrics(
+        _genome_ap(genome, config["task"]["training"]["seed"])))
+    result = run_confirm(load_experiment(path), log=lambda line: None)
+    assert result["objectives"] == ["AP", "multiply_adds"] and result["pareto"]
+    assert set(result["pareto"]) <= set(result["runs"])
+    assert "confirmed Pareto set (AP vs multiply_adds" in format_verdict(result)
+
+
+def test_the_report_shows_the_verdict_and_every_run_as_a_dot(tmp_path, monkeypatch, capsys):
+    path = _searched(tmp_path, monkeypatch, {"top_k": 1, "repeats": 2})
+    fake_training(monkeypatch, lambda genome, config, *a, **k: fake_metrics(
+        _genome_ap(genome, config["task"]["training"]["seed"])))
+    run_confirm(load_experiment(path), log=lambda line: None)
+    out = tmp_path / "report"
+    assert main(["report", path, "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "<h2>Confirmation</h2>" in page and "against seed.yaml" in page and 'src="verdict.png"' in page
+    assert (out / "verdict.png").stat().st_size > 5000

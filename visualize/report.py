@@ -87,8 +87,14 @@ def _optuna_plots(study):
     }
 
 
-def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None, input_size: int = 640) -> str:
-    """Write plots, diagrams of the best (or Pareto) genomes and ``index.html``; returns its path."""
+def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None, input_size: int = 640,
+                 verdict: dict | None = None, verdict_text: str = "") -> str:
+    """Write plots, diagrams of the best (or Pareto) genomes and ``index.html``; returns its path.
+
+    ``verdict`` (the confirmation's, :func:`nas.confirm.verdict`) adds a
+    plot of every confirmation run, and ``verdict_text`` (its table, as
+    :func:`nas.confirm.format_verdict` prints it) goes on the page.
+    """
     from visualize.draw import draw_genome
 
     experiment = study.user_attrs.get("experiment") or {}
@@ -122,6 +128,11 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
         plots["partial_dependence.png"] = (f"Partial dependence on the most important features ({based})",
                                            lambda: plot_partial_dependence(study, os.path.join(
                                                out_dir, "partial_dependence.png")))
+    if verdict is not None:
+        from visualize.verdict import plot_verdict
+
+        plots["verdict.png"] = ("Confirmation: every run a dot, each candidate's 95% interval, the seed's mean dashed",
+                                lambda: plot_verdict(verdict, os.path.join(out_dir, "verdict.png")))
     for name, (title, make) in _optuna_plots(study).items():
         plots[name] = (title, (lambda make=make, name=name: _save(make(), os.path.join(out_dir, name))))
     for name, (title, make) in plots.items():
@@ -143,7 +154,7 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
         diagrams.append((name, trial))
     path = os.path.join(out_dir, "index.html")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(_html(study, figures, skipped, diagrams, top, notes))
+        handle.write(_html(study, figures, skipped, diagrams, top, notes, verdict, verdict_text))
     return path
 
 
@@ -171,7 +182,15 @@ def _proxy_check_html(study) -> str:
             f"<table><tr><th>score</th><th>tau</th></tr>{rows}</table>")
 
 
-def _html(study, figures, skipped, diagrams, top: int, notes=()) -> str:
+def _verdict_html(verdict: dict | None, text: str) -> str:
+    if verdict is None:
+        return ""
+    return (f"<h2>Confirmation</h2><p>The best genomes and the seeds retrained over {verdict['repeats']} training "
+            f"seeds each, at the confirmation's settings.</p><pre>{html.escape(text)}</pre>")
+
+
+def _html(study, figures, skipped, diagrams, top: int, notes=(), verdict: dict | None = None,
+          verdict_text: str = "") -> str:
     names = metric_names(study)
     counts = {}
     for trial in study.get_trials(deepcopy=False):
@@ -207,6 +226,7 @@ tr.best{{background:#fff3cd}}</style></head><body>
 <p>{len(study.trials)} trials: {html.escape(state_text)}.</p>
 <h2>Top trials</h2>
 <table><tr><th>trial</th>{head}<th>params</th><th>multiply-adds</th><th>fingerprint</th></tr>{rows}</table>
+{_verdict_html(verdict, verdict_text)}
 {check}
 <h2>Best genomes</h2>{genomes or '<p>No complete, feasible trial yet.</p>'}
 <h2>Plots</h2>{images}

@@ -6,13 +6,14 @@ Argument types and subcommand registration are in :mod:`nas.arguments`.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import subprocess
 import sys
 import warnings
 
-from nas.arguments import UserError
+from nas.arguments import UserError, dataset_folder
 
 
 def genome_from_arg(entry: str):
@@ -28,16 +29,63 @@ def add_study_options(parser, *, file_help: str = "the experiment file (or give 
     parser.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///runs/NAME/study.db "
                                           "(default: the experiment's)")
     parser.add_argument("--study-name", help="study name (default: the experiment's name)")
+    add_data_option(parser, "the --data folder the search ran on, so that FILE names the same experiment "
+                            "(its confirmation is found by it)")
+
+
+# The layout is the task's (Task.check_data_layout); spinenas data import writes detection's.
+DATA_HELP = ("your own data in place of the file's: a folder in the task's layout (detection: COCO format, "
+             "instances_train.json, instances_val.json, train/ and val/, as spinenas data import writes it; "
+             "classification: train/<class>/ and val/<class>/); the same as --set task.data.root=DIR "
+             "--set task.data.generate_shapes=null")
+
+
+def add_data_option(parser, help: str = DATA_HELP) -> None:
+    """``--data DIR``: the dataset folder that stands for ``task.data.root=DIR`` and no generated data."""
+    parser.add_argument("--data", type=dataset_folder, metavar="DIR", help=help)
+
+
+def data_overrides(args) -> list[str]:
+    """The ``--set`` overrides that ``--data DIR`` stands for; none without it.
+
+    DIR is quoted so a folder named ``2024`` or ``null`` stays a string, as
+    ``--set task.data.root=data/voc`` gives it.
+    """
+    folder = getattr(args, "data", None)
+    if folder is None:
+        return []
+    return [f"task.data.root={json.dumps(folder, ensure_ascii=False)}", "task.data.generate_shapes=null"]
+
+
+def check_data_folder(args, task, task_config) -> None:
+    """With ``--data``, a one-line :class:`UserError` naming the first file or folder ``task`` needs and lacks.
+
+    Cheap (nothing is read), so a command calls it before it records anything.
+    """
+    from nas.tasks.base import DataError
+
+    if getattr(args, "data", None) is None:
+        return
+    try:
+        task.check_data_layout(task_config)
+    except DataError as err:
+        raise UserError(f"--data {err}") from None
 
 
 def experiment_from_args(args):
-    """The experiment FILE with its ``--set`` overrides (and ``--strategy``, where the command has it), and those."""
+    """The experiment FILE with ``--set``, ``--data`` (its folder checked) and ``--strategy``, and those overrides.
+
+    A command without one of those options gets none of its overrides.
+    """
     from nas.experiment import load_experiment
 
-    overrides = list(getattr(args, "set", None) or ())
+    # --data after --set: it sets its two keys whatever --set says of them, and --set refines the rest.
+    overrides = [*(getattr(args, "set", None) or ()), *data_overrides(args)]
     if getattr(args, "strategy", None):
         overrides.append(f"task.training.strategy={args.strategy}")
-    return load_experiment(args.file, overrides), overrides
+    experiment = load_experiment(args.file, overrides)
+    check_data_folder(args, experiment.task_plugin, experiment.task)
+    return experiment, overrides
 
 
 def study_from_args(args):
@@ -136,3 +184,19 @@ def _stop_filter(original: int) -> None:
         _filter.wait(timeout=2)
     except (OSError, subprocess.TimeoutExpired):
         pass
+
+
+def recorded_verdict(args):
+    """The confirmation's recorded verdict when the experiment FILE has a confirm section and one was run, else None."""
+    if not getattr(args, "file", None):
+        return None
+    from nas.confirm import VERDICT_KEY, confirmation_study
+    from nas.config import ConfigError
+
+    experiment, _ = experiment_from_args(args)
+    if experiment.confirm is None:
+        return None
+    try:
+        return confirmation_study(experiment, args.storage, args.study_name).user_attrs.get(VERDICT_KEY)
+    except ConfigError:  # not confirmed yet
+        return None

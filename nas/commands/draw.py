@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from nas.arguments import UserError, add_command, positive_int
-from nas.commands.common import add_study_options, genome_from_arg, study_from_args
+from nas.commands.common import add_study_options, genome_from_arg, recorded_verdict, study_from_args
 
 
 def _genomes(args) -> list:
@@ -66,7 +66,13 @@ def run_report(args) -> int:
     from visualize.report import write_report
 
     study = study_from_args(args)
-    path = write_report(study, args.out, top=args.top)
+    verdict = recorded_verdict(args)
+    text = ""
+    if verdict is not None:
+        from nas.confirm import format_verdict
+
+        text = format_verdict(verdict)
+    path = write_report(study, args.out, top=args.top, verdict=verdict, verdict_text=text)
     print(f"wrote {path}")
     return 0
 
@@ -88,7 +94,8 @@ def add_parser(subparsers) -> None:
 
     report = add_command(subparsers, "report", run_report, "write a study's plots and best genomes as one HTML page",
                          "Write index.html with the top trials, diagrams of the best genome (or the Pareto "
-                         "front), the objective against multiply-adds and Optuna's plots.")
+                         "front), the objective against multiply-adds and Optuna's plots; given the experiment "
+                         "FILE of a confirmed search, also the confirmation's verdict and its runs as dots.")
     add_study_options(report)
     report.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and its images")
     report.add_argument("--top", type=positive_int, default=10, help="rows in the table of top trials (default 10)")

@@ -7,7 +7,7 @@ import json
 import os
 
 from nas.arguments import UserError, add_command, non_negative_int, output_folder, positive_int
-from nas.commands.common import experiment_from_args
+from nas.commands.common import add_data_option, experiment_from_args
 
 
 def run_fidelity_command(args) -> int:
@@ -122,6 +122,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--study-name", help="study name (default: <the experiment's study name>-fidelity)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a value of the file, e.g. fidelities.quick.task.training.epochs=2 (repeatable)")
+    add_data_option(parser)
     parser.add_argument("--no-train", action="store_true",
                         help="train nothing: report on what the study has recorded so far")
     parser.add_argument("--table", metavar="JSONL",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from nas.arguments import add_command, positive_int
-from nas.commands.common import add_study_options, study_from_args
+from nas.commands.common import add_study_options, recorded_verdict, study_from_args
 
 
 def run_results(args) -> int:
@@ -15,7 +15,7 @@ def run_results(args) -> int:
 
     study = study_from_args(args)
     rows = trial_rows(study, ranked_trials(study)[: args.top] if args.top else None)
-    verdict = _verdict(args)
+    verdict = recorded_verdict(args)
     if args.json:
         if args.with_check:
             from nas.search.proxy_check import CHECK_KEY
@@ -38,23 +38,6 @@ def run_results(args) -> int:
 
         print("\nconfirmation (spinenas confirm):\n" + format_verdict(verdict))
     return 0
-
-
-def _verdict(args):
-    """The confirmation's recorded verdict when the experiment FILE has a confirm section and one was run."""
-    if not args.file:
-        return None
-    from nas.commands.common import experiment_from_args
-    from nas.confirm import VERDICT_KEY, confirmation_study
-    from nas.config import ConfigError
-
-    experiment, _ = experiment_from_args(args)
-    if experiment.confirm is None:
-        return None
-    try:
-        return confirmation_study(experiment, args.storage, args.study_name).user_attrs.get(VERDICT_KEY)
-    except ConfigError:  # not confirmed yet
-        return None
 
 
 def _print_check(study) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from nas.arguments import add_command, positive_int, worker_count
 from nas.commands.common import experiment_from_args
 from nas.commands.search_run import EXIT_INTERRUPTED, EXIT_TRIALS_FAILED, add_budget_options, run_trials
@@ -11,6 +13,7 @@ def run_search(args) -> int:
     """Create or resume the study, run trials (in one or several workers), print the best architecture(s)."""
     from nas.search import load_study, run_search as search
 
+    started = time.monotonic()  # a --timeout counts from here, confirmation included
     experiment, overrides = experiment_from_args(args)
     storage = args.storage or experiment.storage_url
     print(f"experiment {experiment.name}: storage {storage}, study {args.study_name or experiment.study_name}")
@@ -18,12 +21,13 @@ def run_search(args) -> int:
 
     def train():
         if workers == 1 and not args.gpus_per_worker:
-            return search(experiment, n_trials=args.n_trials, timeout=args.timeout, storage_url=args.storage,
-                          study_name=args.study_name), 0
+            return search(experiment, n_trials=args.n_trials, timeout=_time_left(args, experiment, started),
+                          storage_url=args.storage, study_name=args.study_name), 0
         from nas.workers import run_workers
 
         codes = run_workers(args.file, overrides, workers, storage_url=args.storage, study_name=args.study_name,
-                            n_trials=args.n_trials, timeout=args.timeout, gpus_per_worker=args.gpus_per_worker)
+                            n_trials=args.n_trials, timeout=_time_left(args, experiment, started),
+                            gpus_per_worker=args.gpus_per_worker)
         study = load_study(storage, args.study_name or experiment.study_name)
         if all(codes):
             print("spinenas: every worker stopped with an error (see the worker lines above)")
@@ -36,14 +40,28 @@ def run_search(args) -> int:
     # The confirm section: the search ends with its best genomes retrained against the seeds (nas.confirm).
     from nas.confirm import format_verdict, run_confirm
 
+    searched = time.monotonic() - started
     print("\nconfirming the best genomes against the seed genome(s)")
     try:
-        result = run_confirm(experiment, storage_url=args.storage, study_name=args.study_name)
+        result = run_confirm(experiment, storage_url=args.storage, study_name=args.study_name,
+                             workers=1 if args.gpus_per_worker else workers, experiment_path=args.file,
+                             overrides=overrides)
     except KeyboardInterrupt:
-        print(f"interrupted: finished confirmation runs are stored; spinenas confirm {args.file} resumes them")
+        data = f" --data {args.data}" if args.data else ""  # without it, FILE would name another experiment
+        print(f"interrupted: finished confirmation runs are stored; spinenas confirm {args.file}{data} resumes them")
         return EXIT_INTERRUPTED
     print(format_verdict(result))
+    total = time.monotonic() - started
+    budget = args.timeout or experiment.search.timeout
+    print(f"time: search {searched:.0f} s, confirmation {total - searched:.0f} s, {total:.0f} s in all"
+          + (f" of a {budget:.0f} s budget" if budget else ""))
     return 0
+
+
+def _time_left(args, experiment, started: float):
+    """The ``--timeout`` (or the file's search.timeout) less what has passed since the command started."""
+    budget = args.timeout or experiment.search.timeout
+    return None if budget is None else max(1.0, budget - (time.monotonic() - started))
 
 
 def _workers(args, experiment, storage: str) -> int:

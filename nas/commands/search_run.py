@@ -5,21 +5,24 @@ from __future__ import annotations
 from typing import Callable
 
 from nas.arguments import positive_float, positive_int
+from nas.commands.common import add_data_option
 
 EXIT_TRIALS_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
 def add_budget_options(parser) -> None:
-    """``--n-trials``, ``--timeout``, ``--strategy`` and ``--set``."""
+    """``--n-trials``, ``--timeout``, ``--strategy``, ``--set`` and ``--data``."""
     parser.add_argument("--n-trials", type=positive_int, metavar="N",
                         help="complete trials to reach (default: the file's search.n_trials)")
     parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
-                        help="stop starting trials after this many seconds (default: the file's search.timeout)")
+                        help="stop starting trials after this many seconds (default: the file's search.timeout); "
+                             "with a confirm section, the search leaves the confirmation its estimated share")
     parser.add_argument("--strategy", choices=["default", "mirrored"],
                         help="mirrored: train each trial on all visible GPUs (tf.distribute.MirroredStrategy)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a value of the file, e.g. task.training.epochs=2 (repeatable)")
+    add_data_option(parser)
 
 
 def run_trials(train: Callable[[], tuple], who: str, interrupted: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from nas.arguments import UserError, add_command
-from nas.commands.common import experiment_from_args
+from nas.commands.common import add_data_option, experiment_from_args
 
 
 def run_validate(args) -> int:
@@ -27,7 +27,8 @@ def run_validate(args) -> int:
         f"  search space: {len(space.parameters)} parameters, {space.num_genomes():.3e} genomes; "
         f"seeds: {', '.join(experiment.search_space.seed_genomes) or 'none'}",
         f"  model: {experiment.model}",
-        f"  task: {task.name} at {task.data.image_size}px, {task.training.epochs} epochs",
+        f"  task: {task.name} at {task.data.image_size}px, {task.training.epochs} epochs, "
+        + (f"data {task.data.root}" if task.data.root else "generated data"),
         f"  search: {search.sampler.name} sampler, {search.pruner.name} pruner, {search.n_trials} trials, "
         f"objectives {', '.join(f'{m} ({d})' for m, d in zip(search.metric_names, search.directions))}",
         f"  constraints: max_params={search.constraints.max_params}, "
@@ -75,3 +76,4 @@ def add_parser(subparsers) -> None:
     parser.add_argument("file", help="experiment YAML")
     parser.add_argument("--storage", help="check this storage URL instead of the file's")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value (repeatable)")
+    add_data_option(parser)

@@ -8,7 +8,6 @@ and several workers, on this machine or others, share one study.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -169,19 +168,10 @@ def _plan(experiment, genomes: int, repeats: int, repeats_all: int, only: Sequen
 
 def _worker_main(index: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,
                  parent: int, threads: Optional[dict] = None) -> None:
-    from nas.search.child import exit_with_parent
-    from nas.search.study import hide_interrupted_trials
     from nas.experiment import load_experiment
-    from nas.workers import interrupt_on_sigterm
+    from nas.workers import start_worker_process
 
-    exit_with_parent(parent)
-    interrupt_on_sigterm()
-    hide_interrupted_trials()
-    use_settings(threads)  # this worker's share of the cores, inherited by its training processes
-
-    def log(line: str) -> None:
-        print(f"[worker {index}] {line}", flush=True)
-
+    log = start_worker_process(index, parent, threads)
     experiment = load_experiment(experiment_path, overrides)
     # The same plan as the parent's (seeded), so this worker claims exactly the planned items.
     plan = _plan(experiment, *sample, prepare_fidelities(experiment, lambda line: None,
@@ -198,20 +188,9 @@ def _worker_main(index: int, experiment_path: str, overrides: list, storage_url,
 
 def _run_processes(workers: int, experiment_path: str, overrides: list, storage_url, study_name, sample: tuple,
                    log) -> None:
-    from nas.workers import cpu_shares, describe_threads, wait_for_workers
+    from nas.workers import cpu_shares, describe_threads, run_processes
 
     threads = cpu_shares(workers)
-    context = multiprocessing.get_context("spawn")
-    processes = []
-    for index in range(workers):
-        process = context.Process(target=_worker_main, name=f"spinenas-fidelity-{index}",
-                                  args=(index, experiment_path, overrides, storage_url, study_name, sample,
-                                        os.getpid(), threads[index]))
-        process.start()
-        processes.append(process)
-        log(f"worker {index} started (pid {process.pid}" + (f", {describe_threads(threads[index])})" if threads[index] else ")"))
-
-    wait_for_workers(processes)
-    for index, process in enumerate(processes):
-        if process.exitcode:
-            log(f"worker {index} ended with status {process.exitcode}")
+    run_processes(_worker_main, [(index, experiment_path, overrides, storage_url, study_name, sample, os.getpid(),
+                                  threads[index]) for index in range(workers)], "spinenas-fidelity",
+                  [describe_threads(t) if t else "" for t in threads], log)

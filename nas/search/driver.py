@@ -16,6 +16,7 @@ from nas.search.objective import Objective
 from nas.search.proxy_check import format_check, record_check
 from nas.search.screen import prescreen
 from nas.search.storage import STORAGE_RETRIES, StorageError, cause, lost_connection, redacted, with_retries
+from nas.search.time_split import TimeSplit, plan_split, trial_seconds
 from nas.search.study import build_strategies, describe_trial, enqueue_seeds, fail_orphaned_trials, open_study
 from nas.cpu import onednn_settings, use_settings
 
@@ -37,7 +38,7 @@ def prepare(experiment, log: Callable[[str], None] = print, progress: bool = Tru
 
 def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[float] = None,
                storage_url: Optional[str] = None, study_name: Optional[str] = None,
-               log: Callable[[str], None] = print, enqueue: bool = True) -> optuna.Study:
+               log: Callable[[str], None] = print, enqueue: bool = True, workers: int = 1) -> optuna.Study:
     """Create or resume the study and run trials until it has ``n_trials`` complete ones.
 
     Safe to run in several processes on one study (``enqueue=False`` in all
@@ -45,13 +46,21 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     dead worker's trial is failed and retried, and a lost storage connection
     is retried with backoff before the worker gives up with a clear message.
     Over-budget genomes end PRUNED and do not count towards ``n_trials``.
+    With a ``timeout`` (counted from this call) and a confirm section, the
+    search leaves the confirmation its estimated share
+    (:mod:`nas.search.time_split`; ``workers`` is how many processes the
+    confirmation will train in).
     """
+    started = time.monotonic()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
     use_settings(onednn_settings())  # likewise
     target = experiment.search.n_trials if n_trials is None else n_trials
     budget = experiment.search.timeout if timeout is None else timeout
     build_strategies(experiment)  # a misspelt sampler, pruner or proxy fails before any data is made
     data = prepare(experiment, log, progress=enqueue)  # fail early on bad data
+    split = None
+    if budget is not None and experiment.confirm is not None:
+        split = confirm_time_split(experiment, budget, workers, data, log, progress=enqueue)
     study = open_study(experiment, storage_url, study_name)
     space = experiment.search_space.build()
     objective = Objective(experiment, space, data.num_classes, log, target=target, storage_url=storage_url)
@@ -60,7 +69,8 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     try:
         if enqueue:
             queue_first_trials(study, experiment, space, objective.screener, target, log)
-        _loop(study, objective, experiment, target, budget, redacted(storage_url or experiment.storage_url), log)
+        _loop(study, objective, experiment, target, budget, redacted(storage_url or experiment.storage_url), log,
+              started, split)
     finally:
         objective.close()
     return study
@@ -79,13 +89,42 @@ def queue_first_trials(study, experiment, space, screener, target: int, log: Cal
             log(f"pre-screen queued the {queued} best-scored genome(s)")
 
 
-def _loop(study, objective, experiment, target: int, budget: Optional[float], url: str, log) -> None:
-    started, failures, infeasible, cut_off = time.monotonic(), 0, 0, 0
+def confirm_time_split(experiment, budget: float, workers: int, data, log, progress: bool) -> TimeSplit:
+    """The search's and the confirmation's shares of ``budget`` (logged when ``progress``).
+
+    Prepares the confirmation's data too, so a broken ``confirm.data`` fails
+    before any trial rather than after the search.
+    """
+    from nas.confirm import prepare_confirm_data
+
+    confirm_data = prepare_confirm_data(experiment, progress=progress)
+    seeds = {g.fingerprint for g in experiment.search_space.load_seed_genomes(
+        os.path.dirname(experiment.source or "."))}
+    split = plan_split(experiment, budget, workers, data.num_classes, data.train_images, confirm_data.train_images,
+                       len(seeds))
+    if progress:
+        log(split.describe())
+    return split
+
+
+def _loop(study, objective, experiment, target: int, budget: Optional[float], url: str, log,
+          started: float, split: Optional[TimeSplit] = None) -> None:
+    failures, infeasible, cut_off = 0, 0, 0
     while True:
         complete, running = with_retries(lambda: _tidy_and_count(study, experiment.search.max_retries, log), url, log)
         if complete >= target:
             break
-        if budget is not None and time.monotonic() - started >= budget:
+        elapsed = time.monotonic() - started
+        if split is not None:
+            untimed = split.trial_seconds is None
+            split = split.timed(with_retries(lambda: trial_seconds(study), url, log))
+            if untimed and split.trial_seconds is not None:
+                log(split.describe())
+            if not split.may_start_trial(elapsed):
+                log(f"stopping after {elapsed:.0f} s: the rest of the {budget:.0f} s budget is the confirmation's "
+                    f"(about {split.confirm_seconds:.0f} s)")
+                break
+        elif budget is not None and elapsed >= budget:
             log(f"stopping: timeout of {budget:.0f} s reached")
             break
         if complete + running >= target:
@@ -111,7 +150,7 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
                                        "the database is steady") from None
                 # The tidy-up at the top of the loop waits for the database, then finishes the cut-off
                 # trial from its recorded values or fails it and queues it again.
-                log(f"storage {url} unreachable during a trial ({cause(lost)[:120]}); retrying in 1 s")
+                log(f"storage {url} unreachable ({cause(lost)[:120]}) during a trial; retrying in 1 s")
                 time.sleep(1)
                 continue
             cut_off = 0

@@ -38,10 +38,15 @@ class TrainingDiverged(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class DataSummary:
-    """What the search needs to know about a task's prepared data."""
+    """What the search needs to know about a task's prepared data.
+
+    ``train_images`` (None: the task does not say) lets a time budget scale
+    a trial's measured time to another dataset's size.
+    """
 
     num_classes: int
     description: str
+    train_images: Optional[int] = None
 
 
 class Task:
@@ -104,6 +109,14 @@ class Task:
         A task without held-out splits raises ``ValueError``.
         """
         raise ValueError(f"the {self.name} task has no {split} split to evaluate on")
+
+    def check_data_layout(self, config) -> None:
+        """Raise :class:`DataError` naming the first file or folder that ``config.data`` (the task section) lacks.
+
+        Only the layout is checked, nothing is read, so commands call it on
+        ``--data DIR`` before they record anything; the message starts with
+        the data folder and says what it should hold. The default checks nothing.
+        """
 
     def add_commands(self, subparsers, *, load_train_config) -> None:
         """Register the task's own ``spinenas`` subcommands (its data tools, say); none by default.

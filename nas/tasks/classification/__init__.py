@@ -8,8 +8,10 @@ embedded generated shapes (ten classes of size x shape).
 
 from __future__ import annotations
 
+import os
+
 from nas.tasks.registry import register_task
-from nas.tasks.base import DataSummary, Task
+from nas.tasks.base import DataError, DataSummary, Task
 from nas.tasks.classification.config import ClassificationConfig
 
 
@@ -26,7 +28,14 @@ class ClassificationTask(Task):
         from nas.tasks.classification.dataset import prepare_data
 
         train, val = prepare_data(config.data, progress)
-        return DataSummary(train.num_classes, f"train {train.summary()}; val {val.summary()}")
+        return DataSummary(train.num_classes, f"train {train.summary()}; val {val.summary()}", len(train))
+
+    def check_data_layout(self, config):
+        root = os.path.normpath(config.data.resolved_root)
+        for split in ("train", "val"):
+            if not os.path.isdir(config.data.split_dir(split)):
+                raise DataError(f"{root}: no {split}/ (an image-classification folder holds train/<class>/ and "
+                                "val/<class>/, one folder of images per class)")
 
     def train_and_evaluate(self, genome, train_config, report=None, *, out_dir=None, progress=False):
         from nas.tasks.classification.train import train_and_evaluate

@@ -6,8 +6,10 @@ TensorFlow; training loads it on first use.
 
 from __future__ import annotations
 
+import os
+
 from nas.tasks.registry import register_task
-from nas.tasks.base import DataSummary, Task
+from nas.tasks.base import DataError, DataSummary, Task
 from nas.tasks.detection.config import DetectionConfig
 
 
@@ -30,7 +32,7 @@ class DetectionTask(Task):
             # Once per study, before any trial: trials then read pixels instead of decoding them.
             for split in (train, val):
                 build_image_cache(split, config.data.image_size, progress)
-        return DataSummary(train.num_classes, f"train {train.summary()}; val {val.summary()}")
+        return DataSummary(train.num_classes, f"train {train.summary()}; val {val.summary()}", len(train))
 
     def train_and_evaluate(self, genome, train_config, report=None, *, out_dir=None, progress=False):
         from nas.tasks.detection.train import train_and_evaluate
@@ -41,6 +43,23 @@ class DetectionTask(Task):
         data = train_config.task.data
         return [f"task.data.val_annotations={data.path(split, 'annotations')}",
                 f"task.data.val_images={data.path(split, 'images')}"]
+
+    def check_data_layout(self, config):
+        data = config.data
+        root = os.path.normpath(data.resolved_root)
+        # The splits training reads (val is the test split's files after train --evaluate-on test).
+        needed = [(data.path(split, "annotations"), os.path.isfile, "") for split in ("train", "val")]
+        needed += [(data.path(split, "images"), os.path.isdir, "/") for split in ("train", "val")]
+        for path, exists, slash in needed:
+            if exists(path):
+                continue
+            path = os.path.normpath(path)
+            # A path --set elsewhere is shown whole; one inside the folder by its name there.
+            shown = os.path.relpath(path, root) if path.startswith(root + os.sep) else path
+            raise DataError(f"{root}: no {shown}{slash} (a COCO-format folder holds instances_train.json, "
+                            "instances_val.json, train/ and val/, and instances_test.json and test/ to score a "
+                            "held-out split); write one from a VOC or YOLO folder SRC with "
+                            "spinenas data import voc|yolo SRC --out DIR")
 
     def add_commands(self, subparsers, *, load_train_config):
         from nas.tasks.detection.commands import data, evaluate

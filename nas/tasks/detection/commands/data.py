@@ -118,7 +118,7 @@ def add_parser(subparsers, *, load_train_config) -> None:
 
     importer = kinds.add_parser("import", help="convert a Pascal VOC or YOLO dataset to the COCO-format layout",
                                 description="Convert a dataset folder to the COCO-format layout, then "
-                                            "'spinenas data check OUT' and train with task.data.root=OUT.")
+                                            "'spinenas data check OUT', and train or search on it with --data OUT.")
     formats = importer.add_subparsers(dest="format", required=True)
     voc = formats.add_parser("voc", help="Pascal VOC: Annotations/*.xml, JPEGImages/, ImageSets/Main/ (or XML "
                                          "files beside their images)",
