@@ -180,7 +180,8 @@ def start_worker_process(index: int, parent: int, threads: Optional[dict] = None
 
 def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], storage_url: Optional[str],
                  study_name: Optional[str], n_trials: Optional[int], timeout: Optional[float],
-                 cuda_devices: Optional[str], parent: int, threads: Optional[dict] = None, workers: int = 1) -> None:
+                 cuda_devices: Optional[str], parent: int, threads: Optional[dict] = None, workers: int = 1,
+                 budget_start: Optional[float] = None) -> None:
     if cuda_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
     log = start_worker_process(index, parent, threads)
@@ -190,7 +191,8 @@ def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], sto
 
     try:
         run_search(load_experiment(experiment_path, overrides), n_trials=n_trials, timeout=timeout,
-                   storage_url=storage_url, study_name=study_name, log=log, enqueue=False, workers=workers)
+                   storage_url=storage_url, study_name=study_name, log=log, enqueue=False, workers=workers,
+                   budget_start=budget_start)
     except (TrialFailed, SearchStopped, ConnectionError, ValueError) as err:
         log(f"stopped: {err}")
         sys.exit(3)
@@ -230,8 +232,10 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     """Prepare the study once, run ``workers`` worker processes on it, and return their exit codes.
 
     On a machine without GPUs, each worker's TensorFlow gets its share of the
-    cores (:func:`thread_settings`).
+    cores (:func:`thread_settings`). A ``timeout`` counts from this call: the
+    data, the pre-screen and the workers' start-up come out of it.
     """
+    begun = time.time()
     use_settings(onednn_settings())  # before the pre-screen here starts its scoring process
     from nas.experiment import load_experiment
     from nas.search import open_study, prepare
@@ -263,7 +267,7 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     notes = [f"CUDA_VISIBLE_DEVICES={devices[i]}" if devices[i] is not None
              else describe_threads(threads[i]) if threads[i] else "" for i in range(workers)]
     return run_processes(_worker_main, [(index, experiment_path, list(overrides), storage_url, study_name, n_trials,
-                                         timeout, devices[index], os.getpid(), threads[index], workers)
+                                         timeout, devices[index], os.getpid(), threads[index], workers, begun)
                                         for index in range(workers)], "spinenas-worker", notes, log)
 
 

@@ -273,3 +273,41 @@ def test_the_report_shows_the_verdict_and_every_run_as_a_dot(tmp_path, monkeypat
     page = (out / "index.html").read_text()
     assert "<h2>Confirmation</h2>" in page and "against seed.yaml" in page and 'src="verdict.png"' in page
     assert (out / "verdict.png").stat().st_size > 5000
+
+
+def test_a_search_counts_its_budget_from_budget_start(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path, search={"n_trials": 50}, confirm={"top_k": 1, "repeats": 2})
+    fake_training(monkeypatch, lambda genome, config, *a, **k: fake_metrics(0.3))
+    lines = []
+    # 30 s of a 20 s budget went before this call (a parent's data and pre-screen): no trial starts, and the
+    # stop line says why even though no trial was timed.
+    study = run_search(load_experiment(path), timeout=20, budget_start=time.time() - 30, log=lines.append)
+    assert [t.state.name for t in study.trials] == ["WAITING"]  # the seed genome, queued and never started
+    assert any("the rest of the 20 s budget is the confirmation's (no search trial was timed" in line
+               for line in lines), lines
+
+
+def test_search_workers_count_the_budget_from_before_the_data_and_pre_screen(tmp_path, monkeypatch):
+    import time
+
+    import nas.search.driver
+    import nas.workers
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path, search={"n_trials": 4}, confirm={"top_k": 1, "repeats": 2})
+    monkeypatch.setattr(nas.search.driver, "queue_first_trials", lambda *a, **k: time.sleep(1.0))
+    started = {}
+
+    def spawn(target, arguments, name, notes=(), log=print):
+        started["at"], started["arguments"] = time.time(), arguments
+        return [0 for _ in arguments]
+
+    monkeypatch.setattr(nas.workers, "run_processes", spawn)
+    called = time.time()
+    assert nas.workers.run_workers(path, [], 2, timeout=600, log=lambda line: None) == [0, 0]
+    budget_starts = [args[-1] for args in started["arguments"]]
+    assert started["at"] - called >= 1.0  # the pre-screen's time passed before the workers started ...
+    assert all(called <= begun < called + 0.5 for begun in budget_starts)  # ... and is counted in their budget

@@ -235,13 +235,28 @@ def test_report_leaves_failures_out_of_pairs_and_measures_seed_noise():
     assert (noise["n"], noise["min"], noise["max"]) == (3, 0.28, 0.32) and math.isclose(noise["std"], 0.02)
     assert report["counts"]["long"] == {"genomes": 3, "complete": 3, "failed": 1, "median_wall_s": 1.0}
     assert report["failures"] == [{"fingerprint": "c", "fidelity": "long", "seed": 0, "reason": None}]
-    # quick: c (0.40) is above the seed's mean 0.30 by more than 2 x 0.02 but has more multiply-adds.
-    assert report["seed_standing"]["quick"] == {"rank": 2, "of": 4, "margin": 0.04, "beats": []}
-    assert report["seed_standing"]["long"] == {"rank": 1, "of": 3, "margin": None, "beats": None}
+    # quick: the seed's runs 0.28, 0.30, 0.32 (mean 0.30, s 0.02, n 3); one run each of a, b, c against them:
+    # t = d / (0.02 sqrt(1 + 1/3)), df 2, two-sided p = 1 - t / sqrt(2 + t^2) (the t distribution with 2 df).
+    # c (0.40, d +0.10): t^2 = 18.75, p = 1 - sqrt(18.75 / 20.75) = 0.0494; a (d -0.20): t^2 = 75, p = 0.0131;
+    # b (d -0.10): 0.0494. Holm over the three: a 0.0392, c and b 2 x 0.0494 = 0.0988.
+    quick = report["seed_standing"]["quick"]
+    assert (quick["rank"], quick["of"], quick["seed_runs"], quick["tested"], quick["beats"]) == (2, 4, 3, 3, [])
+    assert quick["closest"] is None  # c is better on average but has more multiply-adds than the seed
+    assert report["seed_standing"]["long"]["beats"] is None  # one run of the seed: noise unknown
     cheap_c = fidelity_report([{**r, "multiply_adds": 1.0} if r["fingerprint"] == "c" else r for r in records],
                               ["quick", "long"])
-    assert cheap_c["seed_standing"]["quick"]["beats"] == ["c"]
-    assert "rank 2 of 4; 1 beat it by more than 0.040: c" in format_report(cheap_c)
+    # Twice the seed's std (0.04) below c's lead of 0.10 made c "beat" the seed; corrected, p = 0.099 does not.
+    near = cheap_c["seed_standing"]["quick"]["closest"]
+    assert cheap_c["seed_standing"]["quick"]["beats"] == [] and near["fingerprint"] == "c"
+    assert near["p"] == pytest.approx(1 - math.sqrt(18.75 / 20.75)) and near["test"] == "one run"
+    assert near["p_holm"] == pytest.approx(2 * (1 - math.sqrt(18.75 / 20.75)))
+    assert "rank 2 of 4; 0 beat it (Holm p < 0.05 over 3); closest c +0.100 (p 0.049, Holm 0.099)" \
+        in format_report(cheap_c)
+    # c at 0.50 (d +0.20, p 0.0131 like a's): Holm 0.0392 (a and c 3 x and 2 x 0.0131, then max), so it beats.
+    clear_c = fidelity_report([{**r, "multiply_adds": 1.0, "value": 0.50 if r["fidelity"] == "quick" else r["value"]}
+                               if r["fingerprint"] == "c" else r for r in records], ["quick", "long"])
+    assert clear_c["seed_standing"]["quick"]["beats"] == ["c"]
+    assert "rank 2 of 4; 1 beat it (Holm p < 0.05 over 3): c" in format_report(clear_c)  # the seed is second
     assert "noise unknown" in format_report(report)
     # Every genome, best at the reference first; one not measured there (c failed) last.
     listing = format_report(report).split("genomes: AP at each fidelity")[1].splitlines()[2:6]

@@ -18,16 +18,23 @@ import statistics
 import warnings
 from typing import Optional
 
+from nas.verdict import ALPHA, judge
+
 COST_KEYS = ("params", "multiply_adds")
 
 
-def scores(records: list[dict], fidelity: str) -> dict[str, float]:
-    """Genome fingerprint -> mean value of its complete runs at ``fidelity``."""
+def runs(records: list[dict], fidelity: str) -> dict[str, list[float]]:
+    """Genome fingerprint -> the values of its complete runs at ``fidelity`` (one per training seed)."""
     values: dict = {}
     for record in records:
         if record["fidelity"] == fidelity and record["state"] == "COMPLETE" and _finite(record.get("value")):
             values.setdefault(record["fingerprint"], []).append(float(record["value"]))
-    return {fingerprint: statistics.fmean(v) for fingerprint, v in values.items()}
+    return values
+
+
+def scores(records: list[dict], fidelity: str) -> dict[str, float]:
+    """Genome fingerprint -> mean value of its complete runs at ``fidelity``."""
+    return {fingerprint: statistics.fmean(v) for fingerprint, v in runs(records, fidelity).items()}
 
 
 def costs(records: list[dict], fidelity: str, key: str) -> dict[str, float]:
@@ -144,10 +151,10 @@ def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None,
         seed = max(runs_of, key=lambda g: (runs_of[g], g == records[0]["fingerprint"]))
     noise = {}
     for name in fidelities:
-        runs = [float(r["value"]) for r in records if r["fingerprint"] == seed and r["fidelity"] == name
-                and r["state"] == "COMPLETE" and _finite(r.get("value"))]
+        seed_runs = [float(r["value"]) for r in records if r["fingerprint"] == seed and r["fidelity"] == name
+                     and r["state"] == "COMPLETE" and _finite(r.get("value"))]
         across = list(by_fidelity[name].values())
-        noise[name] = {**spread(runs), "genomes_std": statistics.stdev(across) if len(across) > 1 else None}
+        noise[name] = {**spread(seed_runs), "genomes_std": statistics.stdev(across) if len(across) > 1 else None}
     counts = {}
     for name in fidelities:
         mine = [r for r in records if r["fidelity"] == name]
@@ -167,38 +174,60 @@ def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None,
     failures = [{"fingerprint": r["fingerprint"], "fidelity": r["fidelity"], "seed": r["seed"],
                  "reason": r.get("fail_reason")} for r in records if r["state"] != "COMPLETE"]
     # Multiply-adds at each fidelity itself: the head (its class count) differs between fidelities.
-    standing = {name: seed_standing(by_fidelity[name], seed, noise[name]["std"],
-                                    costs(records, name, "multiply_adds"), sign) for name in fidelities}
+    standing = {name: seed_standing(runs(records, name), seed, costs(records, name, "multiply_adds"), sign)
+                for name in fidelities}
     return {"metric": metric, "direction": direction, "fidelities": fidelities, "reference": reference,
             "top_k": top_k, "counts": counts, "pairs": pairs, "against_reference": against,
             "seed_genome": seed, "seed_spread": noise, "seed_standing": standing, "genomes": list(genomes.values()),
             "failures": failures}
 
 
-def seed_standing(values: dict, seed: Optional[str], seed_std: Optional[float], multiply_adds: dict,
-                  sign: float = 1.0) -> dict:
+def seed_standing(runs_of: dict, seed: Optional[str], multiply_adds: dict, sign: float = 1.0,
+                  alpha: float = ALPHA) -> dict:
     """Where the seed genome ranks at one fidelity, and who beats it beyond noise at no more multiply-adds.
 
-    Beyond noise: better than the seed's mean by more than twice the standard
-    deviation of the seed's own runs (``seed_std``; without it, unknown and
-    ``beats`` is None). ``rank`` is 1 for the best of ``of`` genomes.
+    ``runs_of``: genome -> its runs there. Beyond noise is :func:`nas.verdict.judge`,
+    the confirmation stage's test: every other genome against the seed's runs
+    (Welch with two or more runs of its own; one run, as most genomes have,
+    by :func:`nas.verdict.compare_one`'s prediction interval, which assumes the
+    seed's noise), Holm-corrected over all of them (``tested``), beating it
+    when the corrected p-value is below ``alpha``. ``beats`` (best first)
+    keeps those at no more multiply-adds than the seed; None when the seed has
+    fewer than two runs (noise unknown). ``closest``: the genome at no more
+    multiply-adds with the smallest corrected p-value among those better on
+    average. ``rank`` is 1 for the best mean of ``of`` genomes.
 
     Examples:
-        >>> seed_standing({"s": 0.40, "a": 0.50, "b": 0.41, "c": 0.30}, "s", 0.02, {"s": 2, "a": 2, "b": 1, "c": 1})
-        {'rank': 3, 'of': 4, 'margin': 0.04, 'beats': ['a']}
+        >>> standing = seed_standing({"s": [0.40, 0.42, 0.44], "a": [0.52], "b": [0.47], "c": [0.30]}, "s",
+        ...                          {"s": 2, "a": 2, "b": 1, "c": 1})
+        >>> standing["rank"], standing["beats"], standing["tested"], round(standing["closest"]["p_holm"], 3)
+        (3, [], 3, 0.105)
     """
-    if seed not in values:
-        return {"rank": None, "of": len(values), "margin": None, "beats": None}
-    mine = values[seed] * sign
-    rank = 1 + sum(1 for v in values.values() if v * sign > mine)
-    if not seed_std:
-        return {"rank": rank, "of": len(values), "margin": None, "beats": None}
-    margin = 2.0 * seed_std
+    means = {g: statistics.fmean(v) for g, v in runs_of.items() if v}
+    blank = {"rank": None, "of": len(means), "seed_runs": 0, "tested": 0, "alpha": alpha, "beats": None,
+             "closest": None}
+    if seed not in means:
+        return blank
+    mine = means[seed] * sign
+    standing = {**blank, "rank": 1 + sum(1 for v in means.values() if v * sign > mine),
+                "seed_runs": len(runs_of[seed])}
+    if len(runs_of[seed]) < 2:
+        return standing
+    judged = judge({g: v for g, v in runs_of.items() if g != seed and v}, runs_of[seed], direction=sign, alpha=alpha,
+                   one_run=True)
     limit = multiply_adds.get(seed)
-    beats = sorted((f for f, v in values.items() if f != seed and v * sign > mine + margin
-                    and limit is not None and multiply_adds.get(f) is not None and multiply_adds[f] <= limit),
-                   key=lambda f: -values[f] * sign)
-    return {"rank": rank, "of": len(values), "margin": round(margin, 12), "beats": beats}
+    within = [g for g, row in judged.items() if row["comparison"] is not None and limit is not None
+              and multiply_adds.get(g) is not None and multiply_adds[g] <= limit]
+    beats = sorted((g for g in within if judged[g]["beats_seed"]), key=lambda g: -judged[g]["comparison"].difference)
+    better = [g for g in within if judged[g]["comparison"].difference > 0]
+    closest = None
+    if better:
+        g = min(better, key=lambda g: (judged[g]["p_holm"], -judged[g]["comparison"].difference, g))
+        c = judged[g]["comparison"]
+        closest = {"fingerprint": g, "difference": c.difference, "p": c.p_value, "p_holm": judged[g]["p_holm"],
+                   "runs": c.n[0], "test": c.test}
+    tested = sum(row["comparison"] is not None for row in judged.values())
+    return {**standing, "tested": tested, "beats": beats, "closest": closest}
 
 
 def format_report(report: dict) -> str:
@@ -226,16 +255,23 @@ def format_report(report: dict) -> str:
     for name, s in report["seed_spread"].items():
         lines.append(f"  {name:<14} {s['n']:>4} {_fmt(s['min'])} {_fmt(s['max'])} {_fmt(s['std'])} "
                      f"{_fmt(s['genomes_std']):>11}")
-    lines.append("seed genome's rank (1: best) and genomes better beyond noise (mean + 2 std of the seed's runs) "
-                 "at no more multiply-adds")
+    lines.append("seed genome's rank (1: best) and genomes better beyond noise at no more multiply-adds: each "
+                 "against the seed's runs (one run: t prediction interval, df = seed runs - 1, the seed's noise "
+                 "assumed; 2+ runs: Welch), Holm-corrected over every genome tested")
     for name, standing in report.get("seed_standing", {}).items():
         beats = standing["beats"]
         if standing["rank"] is None:
             lines.append(f"  {name:<14} the seed genome is not measured here")
             continue
-        said = ("noise unknown (one run of the seed)" if beats is None else
-                f"{len(beats)} beat it by more than {standing['margin']:.3f}" + (f": {', '.join(beats[:5])}"
-                                                                                 if beats else ""))
+        if beats is None:
+            said = "noise unknown (one run of the seed)"
+        else:
+            said = (f"{len(beats)} beat it (Holm p < {standing['alpha']:g} over {standing['tested']})"
+                    + (f": {', '.join(beats[:5])}" if beats else ""))
+            near = standing["closest"]
+            if near and not beats:
+                said += (f"; closest {near['fingerprint']} {near['difference']:+.3f} (p {near['p']:.3f}, "
+                         f"Holm {near['p_holm']:.3f})")
         lines.append(f"  {name:<14} rank {standing['rank']} of {standing['of']}; {said}")
     lines.extend(_genome_lines(report))
     if report["failures"]:

@@ -38,7 +38,8 @@ def prepare(experiment, log: Callable[[str], None] = print, progress: bool = Tru
 
 def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[float] = None,
                storage_url: Optional[str] = None, study_name: Optional[str] = None,
-               log: Callable[[str], None] = print, enqueue: bool = True, workers: int = 1) -> optuna.Study:
+               log: Callable[[str], None] = print, enqueue: bool = True, workers: int = 1,
+               budget_start: Optional[float] = None) -> optuna.Study:
     """Create or resume the study and run trials until it has ``n_trials`` complete ones.
 
     Safe to run in several processes on one study (``enqueue=False`` in all
@@ -46,12 +47,16 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     dead worker's trial is failed and retried, and a lost storage connection
     is retried with backoff before the worker gives up with a clear message.
     Over-budget genomes end PRUNED and do not count towards ``n_trials``.
-    With a ``timeout`` (counted from this call) and a confirm section, the
-    search leaves the confirmation its estimated share
-    (:mod:`nas.search.time_split`; ``workers`` is how many processes the
-    confirmation will train in).
+    With a ``timeout`` and a confirm section, the search leaves the
+    confirmation its estimated share (:mod:`nas.search.time_split`;
+    ``workers`` is how many processes the confirmation will train in). The
+    ``timeout`` counts from ``budget_start`` (a ``time.time()`` stamp; the
+    parent of several workers passes its own start, so its data preparation,
+    pre-screen and the workers' start-up count too), by default this call.
     """
-    started = time.monotonic()
+    # Elapsed time is measured on the monotonic clock, offset by what had passed before this call.
+    before = 0.0 if budget_start is None else max(0.0, time.time() - budget_start)
+    started = time.monotonic() - before
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # children inherit it before TensorFlow loads
     use_settings(onednn_settings())  # likewise
     target = experiment.search.n_trials if n_trials is None else n_trials
@@ -121,8 +126,10 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
             if untimed and split.trial_seconds is not None:
                 log(split.describe())
             if not split.may_start_trial(elapsed):
+                share = (f"about {split.confirm_seconds:.0f} s" if split.confirm_seconds is not None
+                         else "no search trial was timed to estimate it by")
                 log(f"stopping after {elapsed:.0f} s: the rest of the {budget:.0f} s budget is the confirmation's "
-                    f"(about {split.confirm_seconds:.0f} s)")
+                    f"({share})")
                 break
         elif budget is not None and elapsed >= budget:
             log(f"stopping: timeout of {budget:.0f} s reached")
