@@ -262,7 +262,8 @@ def test_predictor_search_runs_and_results_show_the_check(tmp_path, monkeypatch,
     assert check["trials"] == 7 and {"params", "multiply_adds", "predictor"} <= set(check["kendall"])
     assert len(check["history"]) == 7
     assert main(["results", path]) == 0
-    assert "proxy check over 7 trials (Kendall tau with AP): params" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "proxy check over 7 trials (1 seed, 6 sampled) (Kendall tau with AP): params" in out, out
     assert main(["results", path, "--json", "--with-check"]) == 0
     assert json.loads(capsys.readouterr().out)["proxy_check"]["trials"] == 7
 
@@ -368,3 +369,59 @@ def test_report_shows_feature_importances_and_proxy_check(tmp_path, monkeypatch)
     assert "Architecture feature importances" in page and "Partial dependence" in page
     assert "Proxies against the trained objective" in page and "multiply_adds" in page
     assert (tmp_path / "report" / "importances.png").exists() and "Parameter importances" not in page
+
+
+def test_the_proxy_check_says_which_trials_it_rests_on_and_how_they_were_chosen():
+    import optuna
+
+    from nas.search.proxy_check import check_study, format_check
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("metrics", ["AP"])
+    # AP rises with naswot on the 6 trials the proxy did not pick, and falls with it on the 4 it picked.
+    rows = [("seed_genome", 0.50, 5.0), (None, 0.10, 1.0), (None, 0.20, 2.0), (None, 0.30, 3.0), (None, 0.40, 4.0),
+            (None, 0.60, 6.0), ("prescreen_rank", 0.9, 7.0), ("prescreen_rank", 0.8, 8.0),
+            ("screened_from", 0.7, 9.0), ("screened_from", 0.65, 10.0)]
+    rng = random.Random(0)
+    for mark, ap, score in rows:
+        attrs = {"params": 1.0, "multiply_adds": 1.0, "proxy_scores": {"naswot": score}, "proxy": "naswot",
+                 "genome": random_genome(rng).to_yaml()}
+        if mark:
+            attrs[mark] = 0
+        study.add_trial(optuna.trial.create_trial(value=ap, user_attrs=attrs))
+    check = check_study(study)
+    assert check["provenance"] == {"seed": 1, "pre-screened": 2, "screened": 2, "sampled": 5}
+    assert check["kendall_unpicked"]["naswot"] == pytest.approx(1.0)  # the 6 it did not pick: perfectly ordered
+    assert check["kendall"]["naswot"] < check["kendall_unpicked"]["naswot"]
+    line = format_check(check)
+    assert "over 10 trials (1 seed, 2 pre-screened, 2 screened, 5 sampled)" in line
+    assert "over the 6 the proxy did not pick: params -, multiply_adds -, naswot +1.00" in line
+    from visualize.report import _proxy_check_html
+
+    page = _proxy_check_html(study)  # the report says the same
+    assert "The trials: 1 seed, 2 pre-screened, 2 screened, 5 sampled" in page
+    assert "<th>tau, trials the proxy did not pick</th>" in page and "<td>+1.000</td></tr>" in page
+    # Too few unpicked trials: no second set of taus.
+    del rows[1:3]
+    small = optuna.create_study(direction="maximize")
+    small.set_user_attr("metrics", ["AP"])
+    for mark, ap, score in rows:
+        small.add_trial(optuna.trial.create_trial(value=ap, user_attrs={
+            "proxy_scores": {"naswot": score}, "genome": random_genome(rng).to_yaml(), **({mark: 0} if mark else {})}))
+    assert "kendall_unpicked" not in check_study(small)
+
+
+def test_a_screening_evolution_marks_the_trials_its_proxy_picked(tmp_path, monkeypatch):
+    from nas.search.proxy_check import origin
+
+    monkeypatch.chdir(tmp_path)
+    fake_training(monkeypatch, lambda genome, config, *a, **k: fake_metrics(0.3))
+    path = tiny_experiment(tmp_path, search={
+        "n_trials": 5, "screening": {"proxy": "multiply_adds", "candidates": 3},
+        "sampler": {"name": "evolution", "options": {"population_size": 2, "tournament_size": 2}}})
+    study = run_search(load_experiment(path), log=lambda line: None)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    origins = [origin(t) for t in complete]
+    # The seed and one random genome fill the population; every child after it is the proxy's pick of 3 mutants.
+    assert origins[0] == "seed" and origins.count("screened") >= 2, origins
+    assert all(t.user_attrs["screened_from"] == 3 for t in complete if origin(t) == "screened")

@@ -168,18 +168,30 @@ def _proxy_check_html(study) -> str:
         check = study.user_attrs.get(CHECK_KEY)
     if not check or not check.get("kendall"):
         return ""
-    rows = "".join(f"<tr><td style='text-align:left'>{html.escape(name)}</td>"
-                   f"<td>{'-' if tau is None else f'{tau:+.3f}'}</td></tr>" for name, tau in check["kendall"].items())
+    unpicked = check.get("kendall_unpicked") or {}
+
+    def cell(tau):
+        return f"<td>{'-' if tau is None else f'{tau:+.3f}'}</td>"
+
+    rows = "".join(f"<tr><td style='text-align:left'>{html.escape(name)}</td>{cell(tau)}"
+                   + (cell(unpicked.get(name)) if unpicked else "") + "</tr>" for name, tau in check["kendall"].items())
     screened = check.get("screened_by")
     note = ""
     if isinstance(screened, str):
         helps = "negative" if screened.startswith("-") else "positive"
         note = (f" The search screened candidates by <code>{html.escape(screened)}</code>: "
                 f"it helps where its tau is {helps}.")
+    provenance = check.get("provenance")
+    if provenance:
+        note += (" The trials: " + ", ".join(f"{n} {name}" for name, n in provenance.items() if n) + ". Over the "
+                 "trials the proxy picked itself (pre-screened, screened) its tau is range-restricted"
+                 + ("; the second column is over the trials it did not pick." if unpicked else
+                    "; too few were not picked to check it apart from them."))
+    head = "<th>score</th><th>tau</th>" + ("<th>tau, trials the proxy did not pick</th>" if unpicked else "")
     return (f"<h2>Proxies against the trained objective</h2><p>Kendall tau with {html.escape(check['objective'])} "
             f"over {check['trials']} trials (positive: a higher score picked better trials; params and "
             f"multiply-adds are the baselines to beat).{note}</p>"
-            f"<table><tr><th>score</th><th>tau</th></tr>{rows}</table>")
+            f"<table><tr>{head}</tr>{rows}</table>")
 
 
 def _verdict_html(verdict: dict | None, text: str) -> str:

@@ -53,6 +53,13 @@ class GenomeSampler(optuna.samplers.BaseSampler):
         """Use the search's screener (a :class:`nas.search.screen.Screener`) and cost model (genome -> params, madds)."""
         self._screener, self._cost = screener, cost
 
+    @staticmethod
+    def mark_screened(study, trial, candidates: int) -> None:
+        """Record on ``trial`` that its genome is the screening proxy's pick of ``candidates`` (the proxy check
+        tells such trials apart: :func:`nas.search.proxy_check.origin`)."""
+        # A sampler holds only the frozen trial; Optuna's own samplers write trial attributes through the storage.
+        study._storage.set_trial_user_attr(trial._trial_id, "screened_from", candidates)
+
     def reseed_rng(self) -> None:
         self._rng = random.Random()
         self._random.reseed_rng()

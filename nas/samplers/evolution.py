@@ -63,18 +63,20 @@ class RegularizedEvolutionSampler(GenomeSampler):
         busy = self.in_flight(study)  # another worker's child would be trained twice
         child = self.mutant(genome, busy)
         if self._screener is not None and self._screener.settings.candidates > 1:
-            child = self._screened_child(genome, child, busy)
+            child = self._screened_child(study, trial, genome, child, busy)
         return self.space.encode(child)
 
-    def _screened_child(self, genome, first, busy):
+    def _screened_child(self, study, trial, genome, first, busy):
         from nas.trials import TrialFailed
 
         mutants = self.mutants(genome, self._screener.settings.candidates, first, avoid=busy)
         try:
-            return self._screener.best(mutants)
+            best = self._screener.best(mutants)
         except TrialFailed as err:  # scoring broke: an unscreened mutant keeps the search going
             self._screener.log(f"screening failed, using an unscreened mutant: {err}")
             return first
+        self.mark_screened(study, trial, len(mutants))
+        return best
 
 
 def _fitness(trial: FrozenTrial, sign: float) -> tuple:

@@ -80,7 +80,9 @@ class PredictorSampler(GenomeSampler):
         proxies = self._proxy_names(done)
         if proxies:
             short = [candidates[i] for i in order[:self._screener.settings.candidates]]
-            chosen = self._with_proxies(done, genomes, costs, y, short, proxies)
+            chosen, used = self._with_proxies(done, genomes, costs, y, short, proxies)
+            if used:  # the proxy scores helped pick it: the proxy check counts it as the proxy's pick
+                self.mark_screened(study, trial, len(short))
         else:
             chosen = candidates[order[0]]
         return self.space.encode(chosen)
@@ -136,8 +138,8 @@ class PredictorSampler(GenomeSampler):
             scores = self._screener.scores(short)
         except TrialFailed as err:
             self._screener.log(f"screening failed, choosing without proxy scores: {err}")
-            return short[0]
+            return short[0], False
         X, _ = design_matrix(genomes, costs, [t.user_attrs["proxy_scores"] for t in done], proxies)
         Xc, _ = design_matrix(short, [self._genome_cost(g) for g in short], scores, proxies)
         ei = expected_improvement(*Surrogate(self.n_models, self.seed or 0).fit(X, y).predict(Xc), max(y))
-        return short[max(range(len(short)), key=lambda i: ei[i])]
+        return short[max(range(len(short)), key=lambda i: ei[i])], True
