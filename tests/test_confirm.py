@@ -155,7 +155,8 @@ def test_a_time_split_is_the_confirmations_runs_at_the_measured_pace():
     assert timed.run_seconds == 10.0 + 2.0 * 30.0  # the training part doubles, the rest stays
     assert timed.confirm_seconds == 5 * 70.0  # 9 runs on 2 workers: 5 rounds
     assert timed.search_seconds == 650.0
-    assert timed.may_start_trial(610) and not timed.may_start_trial(611)  # a trial started at 611 s ends past 650 s
+    # A 40 s trial may start until 630 s: it then ends by 670 s, half a trial past the search's 650 s.
+    assert timed.may_start_trial(630) and not timed.may_start_trial(631)
     assert "search 650 s, confirmation 350 s" in timed.describe() and "epochs x2.00" in timed.describe()
     assert timed.timed(None) == timed
 
