@@ -45,6 +45,11 @@ def _check_activation(activation: str) -> None:
         raise DecodeError(f"unknown activation {activation!r} (try 'relu' or 'swish')") from None
 
 
+def _input_channels(input_shape: Sequence) -> int:
+    shape = tuple(input_shape)
+    return int(shape[-1]) if len(shape) == 3 and shape[-1] else 3  # a bad shape is refused when building
+
+
 def _serialized(module, value, what: str):
     """A Keras initializer/regularizer (name, config or object) as its serialized config."""
     if value is None:
@@ -119,6 +124,13 @@ class ScalePermutedBackbone(tf_keras.Model):
             "init_stochastic_depth_rate": init_stochastic_depth_rate,
         }
 
+    @property
+    def scaling(self) -> Scaling:
+        """The :class:`~spinenet.scaling.Scaling` the backbone was decoded at."""
+        config = self._decode_config
+        return Scaling(config["filter_size_scale"], config["resample_alpha"], config["block_repeats"],
+                       config["endpoints_num_filters"], self.genome.family)
+
     def get_config(self):
         return {"genome": self.genome.to_dict(), **self._decode_config, "name": self.name}
 
@@ -132,29 +144,50 @@ def decode(genome: GenomeLike, *, input_shape: Sequence = (None, None, 3), filte
            activation: str = "relu", norm_momentum: float = 0.99, norm_epsilon: float = 1e-3,
            use_sync_bn: bool = False, kernel_initializer: Any = "VarianceScaling",
            kernel_regularizer: Any = None, init_stochastic_depth_rate: float = 0.0,
-           name: str = "spinenet", scaling: Optional[Scaling] = None) -> ScalePermutedBackbone:
+           name: str = "spinenet", scaling: Optional[Scaling] = None,
+           weights: Optional[str] = None) -> ScalePermutedBackbone:
     """Compile ``genome`` into a backbone whose output is ``{str(level): feature}`` for every endpoint.
 
     ``scaling`` (a :class:`~spinenet.scaling.Scaling`, e.g. ``ModelConfig.scaling``)
     replaces the four scaling keywords when given.
     ``kernel_regularizer`` may be a Keras regularizer or a float (an L2 weight).
-    Raises :class:`~search_spaces.genome_rules.GenomeError` for an invalid genome and
-    :class:`DecodeError` for settings or input sizes no backbone can have.
+    ``weights`` is a TF Model Garden checkpoint (a folder or a checkpoint prefix)
+    whose backbone variables the model starts from; see
+    :func:`~spinenet.model_garden_checkpoint.read_model_garden_checkpoint`.
+    Raises :class:`~search_spaces.genome_rules.GenomeError` for an invalid genome,
+    :class:`DecodeError` for settings or input sizes no backbone can have, and its
+    subclass :class:`~spinenet.model_garden_checkpoint.CheckpointError` for
+    ``weights`` that are no checkpoint or do not fit.
     """
     if scaling is not None:
         filter_size_scale, resample_alpha = scaling.filter_size_scale, scaling.resample_alpha
         block_repeats, endpoints_num_filters = scaling.block_repeats, scaling.endpoints_num_filters
-    return ScalePermutedBackbone(
+    checkpoint = None
+    if weights is not None:
+        # The checkpoint is read and checked before the model is built, so a bad one fails fast.
+        from spinenet.model_garden_checkpoint import read_model_garden_checkpoint
+
+        genome = _as_genome(genome)
+        checkpoint = read_model_garden_checkpoint(
+            weights, genome, Scaling(filter_size_scale, resample_alpha, block_repeats, endpoints_num_filters,
+                                     genome.family), input_channels=_input_channels(input_shape))
+    model = ScalePermutedBackbone(
         genome, input_shape=input_shape, filter_size_scale=filter_size_scale, resample_alpha=resample_alpha,
         block_repeats=block_repeats, endpoints_num_filters=endpoints_num_filters, activation=activation,
         norm_momentum=norm_momentum, norm_epsilon=norm_epsilon, use_sync_bn=use_sync_bn,
         kernel_initializer=kernel_initializer, kernel_regularizer=kernel_regularizer,
         init_stochastic_depth_rate=init_stochastic_depth_rate, name=name,
     )
+    if checkpoint is not None:
+        checkpoint.assign_to(model)
+    return model
 
 
 def build_spinenet(model_id: str, input_shape: Sequence = (640, 640, 3), **options) -> ScalePermutedBackbone:
-    """SpineNet-``model_id`` (49S, 49, 96, 143 or 190): the seed genome at its published scaling."""
+    """SpineNet-``model_id`` (49S, 49, 96, 143 or 190): the seed genome at its published scaling.
+
+    ``options`` go to :func:`decode`; ``weights=PATH`` starts from a Model Garden checkpoint of SpineNet-``model_id``.
+    """
     settings = {**scaling_for(model_id), **options}
     settings.setdefault("name", f"spinenet{str(model_id).lower()}")
     return decode(SPINENET_49, input_shape=input_shape, **settings)
@@ -163,7 +196,8 @@ def build_spinenet(model_id: str, input_shape: Sequence = (640, 640, 3), **optio
 def build_spinenet_mobile(model_id: str, input_shape: Sequence = (384, 384, 3), **options) -> ScalePermutedBackbone:
     """Mobile SpineNet-``model_id`` (49, 49S or 49XS): ``SPINENET_MOBILE_49`` at its published scaling.
 
-    The activation defaults to swish, as in the published Mobile SpineNet configs.
+    The activation defaults to swish, as in the published Mobile SpineNet configs. ``options`` go to
+    :func:`decode`; ``weights=PATH`` starts from a Model Garden checkpoint of Mobile SpineNet-``model_id``.
     """
     settings = {**scaling_for(f"mobile-{model_id}"), "activation": "swish", **options}
     settings.setdefault("name", f"spinenet_mobile{str(model_id).lower()}")

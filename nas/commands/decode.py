@@ -82,7 +82,16 @@ def run(args) -> int:
     quiet_tensorflow()
     from spinenet.decoder import decode
 
+    loaded = None
+    if args.weights:  # read and checked before the model is built, so a bad checkpoint fails fast
+        from spinenet.model_garden_checkpoint import read_model_garden_checkpoint
+        from spinenet.scaling import Scaling
+
+        scaling = Scaling(**{k: v for k, v in settings.items() if k != "activation"}, family=genome.family)
+        loaded = read_model_garden_checkpoint(args.weights, genome, scaling)
     model = decode(genome, input_shape=(height, width, 3), **settings)
+    if loaded is not None:
+        loaded.assign_to(model)
     backbone = model
     if args.head == "retinanet":
         model, multiply_adds = _with_retinanet(model, genome, settings, args, multiply_adds)
@@ -101,6 +110,8 @@ def run(args) -> int:
     }
     if args.head == "retinanet":
         report["backbone_params"] = int(backbone.count_params())
+    if loaded is not None:
+        report["weights"] = {"checkpoint": loaded.path, "prefix": loaded.prefix, "variables": len(loaded.values)}
     if args.save:
         try:
             model.save(args.save)
@@ -150,6 +161,10 @@ def add_parser(subparsers) -> None:
                         help="3x3 convolutions in each subnet before its prediction layer (default 4; 0 allowed)")
     parser.add_argument("--head-separable", action="store_true",
                         help="depthwise-separable head convolutions (as published for Mobile SpineNet)")
+    parser.add_argument("--weights", metavar="CKPT",
+                        help="start the backbone from a TF Model Garden checkpoint of the same architecture and "
+                             "scaling (a checkpoint prefix or its folder; the activation must be the one it was "
+                             "trained with, e.g. --activation swish for the Model Garden's SpineNet COCO configs)")
     parser.add_argument("--save", metavar="OUT.keras", help="write the model in the Keras format")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -169,6 +184,10 @@ def _summary_text(report: dict, genome: Genome, model) -> str:
         f"  multiply-adds:    {madds / 1e9:.2f} G" if madds is not None else "  multiply-adds:    n/a",
         "  endpoints:",
     ]
+    if "weights" in report:
+        weights = report["weights"]
+        lines.insert(4, f"  weights:          {weights['checkpoint']} ({weights['variables']} variables under "
+                        f"{weights['prefix'] or 'the root'!r})")
     lines += [f"    level {lvl}: {'x'.join(str(d) for d in shape)}" for lvl, shape in report["endpoints"].items()]
     lines.append("")
     lines.append(f"  {'block':>5}  {'level':>5}  {'block fn':<11} {'inputs':<9} {'output':<6} {'merges':<8} {'params':>12}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from nas.arguments import UserError, add_command
+from nas.commands import export_model_garden
 from nas.commands.common import add_study_options, quiet_tensorflow, study_from_args
 
 
@@ -30,6 +31,8 @@ def run_export(args) -> int:
         raise UserError(f"trial(s) {lacking} of study {study.study_name!r} recorded no genome "
                         "(was the study made by spinenas?); nothing written")
     scaling = _export_scaling(args.model_id_scaling)
+    _check_checkpoint_export(args, scaling, {t.number: trial_genome(t) for t in chosen})
+    model_garden = export_model_garden.plan_exports(args, chosen, study)
     for trial in chosen:
         genome = trial_genome(trial)
         stem = os.path.join(args.out, f"trial_{trial.number:05d}") if len(chosen) > 1 else args.out
@@ -47,8 +50,39 @@ def run_export(args) -> int:
             model = decode(genome, input_shape=(None, None, 3), **scaling)
             model.save(os.path.join(stem, f"backbone_{args.model_id_scaling}.keras"))
             written.append(f"backbone_{args.model_id_scaling}.keras ({model.count_params():,} params)")
+            if args.checkpoint:
+                written.append(_write_checkpoint(model, stem, args.model_id_scaling))
+        if model_garden:
+            written.append(export_model_garden.write_export(model_garden, trial, stem))
         print(f"trial {trial.number} [{genome.fingerprint}] -> {stem}: {', '.join(written)}")
     return 0
+
+
+def _check_checkpoint_export(args, scaling, genomes: dict) -> None:
+    """Refuse ``--checkpoint`` before anything is written unless every trial's genome has a Model Garden layout."""
+    if not args.checkpoint:
+        return
+    if scaling is None:
+        raise UserError("--checkpoint needs --model-id-scaling ID (the checkpoint holds the backbone at that "
+                        "scaling)")
+    from spinenet.model_garden_layout import model_garden_layout
+    from spinenet.scaling import DecodeError, Scaling
+
+    for number, genome in genomes.items():
+        try:
+            model_garden_layout(genome, Scaling(**scaling, family=genome.family))
+        except DecodeError as err:
+            raise UserError(f"--checkpoint: trial {number} has no Model Garden checkpoint layout: {err}; "
+                            "nothing written") from None
+
+
+def _write_checkpoint(model, stem: str, model_id: str) -> str:
+    """Write ``model``'s weights as a Model Garden checkpoint next to its .keras file; what to print."""
+    from spinenet.model_garden_checkpoint import save_model_garden_checkpoint
+
+    folder = f"backbone_{model_id}_checkpoint"
+    save_model_garden_checkpoint(model, os.path.join(stem, folder, "ckpt"))
+    return f"{folder}/ckpt (TF Model Garden checkpoint, {len(model.weights)} variables under backbone/)"
 
 
 def _confirmed(args):
@@ -107,3 +141,9 @@ def add_parser(subparsers) -> None:
                                                                     "when several are chosen)")
     parser.add_argument("--model-id-scaling", metavar="ID",
                         help="also save a .keras backbone at this SpineNet scaling (49S, 49, 96, ...)")
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="with --model-id-scaling, also write that backbone's weights (as decoded, freshly "
+                             "initialised) as a TF2 checkpoint under the Model Garden's variable paths "
+                             "(backbone_ID_checkpoint/ckpt), which the Model Garden's SpineNet of block_specs.py "
+                             "restores")
+    export_model_garden.add_model_garden_options(parser)
