@@ -216,7 +216,12 @@ def read_model_garden_checkpoint(path: str, genome: Genome, scaling: Scaling,
     prefix = fitting[0]
     values = {}
     for variable in layout:
-        values[(variable.layer, variable.weight)] = np.asarray(reader.get_tensor(prefix + variable.path + _VALUE))
+        name = prefix + variable.path + _VALUE
+        try:  # the index was read; a data shard that is missing or damaged shows only now
+            values[(variable.layer, variable.weight)] = np.asarray(reader.get_tensor(name))
+        except (tf.errors.OpError, IndexError) as err:  # a truncated shard raises IndexError from the reader
+            reason = (getattr(err, "message", None) or str(err)).splitlines()[0]
+            raise CheckpointError(f"checkpoint {path}: cannot read {name}: {reason}") from None
     return BackboneWeights(path, prefix, values)
 
 
@@ -255,7 +260,8 @@ def save_model_garden_checkpoint(backbone, path: str, *, genome: Optional[Genome
     genome, scaling, channels = _backbone_setup(backbone, genome, scaling)
     layout = model_garden_layout(genome, scaling, channels)
     variables = _model_variables(backbone)
-    unplaced = [key for key in variables if key not in {(v.layer, v.weight) for v in layout}]
+    placed = {(v.layer, v.weight) for v in layout}
+    unplaced = [key for key in variables if key not in placed]
     if unplaced:
         raise CheckpointMismatch(f"the backbone's weight {'/'.join(unplaced[0])} has no place in the Model "
                                  "Garden's backbone of its genome")

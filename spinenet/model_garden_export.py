@@ -545,8 +545,9 @@ def _readme(c: _Context) -> str:
         "## Back to spinenas",
         _fill("`spinenas decode --weights` loads the trained backbone from the model directory's latest "
               "checkpoint into the decoded genome (with the genome of the export, `../genome.yaml` from a study):"),
+        # The checkpoint does not hold the activation: the command names the one the model trains with.
         f"    spinenas decode --genome ../genome.yaml --model-id {c.model_id} --input-size {c.input_size} "
-        f"--weights runs/{first}/",
+        f"--activation {c.activation} --weights runs/{first}/",
     ]
     return "\n\n".join(blocks) + "\n"
 

@@ -202,6 +202,12 @@ def test_written_checkpoint_reads_back(tmp_path):
     for mine, theirs in zip(ours.weights, again.weights):
         assert mine.name == theirs.name
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    # A damaged data shard (the index still reads) is one CheckpointError naming the variable, not a traceback.
+    shard = prefix + ".data-00000-of-00001"
+    with open(shard, "r+b") as handle:
+        handle.truncate(os.path.getsize(shard) // 2)
+    with pytest.raises(CheckpointError, match=r"cannot read backbone/layer_with_weights-\d+/"):
+        read_model_garden_checkpoint(prefix, SPINENET_MOBILE_49, scaling)
 
 
 # ------------------------------------------------------------------ bad checkpoints

@@ -401,6 +401,13 @@ def test_the_proxy_check_says_which_trials_it_rests_on_and_how_they_were_chosen(
     page = _proxy_check_html(study)  # the report says the same
     assert "The trials: 1 seed, 2 pre-screened, 2 screened, 5 sampled" in page
     assert "<th>tau, trials the proxy did not pick</th>" in page and "<td>+1.000</td></tr>" in page
+    unscreened = optuna.create_study(direction="maximize")  # nothing picked by a proxy: no caveat about it
+    unscreened.set_user_attr("metrics", ["AP"])
+    for ap in (0.1, 0.2, 0.3):
+        unscreened.add_trial(optuna.trial.create_trial(value=ap, user_attrs={
+            "params": ap, "multiply_adds": ap, "genome": random_genome(rng).to_yaml()}))
+    page = _proxy_check_html(unscreened)
+    assert "The trials: 3 sampled" not in page and "range-restricted" not in page and "params" in page
     # Too few unpicked trials: no second set of taus.
     del rows[1:3]
     small = optuna.create_study(direction="maximize")

@@ -160,7 +160,7 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
 
 def _proxy_check_html(study) -> str:
     """How well the recorded proxies, the cost baselines and the predictor rank the trained trials."""
-    from nas.search.proxy_check import CHECK_KEY, check_study
+    from nas.search.proxy_check import CHECK_KEY, PICKED, check_study
 
     try:
         check = check_study(study)
@@ -182,7 +182,7 @@ def _proxy_check_html(study) -> str:
         note = (f" The search screened candidates by <code>{html.escape(screened)}</code>: "
                 f"it helps where its tau is {helps}.")
     provenance = check.get("provenance")
-    if provenance:
+    if provenance and any(provenance.get(name) for name in PICKED):
         note += (" The trials: " + ", ".join(f"{n} {name}" for name, n in provenance.items() if n) + ". Over the "
                  "trials the proxy picked itself (pre-screened, screened) its tau is range-restricted"
                  + ("; the second column is over the trials it did not pick." if unpicked else
