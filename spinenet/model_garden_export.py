@@ -310,7 +310,9 @@ class _Context:
 
 def _module_source(c: _Context) -> str:
     family = _FAMILIES[c.genome.family]
-    specs = "\n".join(f"    {spec!r}," for spec in c.genome.to_block_specs())
+    # A variant with its base's options is written as the base: the Model Garden knows only its own names.
+    specs = "\n".join(f"    {(level, _model_garden_fn(fn, family['block_fns']), parents, output)!r},"
+                      for level, fn, parents, output in c.genome.to_block_specs())
     fields = "\n".join(f"    {key}: {_FIELD_TYPES[key].__name__} = {_FIELD_TYPES[key](value)!r}"
                        for key, value in c.backbone_fields().items())
     base_of = family["experiments"]

@@ -245,3 +245,18 @@ def test_a_mobile_genome_is_a_spinenet_mobile_retinanet(mg, tmp_path):
 
     decoded = decode(genome, input_shape=(SIZE, SIZE, 3), activation="swish", **scaling_for("mobile-49"))
     assert counts["retinanet"] == decoded.count_params()
+
+
+def test_a_variant_with_its_bases_options_is_written_as_the_base():
+    from search_spaces.block_fns import BLOCK_FNS, register_block_variant
+
+    register_block_variant("bottleneck_same", "bottleneck")  # no option changed: the Model Garden's bottleneck
+    try:
+        specs = SPINENET_49.to_block_specs()
+        specs[3] = (specs[3][0], "bottleneck_same", *specs[3][2:])
+        genome = Genome.from_block_specs(specs)
+        module = next(text for name, text in plan_model_garden(genome, "49").files.items() if name.endswith(".py")
+                      and "BLOCK_SPECS" in text)
+        assert "bottleneck_same" not in module and repr(SPINENET_49.to_block_specs()[3]) in module
+    finally:
+        BLOCK_FNS.pop("bottleneck_same")
