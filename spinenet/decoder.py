@@ -109,6 +109,8 @@ class ScalePermutedBackbone(tf_keras.Model):
         outputs = _build_backbone(inputs, genome, scaling, layers, init_stochastic_depth_rate)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self.genome = genome
+        self.scaling = scaling  # what the backbone was decoded at (checkpoints are read against it)
+        self.loaded_checkpoint = None  # decode(weights=) sets {checkpoint, prefix, variables}: where weights came from
         self._decode_config = {
             "input_shape": list(input_shape),
             "filter_size_scale": filter_size_scale,
@@ -123,13 +125,6 @@ class ScalePermutedBackbone(tf_keras.Model):
             "kernel_regularizer": regularizer,
             "init_stochastic_depth_rate": init_stochastic_depth_rate,
         }
-
-    @property
-    def scaling(self) -> Scaling:
-        """The :class:`~spinenet.scaling.Scaling` the backbone was decoded at."""
-        config = self._decode_config
-        return Scaling(config["filter_size_scale"], config["resample_alpha"], config["block_repeats"],
-                       config["endpoints_num_filters"], self.genome.family)
 
     def get_config(self):
         return {"genome": self.genome.to_dict(), **self._decode_config, "name": self.name}
@@ -180,6 +175,9 @@ def decode(genome: GenomeLike, *, input_shape: Sequence = (None, None, 3), filte
     )
     if checkpoint is not None:
         checkpoint.assign_to(model)
+        # Only where they came from: keeping the values would hold a second copy of every weight.
+        model.loaded_checkpoint = {"checkpoint": checkpoint.path, "prefix": checkpoint.prefix,
+                                   "variables": len(checkpoint.values)}
     return model
 
 

@@ -82,16 +82,8 @@ def run(args) -> int:
     quiet_tensorflow()
     from spinenet.decoder import decode
 
-    loaded = None
-    if args.weights:  # read and checked before the model is built, so a bad checkpoint fails fast
-        from spinenet.model_garden_checkpoint import read_model_garden_checkpoint
-        from spinenet.scaling import Scaling
-
-        scaling = Scaling(**{k: v for k, v in settings.items() if k != "activation"}, family=genome.family)
-        loaded = read_model_garden_checkpoint(args.weights, genome, scaling)
-    model = decode(genome, input_shape=(height, width, 3), **settings)
-    if loaded is not None:
-        loaded.assign_to(model)
+    model = decode(genome, input_shape=(height, width, 3), weights=args.weights or None, **settings)
+    loaded = model.loaded_checkpoint
     backbone = model
     if args.head == "retinanet":
         model, multiply_adds = _with_retinanet(model, genome, settings, args, multiply_adds)
@@ -111,7 +103,7 @@ def run(args) -> int:
     if args.head == "retinanet":
         report["backbone_params"] = int(backbone.count_params())
     if loaded is not None:
-        report["weights"] = {"checkpoint": loaded.path, "prefix": loaded.prefix, "variables": len(loaded.values)}
+        report["weights"] = dict(loaded)  # a plain dict: Keras wraps the one it tracks on the model
     if args.save:
         try:
             model.save(args.save)

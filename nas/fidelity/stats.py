@@ -149,10 +149,10 @@ def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None,
         for r in records:
             runs_of[r["fingerprint"]] = runs_of.get(r["fingerprint"], 0) + 1
         seed = max(runs_of, key=lambda g: (runs_of[g], g == records[0]["fingerprint"]))
+    runs_at = {name: runs(records, name) for name in fidelities}
     noise = {}
     for name in fidelities:
-        seed_runs = [float(r["value"]) for r in records if r["fingerprint"] == seed and r["fidelity"] == name
-                     and r["state"] == "COMPLETE" and _finite(r.get("value"))]
+        seed_runs = runs_at[name].get(seed, [])
         across = list(by_fidelity[name].values())
         noise[name] = {**spread(seed_runs), "genomes_std": statistics.stdev(across) if len(across) > 1 else None}
     counts = {}
@@ -174,7 +174,7 @@ def fidelity_report(records: list[dict], fidelities: Optional[list[str]] = None,
     failures = [{"fingerprint": r["fingerprint"], "fidelity": r["fidelity"], "seed": r["seed"],
                  "reason": r.get("fail_reason")} for r in records if r["state"] != "COMPLETE"]
     # Multiply-adds at each fidelity itself: the head (its class count) differs between fidelities.
-    standing = {name: seed_standing(runs(records, name), seed, costs(records, name, "multiply_adds"), sign)
+    standing = {name: seed_standing(runs_at[name], seed, costs(records, name, "multiply_adds"), sign)
                 for name in fidelities}
     return {"metric": metric, "direction": direction, "fidelities": fidelities, "reference": reference,
             "top_k": top_k, "counts": counts, "pairs": pairs, "against_reference": against,
