@@ -13,12 +13,13 @@ import sys
 from typing import Sequence
 
 from nas.arguments import UserError
-from nas.commands import confirm, decode, draw, export, fidelity, results, score, search, train, validate, worker
+from nas.commands import (confirm, decode, draw, export, fidelity, latency, results, score, search, train, validate,
+                          worker)
 from nas.commands.common import hide_tensorflow_logs, quiet_python, quiet_tensorflow
 from nas.cpu import onednn_settings, use_settings
 
 EXIT_USAGE = 2
-COMMANDS = (search, worker, validate, results, confirm, export, decode, train, draw, score, fidelity)
+COMMANDS = (search, worker, validate, results, confirm, export, latency, decode, train, draw, score, fidelity)
 
 
 class ArgumentParser(argparse.ArgumentParser):

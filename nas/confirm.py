@@ -30,6 +30,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.config import ConfigError
+from nas.experiment.schema import LATENCY_METRIC
 from nas.fidelity.plan import Item, Plan, fidelity_fingerprint
 from nas.fidelity.run import open_fidelity_study, primary_metric
 from nas.fidelity.work_queue import Worker, describe_time_left, enqueue_missing, requeue_orphans
@@ -213,9 +214,12 @@ def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     other_runs.setdefault(fingerprint, {}).setdefault(name, []).append(float(value))
     costs = {item.genome.fingerprint: (item.params, item.multiply_adds) for item in plan.items}
+    latency = _latencies(experiment, plan, study)
     limits = experiment.search.constraints
     within = {fp: (limits.max_params is None or p <= limits.max_params)
-              and (limits.max_multiply_adds is None or m <= limits.max_multiply_adds) for fp, (p, m) in costs.items()}
+              and (limits.max_multiply_adds is None or m <= limits.max_multiply_adds)
+              and (limits.max_latency_ms is None or latency[fp] <= limits.max_latency_ms)
+              for fp, (p, m) in costs.items()}
     listed = experiment.search_space.load_seed_genomes(os.path.dirname(experiment.source or "."))
     names = {}
     for genome, name in zip(listed, experiment.search_space.seed_genomes):
@@ -237,7 +241,8 @@ def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional
             rows.append({"fingerprint": c, "search_trial": (search_trials or {}).get(c),
                          "comparison": comparison.to_dict() if comparison else None, "note": row["note"],
                          "p_holm": row["p_holm"], "beats_seed": row["beats_seed"], "within_budget": within[c],
-                         "params_ratio": costs[c][0] / costs[fp][0], "multiply_adds_ratio": costs[c][1] / costs[fp][1]})
+                         "params_ratio": costs[c][0] / costs[fp][0], "multiply_adds_ratio": costs[c][1] / costs[fp][1],
+                         **({"latency_ms": latency[c], "latency_ratio": latency[c] / latency[fp]} if latency else {})})
         best = winner(judged, {c: within[c] for c in cands})
         result["seeds"].append({"seed": names.get(fp, fp), "fingerprint": fp, "runs": runs.get(fp, []),
                                 "candidates": rows, "winner": best})
@@ -246,6 +251,8 @@ def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional
         for name, direction_name in zip(experiment.search.metric_names, experiment.search.directions):
             if name in COST_METRICS:
                 values = {f: float(costs[f][0 if name == "params" else 1]) for f in costs}
+            elif name == LATENCY_METRIC:
+                values = latency
             elif name == metric:
                 values = runs
             else:
@@ -254,6 +261,26 @@ def verdict(experiment, study: optuna.Study, plan: Plan, search_trials: Optional
         result["pareto"] = confirmed_pareto([g.fingerprint for _, g in plan.genomes], objectives)
         result["objectives"] = list(experiment.search.metric_names)
     return result
+
+
+def _latencies(experiment, plan: Plan, study) -> dict:
+    """Genome fingerprint -> deployed latency (ms) when the experiment uses latency, else empty.
+
+    The head's class count is the confirmation runs' (the seeds and candidates all train on the same data).
+    """
+    if experiment.latency is None:
+        return {}
+    from nas.search.latency import measure_in_child, meter_for
+
+    classes = next((t.user_attrs["metrics"]["num_classes"] for t in study.get_trials(deepcopy=False)
+                    if "num_classes" in (t.user_attrs.get("metrics") or {})), None)
+    if classes is None:
+        classes = prepare_confirm_data(experiment, progress=False).num_classes
+    meter = meter_for(experiment, classes)
+    genomes = {g.fingerprint: g for _, g in plan.genomes}
+    if meter.config.source == "measured":
+        return {fp: measure_in_child(experiment, classes, g) for fp, g in genomes.items()}
+    return {fp: meter.predict(g).ms for fp, g in genomes.items()}
 
 
 def confirmed_pareto(genomes: Sequence[str], objectives: Mapping[str, tuple]) -> list[str]:
@@ -291,8 +318,9 @@ def format_verdict(result: dict) -> str:
         seed_runs = block["runs"]
         lines.append(f"against {block['seed']} [{block['fingerprint']}]: {metric} "
                      f"{_mean_sd(seed_runs)} over {len(seed_runs)} run(s)")
+        latency = any("latency_ratio" in row for row in block["candidates"])
         lines.append(f"  {'candidate':<18} {'search':>6} {metric + ' mean+-sd':>16} {'difference [95% CI]':>26} "
-                     f"{'p (Holm)':>9} {'params':>7} {'madds':>7}")
+                     f"{'p (Holm)':>9} {'params':>7} {'madds':>7}" + (f" {'latency':>7}" if latency else ""))
         for row in block["candidates"]:
             c = row["comparison"]
             runs = result["runs"].get(row["fingerprint"], [])
@@ -305,7 +333,8 @@ def format_verdict(result: dict) -> str:
             budget = "" if row["within_budget"] else " (over budget)"
             lines.append(f"  {row['fingerprint']:<18} {'-' if row['search_trial'] is None else row['search_trial']:>6} {_mean_sd(runs):>16} "
                          f"{diff:>26} {p:>9} {row['params_ratio']:>6.2f}x {row['multiply_adds_ratio']:>6.2f}x"
-                         f"{mark}{budget}")
+                         + (f" {row['latency_ratio']:>6.2f}x" if "latency_ratio" in row else "")
+                         + f"{mark}{budget}")
         if block["winner"]:
             lines.append(f"  winner: {block['winner']} beats {block['seed']} beyond noise at this budget")
         else:

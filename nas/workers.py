@@ -240,10 +240,12 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     from nas.experiment import load_experiment
     from nas.search import open_study, prepare
     from nas.search.driver import confirm_time_split, queue_first_trials
+    from nas.search.latency import prepare_latency
     from nas.search.objective import Objective
 
     experiment = load_experiment(experiment_path, overrides)
     data = prepare(experiment, log)  # generated once, before any worker reads it
+    prepare_latency(experiment, data.num_classes, log)  # likewise the latency table's missing kernels
     budget = experiment.search.timeout if timeout is None else timeout
     if budget is not None and experiment.confirm is not None:
         confirm_time_split(experiment, budget, workers, data, log, progress=True)

@@ -38,40 +38,48 @@ def _save(ax, path: str) -> None:
 
 def _quality_metric(study) -> str:
     """The metric plotted against cost: the first objective that is not a cost (AP, top1, ...)."""
-    names = [n for n in metric_names(study) if n not in ("params", "multiply_adds")]
+    names = [n for n in metric_names(study) if n not in COST_COLUMNS]
     return names[0] if names else "AP"
 
 
-def plot_ap_against_cost(study, path: str) -> None:
-    """The study's quality metric (AP, top-1, ...) against multiply-adds for every trained trial.
+# What the x axis of a quality-against-cost plot can be: the trial attribute, its scale and its label.
+COSTS = {"multiply_adds": (1e9, "multiply-adds (G, at the task's image size)"),
+         "latency_ms": (1.0, "deployed latency (ms, LiteRT at batch 1, this machine)")}
+# Metrics with a column of their own in the report's table.
+COST_COLUMNS = ("params", "multiply_adds", "latency_ms")
+
+
+def plot_ap_against_cost(study, path: str, cost: str = "multiply_adds") -> None:
+    """The study's quality metric (AP, top-1, ...) against a cost (:data:`COSTS`) for every trained trial.
 
     The Pareto front is joined and seed genomes are starred.
     """
     plt = _pyplot()
     metric = _quality_metric(study)
+    scale, label = COSTS[cost]
     points = []
     for trial in feasible_trials(study):
         value = (trial.user_attrs.get("metrics") or {}).get(metric)
-        madds = trial.user_attrs.get("multiply_adds")
-        if value is not None and madds is not None:
-            points.append((madds / 1e9, value, trial))
+        amount = trial.user_attrs.get(cost)
+        if value is not None and amount is not None:
+            points.append((amount / scale, value, trial))
     if not points:
-        raise ValueError(f"no trained trial has both {metric} and multiply-adds yet")
+        raise ValueError(f"no trained trial has both {metric} and {cost} yet")
     figure, ax = plt.subplots(figsize=(8, 5))
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=25, color="#4C72B0", alpha=0.7, label="trial")
     front, best = [], -float("inf")
-    for madds, value, trial in sorted(points, key=lambda p: (p[0], -p[1])):
+    for amount, value, trial in sorted(points, key=lambda p: (p[0], -p[1])):
         if value > best:
-            front.append((madds, value))
+            front.append((amount, value))
             best = value
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#C44E52", label="Pareto front")
     seeds = [p for p in points if p[2].user_attrs.get("seed_genome")]
     if seeds:
         ax.scatter([p[0] for p in seeds], [p[1] for p in seeds], s=220, marker="*", color="#DD8452",
                    edgecolor="black", zorder=3, label="seed genome")
-    ax.set_xlabel("multiply-adds (G, at the task's image size)")
+    ax.set_xlabel(label)
     ax.set_ylabel(metric)
-    ax.set_title(f"{study.study_name}: {metric} against cost")
+    ax.set_title(f"{study.study_name}: {metric} against {cost.replace('_', ' ')}")
     ax.legend()
     _save(ax, path)
 
@@ -113,6 +121,9 @@ def write_report(study, out_dir: str, top: int = 10, scaling: dict | None = None
     metric = _quality_metric(study)
     plots = {"ap_vs_cost.png": (f"{metric} against multiply-adds",
                                 lambda: plot_ap_against_cost(study, os.path.join(out_dir, "ap_vs_cost.png")))}
+    if any("latency_ms" in t.user_attrs for t in study.get_trials(deepcopy=False)):
+        plots["ap_vs_latency.png"] = (f"{metric} against deployed latency", lambda: plot_ap_against_cost(
+            study, os.path.join(out_dir, "ap_vs_latency.png"), cost="latency_ms"))
     from visualize.importance import FOLDS, MIN_TRIALS, plot_importances, plot_partial_dependence, usable_trials
 
     # Importances over architecture features a reader knows, not over the encoding's Lehmer digits.
@@ -210,15 +221,19 @@ def _html(study, figures, skipped, diagrams, top: int, notes=(), verdict: dict |
     ranked = ranked_trials(study)[:top]
     best = {t.number for t in best_trials(study)}
     # Cost objectives already have a column of their own.
-    shown = [i for i, n in enumerate(names) if n not in ("params", "multiply_adds")]
+    shown = [i for i, n in enumerate(names) if n not in COST_COLUMNS]
+    latency = any("latency_ms" in t.user_attrs for t in ranked)
     rows = "".join(
-        "<tr{cls}><td>{n}</td>{values}<td>{p}</td><td>{m}</td><td><code>{f}</code></td></tr>".format(
+        "<tr{cls}><td>{n}</td>{values}<td>{p}</td><td>{m}</td>{l}<td><code>{f}</code></td></tr>".format(
             cls=' class="best"' if t.number in best else "", n=t.number,
             values="".join(f"<td>{t.values[i]:.4g}</td>" for i in shown),
             p=f"{t.user_attrs.get('params', 0) / 1e6:.2f} M", m=f"{t.user_attrs.get('multiply_adds', 0) / 1e9:.2f} G",
+            l=f"<td>{t.user_attrs['latency_ms']:.1f} ms</td>" if latency and "latency_ms" in t.user_attrs
+            else "<td></td>" if latency else "",
             f=html.escape(str(t.user_attrs.get("fingerprint", ""))))
         for t in ranked)
     head = "".join(f"<th>{html.escape(names[i])}</th>" for i in shown)
+    cost_head = "<th>params</th><th>multiply-adds</th>" + ("<th>latency</th>" if latency else "")
     images = "".join(f'<figure><img src="{n}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption></figure>'
                      for n, t in figures)
     genomes = "".join(
@@ -237,7 +252,7 @@ tr.best{{background:#fff3cd}}</style></head><body>
 <h1>{html.escape(study.study_name)}</h1>
 <p>{len(study.trials)} trials: {html.escape(state_text)}.</p>
 <h2>Top trials</h2>
-<table><tr><th>trial</th>{head}<th>params</th><th>multiply-adds</th><th>fingerprint</th></tr>{rows}</table>
+<table><tr><th>trial</th>{head}{cost_head}<th>fingerprint</th></tr>{rows}</table>
 {_verdict_html(verdict, verdict_text)}
 {check}
 <h2>Best genomes</h2>{genomes or '<p>No complete, feasible trial yet.</p>'}

@@ -32,9 +32,14 @@ def run_validate(args) -> int:
         f"  search: {search.sampler.name} sampler, {search.pruner.name} pruner, {search.n_trials} trials, "
         f"objectives {', '.join(f'{m} ({d})' for m, d in zip(search.metric_names, search.directions))}",
         f"  constraints: max_params={search.constraints.max_params}, "
-        f"max_multiply_adds={search.constraints.max_multiply_adds} (backbone plus head)",
+        f"max_multiply_adds={search.constraints.max_multiply_adds} (backbone plus head)"
+        + (f", max_latency_ms={search.constraints.max_latency_ms}" if search.constraints.max_latency_ms else ""),
         f"  storage: {args.storage or experiment.storage_url} (study {experiment.study_name!r})",
     ]
+    if experiment.latency is not None:
+        latency = experiment.latency
+        lines.append(f"  latency: {latency.source}, LiteRT at batch 1 and {latency.threads} thread(s), "
+                     f"{latency.input_size or task.data.image_size}px (the deployed model)")
     if experiment.fidelities:  # checked on load; listed so a typo in a name shows
         lines.append(f"  fidelities (spinenas fidelity): {', '.join(experiment.fidelity_configs())}; "
                      f"reference {experiment.reference_fidelity}")

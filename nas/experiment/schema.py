@@ -88,6 +88,44 @@ class ConstraintsConfig:
 
     max_params: Optional[float] = None
     max_multiply_adds: Optional[float] = None
+    # Deployed-model latency at search.latency's size and threads (predicted unless source: measured).
+    max_latency_ms: Optional[float] = None
+
+    def __post_init__(self):
+        for name in ("max_params", "max_multiply_adds", "max_latency_ms"):
+            value = getattr(self, name)
+            require(value is None or (isinstance(value, (int, float)) and value > 0), name,
+                    "positive (or null for none)", value)
+
+
+# The metric a trial records when the experiment uses latency (search.latency, or latency_ms named anywhere).
+LATENCY_METRIC = "latency_ms"
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyConfig:
+    """How ``latency_ms`` is had: the deployed model (the task's whole inference model) under LiteRT at batch 1.
+
+    ``input_size`` is the deploy size (null: the task's image size; a proxy
+    trains small, a device runs large). ``source: predicted`` sums the
+    model's kernels from this machine's calibration table (``table``, null:
+    the default under ``~/.cache/spinenas/latency/``; ``spinenas latency
+    --calibrate`` measures it, and a search measures what it lacks);
+    ``measured`` converts and times every genome (``repeats`` timed runs).
+    """
+
+    source: Literal["predicted", "measured"] = "predicted"
+    input_size: Optional[int] = None
+    threads: int = 1
+    table: Optional[str] = None
+    repeats: int = 20
+
+    def __post_init__(self):
+        require(self.source in ("predicted", "measured"), "source", "predicted or measured", self.source)
+        require(self.input_size is None or (isinstance(self.input_size, int) and self.input_size > 0), "input_size",
+                "a positive number of pixels (or null)", self.input_size)
+        require(isinstance(self.threads, int) and self.threads >= 1, "threads", "at least 1", self.threads)
+        require(isinstance(self.repeats, int) and self.repeats >= 1, "repeats", "at least 1", self.repeats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +197,8 @@ class SearchConfig:
     screening: Optional[ScreeningConfig] = None
     # Every this many complete trials, record how well proxies and the predictor rank them (0: never).
     check_every: int = 5
+    # Deployed latency (absent: none, unless latency_ms is an objective or max_latency_ms a constraint).
+    latency: Optional[LatencyConfig] = None
 
     def __post_init__(self):
         require(self.check_every >= 0, "check_every", "0 or more", self.check_every)
@@ -220,7 +260,7 @@ class Experiment:
         if not self.search.objectives:  # the task's default, written out so the study records it
             objectives = ({task.default_objective: task.metrics[task.default_objective]},)
             object.__setattr__(self, "search", dataclasses.replace(self.search, objectives=objectives))
-        known = task.all_metrics
+        known = {**task.all_metrics, LATENCY_METRIC: "minimize"}
         for i, metric in enumerate(self.search.metric_names):
             if metric not in known:
                 raise ConfigError(f"search.objectives[{i}]: unknown metric {metric!r}{closest(metric, known)}; "
@@ -229,6 +269,16 @@ class Experiment:
             self.fidelity_configs()  # every override checked when the file loads, not when a trial starts
         if self.confirm is not None:
             self.confirm_config()
+
+    @property
+    def latency(self) -> Optional[LatencyConfig]:
+        """The latency settings when the experiment uses latency (``search.latency``, objective or constraint)."""
+        search = self.search
+        if search.latency is not None:
+            return search.latency
+        if LATENCY_METRIC in search.metric_names or search.constraints.max_latency_ms is not None:
+            return LatencyConfig()
+        return None
 
     def fidelity_configs(self) -> dict:
         """Each fidelity's :class:`TrainConfig` (the model and task sections with its overrides), in file order.

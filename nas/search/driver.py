@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.trials import TrialFailed
+from nas.search.latency import prepare_latency
 from nas.search.objective import Objective
 from nas.search.proxy_check import format_check, record_check
 from nas.search.screen import prescreen
@@ -63,6 +64,8 @@ def run_search(experiment, *, n_trials: Optional[int] = None, timeout: Optional[
     budget = experiment.search.timeout if timeout is None else timeout
     build_strategies(experiment)  # a misspelt sampler, pruner or proxy fails before any data is made
     data = prepare(experiment, log, progress=enqueue)  # fail early on bad data
+    if enqueue:  # the kernels this machine's latency table lacks, timed once before any trial
+        prepare_latency(experiment, data.num_classes, log)
     split = None
     if budget is not None and experiment.confirm is not None:
         split = confirm_time_split(experiment, budget, workers, data, log, progress=enqueue)
@@ -177,9 +180,12 @@ def _loop(study, objective, experiment, target: int, budget: Optional[float], ur
             limits = experiment.search.constraints
             raise SearchStopped(
                 f"the last {infeasible} sampled genomes were all over the constraints (max_params="
-                f"{limits.max_params}, max_multiply_adds={limits.max_multiply_adds}; the last cost "
-                f"{last.user_attrs.get('params', 0) / 1e6:.2f} M params, "
-                f"{last.user_attrs.get('multiply_adds', 0) / 1e9:.3f} G multiply-adds); loosen search.constraints")
+                f"{limits.max_params}, max_multiply_adds={limits.max_multiply_adds}"
+                + (f", max_latency_ms={limits.max_latency_ms}" if limits.max_latency_ms is not None else "")
+                + f"; the last cost {last.user_attrs.get('params', 0) / 1e6:.2f} M params, "
+                f"{last.user_attrs.get('multiply_adds', 0) / 1e9:.3f} G multiply-adds"
+                + (f", {last.user_attrs['latency_ms']:.1f} ms" if "latency_ms" in last.user_attrs else "")
+                + "); loosen search.constraints")
 
 
 def _tidy_and_count(study, max_retries: int, log) -> tuple[int, int]:

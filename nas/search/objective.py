@@ -11,13 +11,15 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.samplers.seeding import SEED_ATTR, trial_seed
+from nas.experiment.schema import LATENCY_METRIC
 from nas.search.child import TrialProcess
+from nas.search.latency import measure_in_child, meter_for
 from nas.search.screen import optional as optional_screener
 from nas.search.storage import redacted, with_retries
 from nas.search.study import RESULT_ATTR, process_alive
 from nas.search.training_run import package_versions, train_trial
 from nas.trials import TrialFailed
-from nas.tasks.base import COST_METRICS, model_cost
+from nas.tasks.base import model_cost
 from nas.cpu import onednn_setting
 from search_spaces.space import InfeasibleGenome
 from spinenet.cost import CostBudget
@@ -35,15 +37,42 @@ YIELDED = "yielded"
 
 
 class ModelBudget(CostBudget):
-    """A :class:`~spinenet.cost.CostBudget` over the whole model: backbone plus the task's head."""
+    """A :class:`~spinenet.cost.CostBudget` over the whole model (backbone plus the task's head), and its latency.
 
-    def __init__(self, task, train_config, num_classes: int, *, max_params=None, max_multiply_adds=None):
-        super().__init__(max_params=max_params, max_multiply_adds=max_multiply_adds,
-                         input_size=train_config.task.data.image_size, scaling=train_config.model.scaling)
+    ``latency(genome) -> ms`` backs ``max_latency_ms`` (the deployed model's latency).
+    """
+
+    def __init__(self, task, train_config, num_classes: int, *, max_params=None, max_multiply_adds=None,
+                 max_latency_ms=None, latency: Optional[Callable] = None):
+        if max_params is not None or max_multiply_adds is not None:
+            super().__init__(max_params=max_params, max_multiply_adds=max_multiply_adds,
+                             input_size=train_config.task.data.image_size, scaling=train_config.model.scaling)
+        else:  # a latency-only budget
+            self.max_params = self.max_multiply_adds = None
+        if max_latency_ms is not None and latency is None:
+            raise ValueError("max_latency_ms needs a latency function")
         self.task, self.train_config, self.num_classes = task, train_config, num_classes
+        self.max_latency_ms, self.latency = max_latency_ms, latency
 
     def cost(self, genome):
         return model_cost(self.task, genome, self.train_config, self.num_classes)[0]
+
+    def __call__(self, genome) -> list[float]:
+        values = super().__call__(genome) if self.max_params is not None or self.max_multiply_adds is not None \
+            else []
+        if self.max_latency_ms is not None:
+            values.append(self.latency(genome) / self.max_latency_ms - 1.0)
+        return values
+
+
+def model_budget(experiment, task, train_config, num_classes: int, latency=None) -> Optional[ModelBudget]:
+    """The experiment's constraints as a :class:`ModelBudget` (None without any); ``latency`` backs max_latency_ms."""
+    limits = experiment.search.constraints
+    if limits.max_params is None and limits.max_multiply_adds is None and limits.max_latency_ms is None:
+        return None
+    return ModelBudget(task, train_config, num_classes, max_params=limits.max_params,
+                       max_multiply_adds=limits.max_multiply_adds, max_latency_ms=limits.max_latency_ms,
+                       latency=latency)
 
 
 class Objective:
@@ -64,11 +93,10 @@ class Objective:
         self.num_classes = num_classes
         self.log = log
         self.target = target
-        limits = experiment.search.constraints
-        self.budget = None
-        if limits.max_params is not None or limits.max_multiply_adds is not None:
-            self.budget = ModelBudget(self.task, self.train_config, num_classes, max_params=limits.max_params,
-                                      max_multiply_adds=limits.max_multiply_adds)
+        self.latency = meter_for(experiment, num_classes)
+        self._latency_ms = {}  # fingerprint -> ms: a budget check and the record need it once
+        self.budget = model_budget(experiment, self.task, self.train_config, num_classes,
+                                   self.latency_ms if self.latency is not None else None)
         self.process = TrialProcess(experiment.search.trials_per_process,
                                     experiment.search.max_process_memory_growth_mb)
         self.screener = optional_screener(experiment, self.process, num_classes, self.budget, log)
@@ -134,6 +162,15 @@ class Objective:
         total, _ = model_cost(self.task, genome, self.train_config, self.num_classes)
         return float(total.params), float(total.multiply_adds)
 
+    def latency_ms(self, genome) -> float:
+        """The deployed model's latency (predicted, or measured in a child process), once per genome."""
+        if genome.fingerprint not in self._latency_ms:
+            if self.latency.config.source == "measured":
+                self._latency_ms[genome.fingerprint] = measure_in_child(self.experiment, self.num_classes, genome)
+            else:
+                self._latency_ms[genome.fingerprint] = self.latency.predict(genome).ms
+        return self._latency_ms[genome.fingerprint]
+
     def close(self) -> None:
         """Stop the warm training process."""
         self.process.close()
@@ -151,7 +188,13 @@ class Objective:
                            ("seed", self.experiment.seed + trial.number), ("versions", self.versions)):
             trial.set_user_attr(key, value)
         optuna.artifacts.upload_artifact(artifact_store=self.artifacts, file_path=genome_path, study_or_trial=trial)
-        return {"params": float(total.params), "multiply_adds": float(total.multiply_adds)}, trial_dir
+        known = {"params": float(total.params), "multiply_adds": float(total.multiply_adds)}
+        if self.latency is not None:
+            known[LATENCY_METRIC] = self.latency_ms(genome)
+            trial.set_user_attr(LATENCY_METRIC, known[LATENCY_METRIC])
+            trial.set_user_attr("latency", {"source": self.latency.config.source, "input_size": self.latency.input_size,
+                                            "threads": self.latency.threads})
+        return known, trial_dir
 
     def _result(self, trial, values: list):
         """Record ``values`` on the trial (through a database restart) and return them for Optuna to write.
@@ -165,11 +208,11 @@ class Objective:
 
     def _values(self, known: dict, metrics: dict) -> list:
         names = self.experiment.search.metric_names
-        undefined = [name for name in names if name not in COST_METRICS and metrics.get(name) is None]
+        undefined = [name for name in names if name not in known and metrics.get(name) is None]
         if undefined:  # e.g. COCO APs on a validation split without small objects: no value to rank by
             raise TrialFailed(f"objective {undefined[0]} has no value: the validation split has nothing it "
                               "measures; choose another objective in search.objectives")
-        return [known[name] if name in COST_METRICS else float(metrics[name]) for name in names]
+        return [known[name] if name in known else float(metrics[name]) for name in names]
 
     def _trained_twin(self, trial, fingerprint: str):
         for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

@@ -215,7 +215,8 @@ def describe_trial(trial, study) -> str:
     if trial.values:
         parts.append(" ".join(f"{n}={_fmt(v)}" for n, v in zip(metric_names(study), trial.values)))
     if "params" in attrs:
-        parts.append(f"params={attrs['params'] / 1e6:.2f}M madds={attrs['multiply_adds'] / 1e9:.2f}G")
+        parts.append(f"params={attrs['params'] / 1e6:.2f}M madds={attrs['multiply_adds'] / 1e9:.2f}G"
+                     + (f" latency={attrs['latency_ms']:.1f}ms" if "latency_ms" in attrs else ""))
     if attrs.get("infeasible"):
         parts.append("(infeasible: over the constraints, not trained)")
     if "duplicate_of" in attrs:
@@ -236,7 +237,7 @@ def _fmt(value: float) -> str:
 
 
 def trial_rows(study: optuna.Study, trials=None) -> list[dict]:
-    """One dict per trial: number, state, objectives, params, multiply-adds, fingerprint, notes."""
+    """One dict per trial: number, state, objectives, params, multiply-adds, latency (or None), fingerprint, notes."""
     names = metric_names(study)
     rows = []
     for t in (study.get_trials(deepcopy=False) if trials is None else trials):
@@ -247,6 +248,6 @@ def trial_rows(study: optuna.Study, trials=None) -> list[dict]:
             "number": t.number, "state": t.state.name,
             "values": dict(zip(names, t.values)) if t.values else None,
             "params": attrs.get("params"), "multiply_adds": attrs.get("multiply_adds"),
-            "fingerprint": attrs.get("fingerprint"), "note": note,
+            "latency_ms": attrs.get("latency_ms"), "fingerprint": attrs.get("fingerprint"), "note": note,
         })
     return rows

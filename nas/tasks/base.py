@@ -88,6 +88,22 @@ class Task:
         """
         raise NotImplementedError
 
+    def head_kernels(self, genome, train_config, num_classes: int, input_size: int) -> list:
+        """The LiteRT kernels (:class:`spinenet.latency.kernels.Kernel`) of this task's deployed head and outputs.
+
+        What :meth:`inference_function`'s model runs after the backbone, at
+        ``input_size`` pixels, for the latency predictor. The default has none.
+        """
+        return []
+
+    def kernel_builders(self, train_config) -> dict:
+        """``{op: builder}`` for the task's own kernel ops in :meth:`head_kernels`, to time them at calibration.
+
+        A builder takes a kernel and returns ``(concrete function, inputs)`` of a
+        model running that kernel alone (see :mod:`spinenet.latency.calibration`).
+        """
+        return {}
+
     def minibatch(self, train_config, batch_size: int, seed: int):
         """One batch of the task's real training data, ``(images, targets)``, the same for the same ``seed``.
 
@@ -100,6 +116,17 @@ class Task:
         """``loss(outputs, targets) -> scalar tensor``: the task's training loss (no weight decay).
 
         ``outputs`` is what :meth:`build_model`'s model returns for a :meth:`minibatch`'s images.
+        """
+        raise NotImplementedError
+
+    def inference_function(self, model, train_config, num_classes):
+        """The deployed model as a function: float32 pixels [B, S, S, 3] in 0..255 -> dict of output tensors.
+
+        S is ``data.image_size`` (images already resized); normalisation is
+        inside. ``model`` is :meth:`build_model`'s. The result is a
+        :class:`nas.tasks.deploy.InferenceFunction` (callable, and saying what
+        each output means); :mod:`nas.tasks.deploy` writes it as a SavedModel or
+        a LiteRT file.
         """
         raise NotImplementedError
 
@@ -129,6 +156,24 @@ class Task:
     def all_metrics(self) -> dict[str, str]:
         """The task's metrics and the cost metrics, with their directions."""
         return {**self.metrics, **COST_METRICS}
+
+
+def model_kernels(task: Task, genome, train_config, num_classes: int, input_size: int) -> list:
+    """The LiteRT kernels of the deployed model of ``genome`` at ``input_size``: backbone, then the task's head."""
+    from spinenet.latency.kernels import plan_kernels
+    from spinenet.plan.network import plan_network
+    from spinenet.scaling import check_input_size
+
+    model = train_config.model
+    check_input_size(genome, (input_size, input_size))
+    plan = plan_network(genome, _family_scaling(model.scaling, genome.family))
+    kernels = plan_kernels(plan.layers, input_size, input_size, model.activation)
+    return kernels + task.head_kernels(genome, train_config, num_classes, input_size)
+
+
+def _family_scaling(scaling, family: str):
+    # The genome's family picks filters, stem and resampling, as network_cost does.
+    return scaling if scaling.family == family else dataclasses.replace(scaling, family=family)
 
 
 def model_cost(task: Task, genome, train_config, num_classes: int):

@@ -71,6 +71,14 @@ class ClassificationTask(Task):
 
         return lambda logits, labels: tf.reduce_mean(cross_entropy(logits, tf.constant(labels)))
 
+    def head_kernels(self, genome, train_config, num_classes, input_size):
+        from nas.tasks.classification.latency import classification_head_kernels
+
+        return classification_head_kernels(
+            num_classes=num_classes, input_size=input_size, min_level=genome.min_level, max_level=genome.max_level,
+            in_channels=train_config.model.endpoints_num_filters,
+            projection_filters=train_config.task.head.projection_filters, activation=train_config.model.activation)
+
     def head_cost(self, genome, train_config, num_classes, input_size=None):
         from nas.tasks.classification.cost import classification_head_cost
 
@@ -78,6 +86,11 @@ class ClassificationTask(Task):
             num_classes=num_classes, input_size=input_size or train_config.task.data.image_size,
             min_level=genome.min_level, in_channels=train_config.model.endpoints_num_filters,
             projection_filters=train_config.task.head.projection_filters)
+
+    def inference_function(self, model, train_config, num_classes):
+        from nas.tasks.classification.deploy import classification_inference
+
+        return classification_inference(model, train_config, num_classes)
 
 
 register_task(ClassificationTask())

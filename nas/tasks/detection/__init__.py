@@ -72,6 +72,22 @@ class DetectionTask(Task):
 
         return build_detector(backbone, num_classes, train_config.task.head)
 
+    def head_kernels(self, genome, train_config, num_classes, input_size):
+        from nas.tasks.detection.latency import retinanet_head_kernels
+
+        head, evaluation = train_config.task.head, train_config.task.evaluation
+        return retinanet_head_kernels(
+            num_classes=num_classes, input_size=input_size, min_level=genome.min_level, max_level=genome.max_level,
+            in_channels=train_config.model.endpoints_num_filters, num_convs=head.num_convs,
+            num_filters=head.num_filters, num_anchors=head.num_anchors, separable=head.separable,
+            activation=train_config.model.activation, pre_nms_top_k=evaluation.pre_nms_top_k,
+            max_detections=evaluation.max_detections)
+
+    def kernel_builders(self, train_config):
+        from nas.tasks.detection.latency import postprocess_builder
+
+        return {"detect": postprocess_builder(train_config)}
+
     def minibatch(self, train_config, batch_size, seed):
         from nas.tasks.detection.batch import minibatch
 
@@ -92,6 +108,11 @@ class DetectionTask(Task):
             max_level=genome.max_level, in_channels=train_config.model.endpoints_num_filters,
             num_convs=head.num_convs, num_filters=head.num_filters, num_anchors=head.num_anchors,
             separable=head.separable)
+
+    def inference_function(self, model, train_config, num_classes):
+        from nas.tasks.detection.deploy import detection_inference
+
+        return detection_inference(model, train_config, num_classes)
 
 
 register_task(DetectionTask())

@@ -11,6 +11,7 @@ from nas.tasks.detection.config import HeadConfig, LossConfig
 
 # Classifier bias so every anchor starts at probability 0.01 (Lin et al., 2017).
 _PRIOR_PROBABILITY = 0.01
+PRIOR_BIAS = -math.log((1 - _PRIOR_PROBABILITY) / _PRIOR_PROBABILITY)
 
 
 def retinanet_head(features: dict, num_classes: int, head: HeadConfig, *, activation: str = "relu",
@@ -38,7 +39,7 @@ def retinanet_head(features: dict, num_classes: int, head: HeadConfig, *, activa
     subnets = {
         "class": ([conv(head.num_filters, f"head_class_conv{i}") for i in range(head.num_convs)],
                   conv(A * num_classes, "head_class_logits", dtype="float32",
-                       bias=-math.log((1 - _PRIOR_PROBABILITY) / _PRIOR_PROBABILITY)), num_classes),
+                       bias=PRIOR_BIAS), num_classes),
         "box": ([conv(head.num_filters, f"head_box_conv{i}") for i in range(head.num_convs)],
                 conv(A * 4, "head_box_deltas", std=1e-5, dtype="float32"), 4),
     }
