@@ -2,7 +2,7 @@
 
 Run by hand (from the repository root):
 
-    python bench/deploy.py                      # -> bench/results/deploy_idle.json
+    python bench/deploy.py                      # -> bench/results/deploy.json
 
 Trains SpineNet-49 at the proxy's scaling on ``experiments/proxy_shapes.yaml``
 (``spinenas train --model-id 49 --config experiments/proxy_shapes.yaml``,
@@ -24,7 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-OUT = "bench/results/deploy_idle.json"
+OUT = "bench/results/deploy.json"
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Deployed latency of SpineNet-49 and Mobile SpineNet-49/49S/49XS detectors on this CPU, LiteRT and TensorFlow.
 
-Run by hand on an idle machine (from the repository root):
+Run by hand, on an idle machine where you can (from the repository root):
 
-    python bench/latency.py                      # -> bench/results/latency_idle.json
+    python bench/latency.py                      # -> bench/results/latency.json
 
 Each model is the RetinaNet detector ``spinenas export --litert`` deploys
 (backbone, head, box decoding and NMS; 90 classes) at its published
@@ -12,7 +12,7 @@ model is timed at each ``--sizes`` px, batch 1, under LiteRT
 (``--threads``) and under TensorFlow (its own thread pools), as
 ``spinenas latency`` does: warm-up, then the median and interquartile
 range of ``--repeats`` runs. With the predictor's table
-(``bench/results/latency_table_idle.json``, written by
+(``bench/results/latency_table.json``, written by
 ``bench/latency_predictor.py``), the prediction is recorded beside each.
 Rows are appended as they finish; a killed run resumes.
 """
@@ -26,8 +26,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-OUT = "bench/results/latency_idle.json"
-TABLE = "bench/results/latency_table_idle.json"
+OUT = "bench/results/latency.json"
+TABLE = "bench/results/latency_table.json"
 MODELS = {
     "SpineNet-49": ("spinenet-49", ["search_space.family=spinenet", "search_space.init_block_fn=bottleneck",
                                     "search_space.block_fns=[bottleneck,residual]", "search_space.block_options={}",

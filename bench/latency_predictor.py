@@ -1,6 +1,6 @@
 """How well the latency predictor predicts measured LiteRT latency, on random genomes it was not calibrated on.
 
-Run by hand on an idle machine (from the repository root):
+Run by hand, on an idle machine where you can (from the repository root):
 
     python bench/latency_predictor.py                  # calibrate, then measure the held-out genomes
     python bench/latency_predictor.py --report         # the summary of what is recorded so far
@@ -34,8 +34,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-OUT = "bench/results/latency_predictor_idle.json"
-TABLE = "bench/results/latency_table_idle.json"
+OUT = "bench/results/latency_predictor.json"
+TABLE = "bench/results/latency_table.json"
 SETTINGS = {
     "mobile": ("experiments/mobile_latency.yaml", []),
     "spinenet-49S": ("experiments/mobile_latency.yaml", [

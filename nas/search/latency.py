@@ -105,6 +105,7 @@ class ExperimentLatency:
         """
         import numpy as np
         import tensorflow as tf
+        import tf_keras
 
         from nas.tasks.deploy import INPUT_NAME, litert_bytes
         from spinenet.latency.runtime import ConversionError, LiteRTModel, time_tensorflow
@@ -125,6 +126,10 @@ class ExperimentLatency:
                 tf.TensorSpec([1, size, size, 3], tf.float32, name=INPUT_NAME)])
             out["tensorflow"] = time_tensorflow(traced, images, warmup=warmup, repeats=repeats,
                                                 min_seconds=min_seconds)
+        # Models built here are not returned: free Keras's global state, or timing many genomes in one
+        # process (a calibration, a benchmark) grows by hundreds of MB per genome.
+        del function
+        tf_keras.backend.clear_session()
         return out
 
 
