@@ -260,7 +260,7 @@ def test_nan_loss_raises_training_diverged(shapes_root):
 
 
 @pytest.mark.slow
-def test_classification_search_runs_resumes_and_reports(tmp_path, monkeypatch, capsys):
+def test_classification_search_runs_resumes_and_reports(tmp_path, monkeypatch, capsys, warm_training):
     # The search driver, results, report and export know the task only through the registry.
     from nas.cli import main
     from tests.test_search import tiny_experiment

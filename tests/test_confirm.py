@@ -121,7 +121,7 @@ def test_confirm_without_a_finished_search_says_so(tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.slow
-def test_a_real_tiny_confirmation_trains_two_genomes_at_two_seeds(tmp_path, monkeypatch):
+def test_a_real_tiny_confirmation_trains_two_genomes_at_two_seeds(tmp_path, monkeypatch, warm_training):
     # CI's end-to-end run: 64x64, width 0.25, the seed and one candidate at two training seeds, trained for real.
     path = _searched(tmp_path, monkeypatch, {"top_k": 1, "repeats": 2}, n_trials=2)
     monkeypatch.undo()

@@ -23,8 +23,9 @@ from tests.postgres import throwaway_postgres
 from tests.test_search import _processes, _trainers, tiny_experiment
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def postgres_url():
+    """A throwaway PostgreSQL server's URL, one for the run: tests/conftest.py starts some of its users early."""
     with throwaway_postgres() as url:
         yield url
 
@@ -213,52 +214,62 @@ def test_auto_workers_count_the_trials_a_resumed_study_still_needs(tmp_path, mon
                         experiment.storage_url) == 4
 
 
-@pytest.fixture
-def two_cores(tmp_path, monkeypatch):
-    """This process sees a 2-core machine with 16 GiB and no GPU, in ``tmp_path`` (its workers see the real one)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("nas.workers.usable_cores", lambda: 2)
-    monkeypatch.setattr("nas.workers.gpu_count", lambda: 0)
-    monkeypatch.setattr("nas.workers.physical_memory", lambda: 16 * 2**30)
-
-
 @pytest.mark.slow
-def test_default_search_runs_one_single_threaded_worker_per_core(tmp_path, monkeypatch, capsys, two_cores):
+def test_default_search_runs_one_single_threaded_worker_per_core(tiny_study):
     # --workers auto on a 2-core machine without GPUs: two workers, one TensorFlow thread each, and the
-    # pre-screen (queued before the workers start) still decides the first trials.
-    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", ONEDNN):
-        monkeypatch.delenv(name, raising=False)
-    # Four trials: the seed, the pre-screened one and two sampled while the other worker trains.
-    path = tiny_experiment(tmp_path, search={"n_trials": 4, "storage": f"sqlite:///{tmp_path}/study.db",
-                                             "screening": {"proxy": "-params", "candidates": 4, "prescreen": 1}})
-    assert main(["search", path]) == 0
-    out = capsys.readouterr().out
+    # pre-screen (queued before the workers start) still decides the first trials. tiny_study (tests/conftest.py)
+    # is that search: four trials, the seed, the pre-screened one and two sampled while the other worker trains.
+    out = tiny_study.out
+    assert tiny_study.code == 0, out
     assert "--workers auto: 2 workers side by side, 1 CPU thread each" in out
     assert out.count(", 1 CPU thread)") == 2, out
     assert "pre-screen: scoring 4 random genomes with -params" in out
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/study.db")
+    study = optuna.load_study(study_name="tiny", storage=tiny_study.storage)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4
     assert [t.user_attrs["cpu_threads"] for t in complete] == [1] * 4
     # oneDNN on x86-64 even where TensorFlow would leave it off (an AVX2-only CPU): the trials say which
     assert [t.user_attrs.get("onednn") for t in complete] == [True if onednn_settings() else None] * 4
-    assert all(t.user_attrs["worker"]["pid"] != os.getpid() for t in complete)  # trained in the workers
+    assert all(t.user_attrs["worker"]["pid"] != tiny_study.pid for t in complete)  # trained in the workers
     trained = [t.user_attrs["fingerprint"] for t in complete if "duplicate_of" not in t.user_attrs]
     assert len(trained) == len(set(trained)), trained  # two workers, no genome trained twice (#32)
     assert study.user_attrs["prescreened"] and any("prescreen_rank" in t.user_attrs for t in study.trials)
-    assert "TF_NUM_INTRAOP_THREADS" not in os.environ  # the split is the workers' own, not this process's
+    assert not tiny_study.threads_left  # the split is the workers' own, not the search process's
+
+
+# ``spinenas search`` as on a 2-core machine with 16 GiB and no GPU (its workers see the real one), whose workers
+# give up after 20 infeasible genomes in a row, not 100: each spawned worker imports this file as its main module.
+_TWO_CORES = """
+import sys
+import nas.search.driver
+import nas.workers
+
+nas.search.driver.MAX_CONSECUTIVE_INFEASIBLE = 20
+if __name__ == "__main__":
+    nas.workers.usable_cores = lambda: 2
+    nas.workers.gpu_count = lambda: 0
+    nas.workers.physical_memory = lambda: 16 * 2**30
+    from nas.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.mark.slow
-def test_a_default_search_whose_workers_all_stop_says_why_and_exits_1(tmp_path, capfd, two_cores):
+def test_a_default_search_whose_workers_all_stop_says_why_and_exits_1(tmp_path):
     # Two workers (auto on a 2-core machine) that find no genome under the constraints: each says so, no
     # genome is trained, and the search exits 1 as one process would.
     path = tiny_experiment(tmp_path, search={"constraints": {"max_params": 1000}})
-    assert main(["search", path]) == 1
-    out = capfd.readouterr().out
+    (tmp_path / "two_cores.py").write_text(_TWO_CORES)
+    search = subprocess.run([sys.executable, "two_cores.py", "search", path], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    out = search.stdout
+    assert search.returncode == 1, out + search.stderr
     assert "--workers auto: 2 workers side by side" in out
-    assert out.count("all over the constraints") >= 2 and "[worker 0] stopped" in out and "[worker 1] stopped" in out
+    assert out.count("the last 20 sampled genomes were all over the constraints") >= 2, out
+    assert "[worker 0] stopped" in out and "[worker 1] stopped" in out
     assert "every worker stopped with an error" in out
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/study.db")
+    assert len(study.trials) == 40 and all(t.user_attrs.get("infeasible") for t in study.trials)  # none trained
 
 
 @pytest.mark.slow
@@ -302,11 +313,12 @@ def test_a_killed_search_takes_its_workers_with_it(tmp_path):
 def test_mirrored_strategy_falls_back_on_cpu(tmp_path):
     from nas.experiment import load_train_config
     from nas.tasks.detection.train import train_and_evaluate
-    from tests.test_detection import TINY_GENOME, tiny_settings
+    from tests.test_detection import TINY_GENOME, small_settings
 
-    config = load_train_config(None, tiny_settings(tmp_path, "task.training.epochs=1", "task.training.strategy=mirrored"))
+    config = load_train_config(None, small_settings(tmp_path, "task.training.epochs=1",
+                                                    "task.training.strategy=mirrored"))
     metrics = train_and_evaluate(TINY_GENOME, config)
-    assert metrics["steps"] == 30 and metrics["loss"] < 10
+    assert metrics["steps"] == 2 and metrics["loss"] < 10
 
 
 def test_orphan_is_failed_once_when_two_workers_see_it(tmp_path, monkeypatch):

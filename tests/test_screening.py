@@ -133,7 +133,7 @@ def test_features_of_spinenet49_are_exact():
     assert f["depth"] == 10 and f["params"] == 1.0 and f["multiply_adds"] == 2.0
 
 
-def test_screened_search_scores_candidates_in_a_child(tmp_path, monkeypatch):
+def test_screened_search_scores_candidates_in_a_child(tmp_path, monkeypatch, warm_training):
     monkeypatch.chdir(tmp_path)
     path = tiny_experiment(tmp_path, search={"n_trials": 1, "check_every": 1,
                                              "screening": {"proxy": "naswot", "candidates": 2, "prescreen": 1,
@@ -268,7 +268,7 @@ def test_predictor_search_runs_and_results_show_the_check(tmp_path, monkeypatch,
     assert json.loads(capsys.readouterr().out)["proxy_check"]["trials"] == 7
 
 
-def test_a_three_trial_predictor_search_trains_for_real(tmp_path, monkeypatch):
+def test_a_three_trial_predictor_search_trains_for_real(tmp_path, monkeypatch, warm_training):
     # The seed genome and a random trial, then the surrogate, fitted on their trained AP, picks the third.
     from nas.samplers import predictor
 
