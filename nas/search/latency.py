@@ -84,16 +84,13 @@ class ExperimentLatency:
 
     # Measured latency ------------------------------------------------------------------------------------------
 
-    def build(self, genome, weights: Optional[str] = None):
-        """The deployed model of ``genome`` (an :class:`~nas.tasks.deploy.InferenceFunction`; ``weights``: a
-        ``spinenas train`` checkpoint to load, else fresh weights)."""
+    def build(self, genome):
+        """The deployed model of ``genome`` with fresh weights (an :class:`~nas.tasks.deploy.InferenceFunction`)."""
         from spinenet.decoder import decode
 
         backbone = decode(genome, input_shape=(self.input_size, self.input_size, 3),
                           **self.train_config.model.decode_kwargs())
         model = self.task.build_model(backbone, self.train_config, self.num_classes)
-        if weights:
-            model.load_weights(weights)
         return self.task.inference_function(model, self.train_config, self.num_classes)
 
     def measure(self, genome, runtimes: Sequence[str] = RUNTIMES, *, repeats: int = 20, warmup: int = 3,
