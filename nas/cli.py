@@ -41,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     from nas.experiment import load_train_config
     from nas.tasks import TASKS, task_names
 
+    added = set()
     for name in task_names():  # each task adds its own tools (detection: data, evaluate)
-        TASKS[name].add_commands(subparsers, load_train_config=load_train_config)
+        adder = type(TASKS[name]).add_commands
+        if adder not in added:  # a task subclassing another inherits its tools: they are there already
+            added.add(adder)
+            TASKS[name].add_commands(subparsers, load_train_config=load_train_config)
     _accept_verbose_anywhere(parser)
     return parser
 

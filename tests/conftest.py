@@ -212,31 +212,30 @@ def warm_training(_training_process):
 # another's: a long test collected late would keep one worker busy long after the other ran out of tests. None of
 # them uses a module-scoped fixture worth building twice (moved out of its module, a test sets those up again).
 SLOWEST = {
-    "tests/test_distributed.py::test_three_workers_one_killed[postgres]": 80,
-    "tests/test_distributed.py::test_three_workers_one_killed[journal]": 70,
-    "tests/test_fidelity.py::test_fidelity_command_end_to_end": 65,
-    "tests/test_classification.py::test_classification_search_runs_resumes_and_reports": 45,
-    "tests/test_search.py::test_sigkilled_search_resumes_without_losing_trials": 45,
-    "tests/test_confirm.py::test_a_real_tiny_confirmation_trains_two_genomes_at_two_seeds": 40,
-    "tests/test_detection.py::test_training_lowers_loss_and_raises_ap": 37,
-    "tests/test_search.py::test_a_killed_warm_child_fails_only_its_trial": 30,
-    "tests/test_failures.py::test_database_restart_under_three_workers_loses_nothing": 29,
-    "tests/test_screening.py::test_a_three_trial_predictor_search_trains_for_real": 28,
-    "tests/test_screening.py::test_screened_search_scores_candidates_in_a_child": 25,
-    "tests/test_detection.py::test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind": 21,
-    "tests/test_screening.py::test_every_proxy_is_finite_and_deterministic_for_a_seed[classification]": 21,
-    "tests/test_search.py::test_child_process_failures_are_reported": 21,
-    "tests/test_confirm.py::test_a_timed_search_with_a_confirmation_ends_within_ten_percent_of_the_budget": 20,
-    "tests/test_cli_input.py::test_no_tensorflow_log_lines_unless_verbose": 18,
-    "tests/test_screening.py::test_every_proxy_is_finite_and_deterministic_for_a_seed[detection]": 17,
-    "tests/test_screening.py::test_synflow_of_a_swish_network_is_computed_in_float64": 16,
-    "tests/test_constraints.py::test_tpe_proposes_fewer_over_budget_genomes_than_random": 15,
-    "tests/test_distributed.py::test_mirrored_strategy_falls_back_on_cpu": 14,
-    "tests/test_failures.py::test_median_pruner_prunes_through_the_child_process": 10,
+    "tests/test_detection.py::test_training_lowers_loss_and_raises_ap": 53,
+    "tests/test_detection.py::test_mixed_precision_trains_with_float32_outputs_and_leaves_no_policy_behind": 32,
+    "tests/test_classification.py::test_classification_search_runs_resumes_and_reports": 28,
+    "tests/test_failures.py::test_database_restart_under_three_workers_loses_nothing": 27,
+    "tests/test_confirm.py::test_a_real_tiny_confirmation_trains_two_genomes_at_two_seeds": 25,
+    "tests/test_distributed.py::test_three_workers_one_killed[postgres]": 24,
+    "tests/test_distributed.py::test_three_workers_one_killed[journal]": 23,
+    "tests/test_model_garden_checkpoint.py::test_export_command_writes_a_model_garden_checkpoint": 21,
+    "tests/test_confirm.py::test_a_timed_search_with_a_confirmation_ends_within_ten_percent_of_the_budget": 21,
+    "tests/test_screening.py::test_a_three_trial_predictor_search_trains_for_real": 18,
+    "tests/test_model_garden_export.py::test_a_random_genome_trains_as_three_model_garden_detectors": 17,
+    "tests/test_model_garden_export.py::test_spinenet49_exported_from_a_study_is_the_model_gardens_own": 17,
+    "tests/test_screening.py::test_screened_search_scores_candidates_in_a_child": 16,
+    "tests/test_search.py::test_sigkilled_search_resumes_without_losing_trials": 15,
+    "tests/test_search.py::test_child_process_failures_are_reported": 14,
+    "tests/test_model_garden_checkpoint.py::test_layout_is_the_model_garden_checkpoint[190]": 12,
+    "tests/test_cli_input.py::test_no_tensorflow_log_lines_unless_verbose": 11,
+    "tests/test_screening.py::test_every_proxy_is_finite_and_deterministic_for_a_seed[detection]": 11,
+    "tests/test_fidelity.py::test_fidelity_command_end_to_end": 11,
+    "tests/test_latency.py::test_the_latency_command_completes_the_table_then_measures_and_predicts": 10,
 }
 # Tests that share a session's expensive fixture go together, in one worker, as one unit of this many seconds more:
 # the first builds it (tiny_study: a second worker would wait idle for it), the rest reuse it.
-SHARED = {"tiny_study": 51, "warm_training": 10}
+SHARED = {"tiny_study": 24, "warm_training": 10}
 
 
 def _estimate(item) -> float:

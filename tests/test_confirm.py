@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import zlib
 
 import pytest
@@ -74,6 +76,11 @@ def test_a_clear_winner_is_confirmed_and_exported(tmp_path, monkeypatch, capsys)
     from search_spaces.genome import Genome
 
     assert Genome.load(str(tmp_path / "winner" / "genome.yaml")).fingerprint == best
+    # Deployed as well: the winner's whole detector, with the class count of the experiment's data.
+    assert main(["export", path, "--confirmed", "--saved-model", "--out", str(tmp_path / "deployed")]) == 0
+    deploy = json.loads((tmp_path / "deployed" / "deploy.json").read_text())
+    assert deploy["genome"] == best and deploy["num_classes"] == 6 and deploy["saved_model"]["batch"] == "any"
+    assert os.path.isdir(tmp_path / "deployed" / "saved_model")
 
 
 def test_no_winner_is_a_valid_result_in_one_line(tmp_path, monkeypatch, capsys):

@@ -173,6 +173,17 @@ def test_classifier_logits(tmp_path):
     np.testing.assert_allclose(litert["logits"], reference["logits"][:1], atol=1e-4)
     np.testing.assert_allclose(litert["probabilities"], reference["probabilities"][:1], atol=1e-5)
 
+    # The same through the command line, from a spinenas train folder of this model: its weights are the ones used.
+    from nas.tasks.training import write_outputs
+
+    write_outputs(str(tmp_path / "run"), GENOME, config, model, {"num_classes": 4})
+    out = tmp_path / "deployed"
+    assert main(["export", "--run", str(tmp_path / "run"), "--litert", "--out", str(out)]) == 0
+    deploy = json.loads((out / "deploy.json").read_text())
+    assert deploy["num_classes"] == 4 and set(deploy["outputs"]) == {"logits", "probabilities"}
+    exported = LiteRTModel(str(out / "model_float32.tflite")).run(images[:1])
+    np.testing.assert_allclose(exported["logits"], reference["logits"][:1], atol=1e-4)
+
 
 def test_a_layer_litert_cannot_convert_is_named():
     import tensorflow as tf
@@ -245,6 +256,39 @@ def test_export_trial_writes_a_fresh_saved_model(tmp_path, shapes, capsys):
     outputs = load_saved_model(str(out / "saved_model"))(shapes[1][:2])
     assert outputs["boxes"].shape == (2, 100, 4) and outputs["num_detections"].shape == (2,)
     assert json.loads((out / "deploy.json").read_text())["source"]["trial"] == 0
+
+
+def test_export_pareto_deploys_every_front_trial_with_the_datas_class_count(tmp_path, capsys):
+    # Trials recorded no class count (as before it was recorded): the experiment's data gives it, read once.
+    import optuna
+
+    from nas.tasks.detection.shapes import CATEGORIES
+    from spinenet.latency.runtime import LiteRTModel
+
+    experiment = tmp_path / "two.yaml"
+    experiment.write_text(
+        "name: two\nmodel: {filter_size_scale: 0.25, resample_alpha: 0.25, endpoints_num_filters: 16}\n"
+        f"task:\n  data: {{image_size: {SIZE}, root: {tmp_path}/shapes, generate_shapes: {{train: 6, val: 3}}}}\n"
+        "  head: {num_filters: 16, num_convs: 1}\n"
+        f"search:\n  storage: sqlite:///{tmp_path}/study.db\n  objectives: [{{AP: maximize}}, {{params: minimize}}]\n")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/study.db", study_name="two",
+                                directions=["maximize", "minimize"])
+    other = Genome.from_block_specs([(3, "residual", (0, 1), False), *GENOME.to_block_specs()[1:]],
+                                    min_level=3, max_level=5)
+    for values, genome in (((0.1, 1.0), GENOME), ((0.2, 2.0), other), ((0.05, 3.0), GENOME)):  # the last: dominated
+        study.add_trial(optuna.trial.create_trial(values=list(values), user_attrs={"genome": genome.to_yaml()}))
+    out = tmp_path / "front"
+    assert main(["export", str(experiment), "--pareto", "--litert", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert sorted(os.listdir(out)) == ["trial_00000", "trial_00001"]
+    for number, genome in ((0, GENOME), (1, other)):
+        folder = out / f"trial_{number:05d}"
+        assert {"genome.yaml", "block_specs.py", "model_float32.tflite", "deploy.json"} <= set(os.listdir(folder))
+        deploy = json.loads((folder / "deploy.json").read_text())
+        assert deploy["genome"] == genome.fingerprint and deploy["num_classes"] == len(CATEGORIES)
+        assert deploy["source"]["trial"] == number
+        detections = LiteRTModel(str(folder / "model_float32.tflite")).run(np.zeros([1, SIZE, SIZE, 3], np.float32))
+        assert detections["boxes"].shape == (1, 100, 4) and detections["classes"].shape == (1, 100)
 
 
 def one_line_error(capsys, argv, out) -> str:

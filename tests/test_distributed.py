@@ -12,6 +12,7 @@ import pytest
 import nas.search.driver
 import nas.search.storage
 import tests.postgres
+from tests import instant_task
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
@@ -46,11 +47,13 @@ def _trials(url, name):
 def test_three_workers_one_killed(backend, tmp_path, request):
     name = f"dist_{backend}"
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else f"journal://{tmp_path}/journal.log"
+    # Three real worker processes, each with its training child; the training itself is tests/instant_task.py's.
     path = tiny_experiment(tmp_path, name=name, search={"n_trials": 4, "storage": url, "max_retries": 1},
-                           task={"training": {"epochs": 1, "warmup_steps": 1}})
+                           task={"name": instant_task.NAME, "training": {"epochs": 3, "warmup_steps": 1}})
     command = [sys.executable, "-m", "nas.cli", "search", path, "--workers", "3"]
     log = open(tmp_path / "search.log", "w")
-    search = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    search = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                              env=instant_task.instant_env())
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and time.monotonic() < deadline and search.poll() is None:
@@ -59,10 +62,13 @@ def test_three_workers_one_killed(backend, tmp_path, request):
             trials = _trials(url, name)
         except Exception:
             continue
-        # Mid-training: the genome is sampled and recorded, the child is training it.
-        running = [t for t in trials if t.state.name == "RUNNING" and "fingerprint" in t.user_attrs]
-        if sum(t.state.name == "COMPLETE" for t in trials) >= 1 and running:
-            killed = max(running, key=lambda t: t.datetime_start)  # the newest: the least likely to end first
+        # Mid-training: the genome is sampled and recorded, the child is training it. Only a trial started after
+        # one ended: the first three start together and end together, so one of those may end before the kill lands.
+        ended = [t.datetime_complete for t in trials if t.state.name == "COMPLETE"]
+        running = [t for t in trials if t.state.name == "RUNNING" and "fingerprint" in t.user_attrs
+                   and ended and t.datetime_start > min(ended)]
+        if running:
+            killed = running[0]
             os.kill(killed.user_attrs["worker"]["pid"], signal.SIGKILL)
     assert killed is not None, open(tmp_path / "search.log").read()
     assert search.wait(timeout=400) == 0, open(tmp_path / "search.log").read()
@@ -82,7 +88,8 @@ def test_three_workers_one_killed(backend, tmp_path, request):
     assert all((t.params or t.system_attrs.get("fixed_params")) == trials[killed.number].params for t in retries)
 
     # Resuming adds nothing: the study already has its 4 complete trials.
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env=instant_task.instant_env())
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(_trials(url, name)) == len(trials)
 
@@ -276,9 +283,11 @@ def test_a_default_search_whose_workers_all_stop_says_why_and_exits_1(tmp_path):
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
 def test_a_killed_search_takes_its_workers_with_it(tmp_path):
     # Regression: SIGKILL on `spinenas search --workers 2` left both workers training on.
-    path = tiny_experiment(tmp_path, task={"training": {"epochs": 200, "warmup_steps": 2}})
+    # Trials that would run 5 minutes (tests/instant_task.py's training, in real training processes).
+    path = tiny_experiment(tmp_path, task={"name": instant_task.NAME, "training": {"epochs": 200, "warmup_steps": 2}})
     search = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path, "--workers", "2"], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env=instant_task.instant_env())
     storage = f"sqlite:///{tmp_path}/study.db"
     deadline = time.monotonic() + 300
     workers = set()

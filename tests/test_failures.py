@@ -299,6 +299,10 @@ def test_long_values_are_cut_in_messages(tmp_path):
      "search.pruner.options: median does not accept these options (.*) \\(did you mean 'n_warmup_steps'\\?\\)"),
     ("search.storage=postgres://db/x", "unknown scheme 'postgres'"),
     ("task.name=segmentation", "task.name: unknown task 'segmentation'"),
+    ("task.name=no_such_package.tasks:mine",
+     "task.name: task 'no_such_package.tasks:mine': cannot import module 'no_such_package.tasks'"),
+    ("task.name=tests.postgres:mine", "task.name: task 'tests.postgres:mine': importing 'tests.postgres' registered "
+                                      "no task 'mine'"),
 ])
 def test_validate_builds_everything_a_search_would(tmp_path, capsys, override, message):
     path = tiny_experiment(tmp_path)

@@ -18,6 +18,7 @@ from nas.fidelity import (export_jsonl, fidelity_report, format_report, load_gen
                           open_fidelity_study, rank_pair, records_from_study, run_fidelity)
 from nas.fidelity.work_queue import claim, describe_time_left, time_left
 from tests.test_detection import TINY_GENOME
+from tests import instant_task
 from tests.test_search import fake_metrics, fake_training, tiny_experiment
 
 TWO = {"quick": {"task.training.epochs": 1}, "long": {"task.training.epochs": 2}}
@@ -470,11 +471,12 @@ def test_one_fidelity_at_a_time_and_reports_from_the_study(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_fidelity_command_end_to_end(tmp_path, monkeypatch, capsys):
-    # Real training, two workers sharing the study: 3 genomes x 2 fidelities, about 15 s a run on 2 cores.
+    # Two real workers sharing the study: 3 genomes x 2 fidelities, trained by tests/instant_task.py (real training
+    # in a search's trials: tests/conftest.py's tiny_study).
     monkeypatch.chdir(tmp_path)
-    # Ranked by the final loss (minimised): after one tiny epoch AP is 0 for every genome, the loss is not.
+    monkeypatch.setenv("PYTHONPATH", instant_task.instant_env()["PYTHONPATH"])
     path = fidelity_experiment(tmp_path, search={"objectives": [{"loss": "minimize"}]},
-                               task={"evaluation": {"batch_size": 32, "every_epoch": False}})
+                               task={"name": instant_task.NAME, "evaluation": {"batch_size": 32, "every_epoch": False}})
     out, table = tmp_path / "report", tmp_path / "fidelity_tiny.jsonl"
     started = time.monotonic()
     assert main(["fidelity", path, "--genomes", "3", "--workers", "2", "--out", str(out),

@@ -21,6 +21,7 @@ from nas.search import SearchStopped, load_study, open_study, run_search, train_
 from nas.trials import TrialFailed
 from search_spaces.genome import Genome
 from tests.test_detection import TINY_GENOME
+from tests import instant_task
 
 EXPERIMENTS = sorted(f for f in os.listdir("experiments") if f.endswith(".yaml"))
 
@@ -259,10 +260,12 @@ def test_child_process_failures_are_reported(tmp_path):
 
 @pytest.mark.slow
 def test_sigkilled_search_resumes_without_losing_trials(tmp_path):
-    # Two trials: killed in the second, the resumed search trains one more (each trial 8-15 s of a 2-core run).
-    path = tiny_experiment(tmp_path, task={"training": {"epochs": 3, "warmup_steps": 2}}, search={"n_trials": 2})
+    # Two trials: killed in the second, the resumed search trains one more. A real search and training process,
+    # whose training is tests/instant_task.py's (4.5 s a trial).
+    path = tiny_experiment(tmp_path, task={"name": instant_task.NAME, "training": {"epochs": 3, "warmup_steps": 2}},
+                           search={"n_trials": 2})
     command = [sys.executable, "-m", "nas.cli", "search", path, "--workers", "1"]
-    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
+    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, env=instant_task.instant_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path}/study.db"
     deadline = time.monotonic() + 480  # a loaded 2-core machine took over 240 s to start the search
@@ -286,8 +289,8 @@ def test_sigkilled_search_resumes_without_losing_trials(tmp_path):
               if t.state.name == "COMPLETE"}
     killed = max(t.number for t in optuna.load_study(study_name="tiny", storage=storage).trials)
 
-    # 44 s alone; a suite run beside a training job once needed more than 400 s (three TensorFlow starts).
-    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                             env=instant_task.instant_env())
     assert resumed.returncode == 0, resumed.stderr
     assert f"marked trial(s) [{killed}] failed" in resumed.stdout
     study = optuna.load_study(study_name="tiny", storage=storage)
@@ -356,9 +359,11 @@ def tiny_trial_config(tmp_path, *extra):
 @pytest.mark.slow
 def test_a_killed_warm_child_fails_only_its_trial(tmp_path, warm_training):
     # warm_training (tests/conftest.py) is this pytest worker's TrialProcess, perhaps warm from other tests already.
+    # Its trials here are tests/instant_task.py's: what is under test is the process, not the training in it.
     process = warm_training
-    config = tiny_trial_config(tmp_path)
-    killed = tiny_trial_config(tmp_path, "task.training.epochs=2", "task.evaluation.every_epoch=true")
+    config = tiny_trial_config(tmp_path, f"task.name={instant_task.NAME}")
+    killed = tiny_trial_config(tmp_path, f"task.name={instant_task.NAME}", "task.training.epochs=2",
+                               "task.evaluation.every_epoch=true")
     assert "AP" in process.run(TINY_GENOME, config, str(tmp_path / "before"))
     warm, started = process.pid, process.started
 
@@ -457,9 +462,11 @@ def _trainers(pid: int) -> list[int]:
 def test_sigterm_stops_a_search_like_ctrl_c(tmp_path):
     # Batch schedulers send SIGTERM before SIGKILL. Regression: it killed the search outright, leaving
     # its trial RUNNING (only a later start on the same host failed it) and its training child alive.
-    path = tiny_experiment(tmp_path, task={"training": {"epochs": 200, "warmup_steps": 2}})
+    # A trial that would run 5 minutes (tests/instant_task.py's training, in a real training process).
+    path = tiny_experiment(tmp_path, task={"name": instant_task.NAME, "training": {"epochs": 200, "warmup_steps": 2}})
     process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", path, "--workers", "1"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=instant_task.instant_env())
     storage = f"sqlite:///{tmp_path}/study.db"
     deadline = time.monotonic() + 300
     running = None

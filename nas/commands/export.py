@@ -225,7 +225,7 @@ def _stage_trials(args, request: DeployRequest, chosen, study, stems: dict, stag
     for trial in chosen:
         recorded = (trial.user_attrs.get("metrics") or {}).get("num_classes")
         if recorded is None and classes is None:
-            classes = experiment.task_plugin.prepare_data(experiment.task, progress=False).num_classes
+            classes = _data_classes(experiment.train_config)
         genome = trial_genome(trial)
         origin = {"study": study.study_name, "trial": trial.number,
                   "weights": "freshly initialised (a search keeps no trained weights)"}

@@ -138,7 +138,7 @@ class ClassificationConfig:
     cosine schedule for ImageNet.
     """
 
-    name: Literal["classification"] = "classification"
+    name: str = "classification"  # the registry checks it when the file is read
     data: DataConfig = DataConfig()
     head: HeadConfig = HeadConfig()
     loss: LossConfig = LossConfig()

@@ -162,7 +162,7 @@ class DetectionConfig:
     8 epochs (the paper: 512x512 COCO, 64-wide head, 5 epochs on TPUs).
     """
 
-    name: Literal["detection"] = "detection"
+    name: str = "detection"  # the registry checks it when the file is read; a subclass task shares this schema
     data: DataConfig = DataConfig()
     head: HeadConfig = HeadConfig()
     loss: LossConfig = LossConfig()
