@@ -59,7 +59,7 @@ def main() -> None:
     slowest = re.findall(r"^(\d+\.\d+)s (call|setup|teardown)\s+(\S+)", text, re.M)
     record = {
         "command": "python bench/suite_time.py",
-        "commit_uncommitted_changes_left_out": dirty,
+        "uncommitted_changes_left_out": dirty,
         "make_install_s": round(install, 1),
         "make_test_s": round(test, 1),
         "pytest": summary[-1] if summary else None,

@@ -82,8 +82,6 @@ def compare(candidate: Sequence[float], seed: Sequence[float], *, direction: flo
 
     Raises :class:`TooFewRuns` when either side has fewer than two finite runs.
     """
-    from scipy import stats
-
     a = [float(v) for v in candidate if v is not None and math.isfinite(v)]
     b = [float(v) for v in seed if v is not None and math.isfinite(v)]
     if len(a) < 2 or len(b) < 2:
@@ -93,16 +91,9 @@ def compare(candidate: Sequence[float], seed: Sequence[float], *, direction: flo
     difference = direction * (mean_a - mean_b)
     var_a, var_b = std_a ** 2 / len(a), std_b ** 2 / len(b)
     error = math.sqrt(var_a + var_b)
-    if error == 0.0:  # neither side varies: the runs agree exactly, so any difference is not noise
-        p_value = 1.0 if difference == 0 else 0.0
-        return Comparison((len(a), len(b)), (mean_a, mean_b), (std_a, std_b), difference, (difference, difference),
-                          p_value, math.inf)
     df = (var_a + var_b) ** 2 / ((var_a ** 2 / (len(a) - 1) if var_a else 0.0) +
-                                 (var_b ** 2 / (len(b) - 1) if var_b else 0.0))
-    half = float(stats.t.ppf(1 - alpha / 2, df)) * error
-    p_value = float(2 * stats.t.sf(abs(difference) / error, df))
-    return Comparison((len(a), len(b)), (mean_a, mean_b), (std_a, std_b), difference,
-                      (difference - half, difference + half), p_value, df)
+                                 (var_b ** 2 / (len(b) - 1) if var_b else 0.0)) if error else math.inf
+    return _t_test((len(a), len(b)), (mean_a, mean_b), (std_a, std_b), difference, error, df, alpha, WELCH)
 
 
 def compare_one(run: float, seed: Sequence[float], *, direction: float = 1.0, alpha: float = ALPHA) -> Comparison:
@@ -121,22 +112,26 @@ def compare_one(run: float, seed: Sequence[float], *, direction: float = 1.0, al
     spread. Raises :class:`TooFewRuns` when the run is not finite or the seed
     has fewer than two finite runs.
     """
-    from scipy import stats
-
     b = [float(v) for v in seed if v is not None and math.isfinite(v)]
     if run is None or not math.isfinite(run) or len(b) < 2:
         raise TooFewRuns(f"one run against the seed needs a finite run and at least 2 seed runs; got {len(b)}")
     mean_b, std_b = statistics.fmean(b), statistics.stdev(b)
     difference = direction * (float(run) - mean_b)
     error = std_b * math.sqrt(1.0 + 1.0 / len(b))
-    df = float(len(b) - 1)
-    if error == 0.0:  # the seed's runs agree exactly: as in compare, any difference is not noise
-        return Comparison((1, len(b)), (float(run), mean_b), (None, std_b), difference, (difference, difference),
-                          1.0 if difference == 0 else 0.0, math.inf, ONE_RUN)
+    return _t_test((1, len(b)), (float(run), mean_b), (None, std_b), difference, error, float(len(b) - 1), alpha,
+                   ONE_RUN)
+
+
+def _t_test(n, mean, std, difference: float, error: float, df: float, alpha: float, test: str) -> Comparison:
+    """The two-sided t test and interval of ``difference`` with standard error ``error`` at ``df`` degrees of freedom."""
+    from scipy import stats
+
+    if error == 0.0:  # the runs agree exactly, so any difference is not noise
+        return Comparison(n, mean, std, difference, (difference, difference), 1.0 if difference == 0 else 0.0,
+                          math.inf, test)
     half = float(stats.t.ppf(1 - alpha / 2, df)) * error
     p_value = float(2 * stats.t.sf(abs(difference) / error, df))
-    return Comparison((1, len(b)), (float(run), mean_b), (None, std_b), difference,
-                      (difference - half, difference + half), p_value, df, ONE_RUN)
+    return Comparison(n, mean, std, difference, (difference - half, difference + half), p_value, df, test)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
