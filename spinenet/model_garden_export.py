@@ -46,15 +46,13 @@ import yaml
 from search_spaces.block_fns import get_block_fn
 from search_spaces.genome import Genome
 from spinenet.cost import count_params
+from spinenet.model_garden_backbone import (ModelGardenError, check_buildable, model_garden_backbone,
+                                            model_garden_block_fn)
 from spinenet.scaling import DecodeError, check_input_size
 from spinenet.specs import MOBILE_PREFIX, scaling_for
 
 # The release the generated module and YAML were checked against (tests/model_garden.py).
 MODEL_GARDEN_VERSION = "2.20.0"
-
-
-class ModelGardenExportError(DecodeError):
-    """A genome or setting the Model Garden cannot build or train as asked; the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +92,7 @@ class Recipe:
     def __post_init__(self):
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs <= max(
                 self.decay_before_end):
-            raise ModelGardenExportError(
+            raise ModelGardenError(
                 f"epochs must be an integer above {max(self.decay_before_end)} (the learning rate drops "
                 f"{' and '.join(map(str, self.decay_before_end))} epochs before the end), got {self.epochs!r}")
 
@@ -111,17 +109,14 @@ SEED_RECIPE = Recipe()
 
 _DETECTOR_TITLES = {"retinanet": "RetinaNet", "maskrcnn": "Mask R-CNN", "cascadercnn": "Cascade R-CNN"}
 
-# Per family: the Model Garden backbone class and its module, the block functions it has, the
-# default scaling and input size (the published SpineNet-49 and Mobile SpineNet-49 ones), the
+# Per family: the default scaling and input size (the published SpineNet-49 and Mobile SpineNet-49 ones), the
 # activation (ReLU as in the seed's recipe; swish, as Mobile SpineNet was published), and per detector
 # the Model Garden's SpineNet experiment to start from (the published Mobile SpineNet is a RetinaNet only).
 _FAMILIES = {
-    "spinenet": {"backbone": "SpineNet", "module": "spinenet", "block_fns": ("bottleneck", "residual"),
-                 "model_id": "49", "input_size": 640, "activation": "relu",
+    "spinenet": {"model_id": "49", "input_size": 640, "activation": "relu",
                  "experiments": {"retinanet": "retinanet_spinenet_coco", "maskrcnn": "maskrcnn_spinenet_coco",
                                  "cascadercnn": "cascadercnn_spinenet_coco"}},
-    "mobile": {"backbone": "SpineNetMobile", "module": "spinenet_mobile", "block_fns": ("mbconv",),
-               "model_id": "mobile-49", "input_size": 384, "activation": "swish",
+    "mobile": {"model_id": "mobile-49", "input_size": 384, "activation": "swish",
                "experiments": {"retinanet": "retinanet_mobile_coco"}},
 }
 
@@ -159,63 +154,21 @@ class ModelGardenExport:
         return list(self.files)
 
 
-def check_model_garden(genome: Genome) -> None:
-    """Raise :class:`ModelGardenExportError` unless the Model Garden's SpineNet (or SpineNetMobile) builds ``genome``.
-
-    Those backbones have two stem blocks of a fixed function, know only their
-    own block functions, and ``SpineNetMobile`` lowers blocks above
-    ``max_level`` to it, which a genome here does not.
-    """
-    family = _family(genome)
-    backbone, known = family["backbone"], family["block_fns"]
-    if genome.num_init_blocks != 2:
-        raise ModelGardenExportError(f"the Model Garden's {backbone} has 2 stem blocks, this genome "
-                                     f"{genome.num_init_blocks}")
-    if _model_garden_fn(genome.init_block_fn, known) != known[0]:
-        raise ModelGardenExportError(f"the stem blocks are {genome.init_block_fn!r}; the Model Garden's {backbone} "
-                                     f"builds its stem of {known[0]!r} blocks")
-    # Every block, reachable or not: the Model Garden builds them all before Keras drops the dead ones.
-    for number, block in enumerate(genome.blocks, start=1):
-        if _model_garden_fn(block.block_fn, known) is None:
-            raise ModelGardenExportError(f"block {number} is {block.block_fn!r}, which the Model Garden's {backbone} "
-                                         f"does not have (it builds {', '.join(known)})")
-        if genome.family == "mobile" and block.level > genome.max_level:
-            raise ModelGardenExportError(
-                f"block {number} is at level {block.level}, above max_level {genome.max_level}: the Model Garden's "
-                f"{backbone} would build it at level {genome.max_level}")
-
-
-def _family(genome: Genome) -> dict:
-    if genome.family not in _FAMILIES:
-        raise ModelGardenExportError(f"block family {genome.family!r} has no Model Garden backbone "
-                                     f"(it has one for {', '.join(_FAMILIES)})")
-    return _FAMILIES[genome.family]
-
-
-def _model_garden_fn(name: str, known: tuple[str, ...]) -> str | None:
-    """The Model Garden block function ``name`` is (itself, or a variant with the same options), or None."""
-    if name in known:
-        return name
-    spec = get_block_fn(name)
-    if spec.base in known and dict(spec.options) == dict(get_block_fn(spec.base).options):
-        return spec.base
-    return None
-
-
 def model_garden_scaling(genome: Genome, model_id: str | None = None) -> tuple[str, dict]:
-    """The model id (the family's 49 when None) and its scaling, or a :class:`ModelGardenExportError`."""
-    family = _family(genome)
+    """The model id (the family's 49 when None) and its scaling, or a :class:`ModelGardenError`."""
+    model_garden_backbone(genome)  # names a family without a Model Garden backbone
+    family = _FAMILIES[genome.family]
     model_id = family["model_id"] if model_id is None else str(model_id)
     try:
         scaling = scaling_for(model_id)
     except ValueError as err:
-        raise ModelGardenExportError(str(err)) from None
+        raise ModelGardenError(str(err)) from None
     mobile_id = model_id.lower().startswith(MOBILE_PREFIX)
     if mobile_id != (genome.family == "mobile"):
         kind = "a Mobile SpineNet" if mobile_id else "a SpineNet"
         hint = "mobile-49, mobile-49S or mobile-49XS" if genome.family == "mobile" else "49S, 49, 96, 143 or 190"
-        raise ModelGardenExportError(f"scaling {model_id} is {kind} scaling and this genome's family is "
-                                     f"{genome.family!r}: choose {hint}")
+        raise ModelGardenError(f"scaling {model_id} is {kind} scaling and this genome's family is "
+                               f"{genome.family!r}: choose {hint}")
     return model_id, scaling
 
 
@@ -227,10 +180,10 @@ def plan_model_garden(genome: Genome, model_id: str | None = None, input_size: i
     Defaults: the family's 49 scaling at 640 px (Mobile SpineNet-49 at 384
     px), its activation (relu; swish for ``mobile``) and :data:`SEED_RECIPE`.
     ``source`` says where the genome comes from (``trial 3 of study 'x'``).
-    Raises :class:`ModelGardenExportError` for a genome the Model Garden cannot
+    Raises :class:`ModelGardenError` for a genome the Model Garden cannot
     build, a scaling of another family, or an input size its levels do not divide.
     """
-    check_model_garden(genome)
+    check_buildable(genome)
     # One line: it lands in YAML comments, Markdown and Python docstrings.
     source = " ".join(str(source).split())
     family = _FAMILIES[genome.family]
@@ -239,11 +192,11 @@ def plan_model_garden(genome: Genome, model_id: str | None = None, input_size: i
     try:
         check_input_size(genome, (input_size, input_size))
     except DecodeError as err:
-        raise ModelGardenExportError(str(err).replace("input height", "input size")) from None
+        raise ModelGardenError(str(err).replace("input height", "input size")) from None
     activation = family["activation"] if activation is None else activation
     if activation not in ("relu", "swish"):
-        raise ModelGardenExportError(f"activation must be relu or swish (the Model Garden's SpineNet has those), "
-                                     f"got {activation!r}")
+        raise ModelGardenError(f"activation must be relu or swish (the Model Garden's SpineNet has those), "
+                               f"got {activation!r}")
     backbone_type = f"spinenas_{genome.fingerprint}"
     module = f"{backbone_type}_backbone"
     detectors = list(family["experiments"])
@@ -309,14 +262,14 @@ class _Context:
 
 
 def _module_source(c: _Context) -> str:
-    family = _FAMILIES[c.genome.family]
+    backbone = model_garden_backbone(c.genome)
     # A variant with its base's options is written as the base: the Model Garden knows only its own names.
-    specs = "\n".join(f"    {(level, _model_garden_fn(fn, family['block_fns']), parents, output)!r},"
+    specs = "\n".join(f"    {(level, model_garden_block_fn(fn, backbone), parents, output)!r},"
                       for level, fn, parents, output in c.genome.to_block_specs())
     fields = "\n".join(f"    {key}: {_FIELD_TYPES[key].__name__} = {_FIELD_TYPES[key](value)!r}"
                        for key, value in c.backbone_fields().items())
-    base_of = family["experiments"]
-    module = family["module"]
+    base_of = _FAMILIES[c.genome.family]["experiments"]
+    module = backbone.module
     arguments = ["input_specs=input_specs", "min_level=MIN_LEVEL", "max_level=MAX_LEVEL",
                  f"block_specs={module}.build_block_specs(BLOCK_SPECS)",
                  "endpoints_num_filters=config.endpoints_num_filters", "filter_size_scale=config.filter_size_scale"]
@@ -331,7 +284,7 @@ def _module_source(c: _Context) -> str:
                   "use_sync_bn=norm_activation_config.use_sync_bn",
                   "norm_momentum=norm_activation_config.norm_momentum",
                   "norm_epsilon=norm_activation_config.norm_epsilon"]
-    build = f"{module}.{family['backbone']}(\n" + "".join(f"        {arg},\n" for arg in arguments) + "    )"
+    build = f"{module}.{backbone.name}(\n" + "".join(f"        {arg},\n" for arg in arguments) + "    )"
     experiments = "\n".join(f"    {name!r}: ({c.experiments[name]!r}, {base_of[name]!r}),"
                             for name in c.experiments)
     return f'''"""Registers {c.what_in_docstring} with the TF Model Garden.
@@ -339,7 +292,7 @@ def _module_source(c: _Context) -> str:
 Generated by ``spinenas export --model-garden``; tested with tf-models-official {MODEL_GARDEN_VERSION}.
 Import it before the Model Garden reads an experiment that names the type; it registers
 
-- the backbone type {c.backbone_type!r}: the Model Garden's {family["backbone"]} with this genome's blocks;
+- the backbone type {c.backbone_type!r}: the Model Garden's {backbone.name} with this genome's blocks;
 - the experiments {", ".join(repr(name) for name in c.experiments.values())}:
   the Model Garden's SpineNet experiments of those detectors, whose backbone config also has the
   {c.backbone_type!r} field.
@@ -354,7 +307,7 @@ from official.vision.configs import backbones
 from official.vision.configs import maskrcnn  # noqa: F401  (registers the base experiments)
 from official.vision.configs import retinanet  # noqa: F401
 from official.vision.modeling.backbones import factory
-from official.vision.modeling.backbones import {family["module"]}
+from official.vision.modeling.backbones import {backbone.module}
 
 BACKBONE_TYPE = {c.backbone_type!r}
 FINGERPRINT = {c.genome.fingerprint!r}
@@ -388,7 +341,7 @@ class Backbone(backbones.Backbone):
 
 @factory.register_backbone_builder(BACKBONE_TYPE)
 def build_backbone(input_specs, backbone_config, norm_activation_config, l2_regularizer=None):
-    """The Model Garden's {family["backbone"]} with this genome's block specs, at the config's scaling."""
+    """The Model Garden's {backbone.name} with this genome's block specs, at the config's scaling."""
     if backbone_config.type != BACKBONE_TYPE:
         raise ValueError(f"backbone type {{backbone_config.type!r}} is not {{BACKBONE_TYPE!r}}")
     config = backbone_config.get()
@@ -504,7 +457,7 @@ def _experiment_yaml(c: _Context, detector: str) -> str:
 
 def _readme(c: _Context) -> str:
     r = c.recipe
-    family = _FAMILIES[c.genome.family]
+    backbone = model_garden_backbone(c.genome)
     rows = "\n".join(f"| {_DETECTOR_TITLES[name]} | `{name}.yaml` | `{exp}` |" for name, exp in c.experiments.items())
     commands = "\n".join(f"    python train.py --experiment={exp} --config_file={name}.yaml \\\n"
                          f"        --mode=train_and_eval --model_dir=runs/{name}"
@@ -518,7 +471,7 @@ def _readme(c: _Context) -> str:
     blocks = [
         f"# {c.what} in the TF Model Garden",
         _fill(f"Written by `spinenas export --model-garden`. The backbone is the Model Garden's own "
-              f"`{family['backbone']}` built with this genome's `block_specs` (the genome is `../genome.yaml` when "
+              f"`{backbone.name}` built with this genome's `block_specs` (the genome is `../genome.yaml` when "
               f"exported from a study), at {c.scaling_name} scaling ({fields}) and {c.input_size}x{c.input_size} "
               f"input: {c.params:,} backbone parameters, batch-norm statistics included."),
         f"| detector | config | experiment |\n|---|---|---|\n{rows}",
@@ -558,5 +511,5 @@ def _fill(text: str, indent: str = "") -> str:
     return textwrap.fill(text, width=100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
-__all__ = ["MODEL_GARDEN_VERSION", "ModelGardenExport", "ModelGardenExportError", "Recipe",
-           "SEED_RECIPE", "check_model_garden", "model_garden_scaling", "plan_model_garden"]
+__all__ = ["MODEL_GARDEN_VERSION", "ModelGardenExport", "Recipe",
+           "SEED_RECIPE", "model_garden_scaling", "plan_model_garden"]

@@ -29,15 +29,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from search_spaces.families import get_family
 from search_spaces.genome import Genome
+from spinenet.model_garden_backbone import (ModelGardenError, check_buildable, model_garden_backbone,
+                                            model_garden_block_fn)
 from spinenet.plan.builder import INPUT, PlanLayer
 from spinenet.plan.network import plan_network
-from spinenet.scaling import DecodeError, Scaling
-
-
-class LayoutError(DecodeError):
-    """A genome or setting the Model Garden's SpineNet cannot build, so it has no checkpoint layout."""
+from spinenet.scaling import Scaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +58,6 @@ _BLOCK_ATTRIBUTES = {
                "se_reduce": "_squeeze_excitation/_se_reduce", "se_expand": "_squeeze_excitation/_se_expand",
                "project_conv": "_conv2", "project_bn": "_norm2"},
 }
-# The Model Garden backbone of each block family, and the block functions it is built of.
-_MODEL_GARDEN_BACKBONES = {"spinenet": ("SpineNet", ("bottleneck", "residual")), "mobile": ("SpineNetMobile", ("mbconv",))}
-# Each Model Garden backbone builds its stem blocks with one fixed block function.
-_MODEL_GARDEN_STEM_FNS = {"spinenet": "bottleneck", "mobile": "mbconv"}
 # nearest_upsampling (official/vision/ops/spatial_transform_ops.py) is five ops deep on its longest
 # path: shape, slice, reshape, tile, reshape. Only that length matters to the layer order.
 _UPSAMPLE_DEPTH = 5
@@ -134,37 +127,13 @@ class _Graph:
 
 
 def _group_block_fns(genome: Genome) -> dict[str, str]:
-    """The block function of every block group name of the plan (``stem_block1``, ``block7``)."""
+    """The Model Garden block function of every block group name of the plan (``stem_block1``, ``block7``)."""
+    backbone = model_garden_backbone(genome)
     names = {}
     for node in genome.resolve().nodes:
-        names[f"stem_block{node.index + 1}" if node.block is None else f"block{node.block}"] = node.block_fn
+        name = f"stem_block{node.index + 1}" if node.block is None else f"block{node.block}"
+        names[name] = model_garden_block_fn(node.block_fn, backbone)
     return names
-
-
-def _check_buildable(genome: Genome, scaling: Scaling) -> None:
-    family = get_family(genome.family)
-    if family.name not in _MODEL_GARDEN_BACKBONES:
-        raise LayoutError(f"block family {family.name!r} has no Model Garden backbone "
-                          f"(it has {', '.join(_MODEL_GARDEN_BACKBONES)})")
-    backbone, block_fns = _MODEL_GARDEN_BACKBONES[family.name]
-    if genome.num_init_blocks != 2:
-        raise LayoutError(f"the Model Garden's {backbone} has 2 stem blocks, this genome {genome.num_init_blocks}")
-    if genome.init_block_fn != _MODEL_GARDEN_STEM_FNS[family.name]:
-        raise LayoutError(f"the Model Garden's {backbone} builds its stem blocks as "
-                          f"{_MODEL_GARDEN_STEM_FNS[family.name]!r}, this genome as {genome.init_block_fn!r}")
-    if family.name == "mobile" and max(genome.block_levels) > genome.max_level:
-        # SpineNetMobile lowers every block above max_level to max_level.
-        raise LayoutError(f"the Model Garden's SpineNetMobile has no block above max_level {genome.max_level}, "
-                          f"this genome one at level {max(genome.block_levels)}")
-    for node in genome.resolve().nodes:
-        if node.live and node.block_fn not in block_fns:
-            where = "a stem block" if node.block is None else f"block {node.block}"
-            raise LayoutError(f"{where} is {node.block_fn!r}, which the Model Garden's {backbone} does not have "
-                              f"(it builds {', '.join(block_fns)})")
-    if family.name == "mobile" and scaling.block_repeats != 1:
-        # SpineNetMobile._block_group feeds every repeat the group's input, so it keeps only the last.
-        raise LayoutError("the Model Garden's SpineNetMobile chains no block repeats (block_repeats must be 1, "
-                          f"got {scaling.block_repeats})")
 
 
 def model_garden_layout(genome: Genome, scaling: Scaling, input_channels: int = 3) -> tuple[LayoutVariable, ...]:
@@ -172,12 +141,10 @@ def model_garden_layout(genome: Genome, scaling: Scaling, input_channels: int = 
 
     Paths are relative to the backbone object (``layer_with_weights-K/...``);
     each names the decoded layer and weight (``decode(genome, ...)``'s layer
-    names) that holds the same value. Raises :class:`LayoutError` for a genome
-    the Model Garden cannot build (another block function, in the stem or a
-    block; a number of stem blocks other than 2; block repeats, or a block
-    above ``max_level``, in Mobile SpineNet).
+    names) that holds the same value. Raises :class:`ModelGardenError` for a
+    genome the Model Garden cannot build (:func:`check_buildable`).
     """
-    _check_buildable(genome, scaling)
+    check_buildable(genome, scaling.block_repeats)
     mobile = genome.family == "mobile"
     plan = plan_network(genome, scaling, input_channels)
     block_fns = _group_block_fns(genome)
@@ -200,7 +167,7 @@ def model_garden_layout(genome: Genome, scaling: Scaling, input_channels: int = 
             if layer.kind in _WEIGHTED:
                 attributes = _BLOCK_ATTRIBUTES[block_fns[unit.group("group")]]
                 if unit.group("part") not in attributes:
-                    raise LayoutError(f"layer {layer.name} has no place in the Model Garden's block")
+                    raise ModelGardenError(f"layer {layer.name} has no place in the Model Garden's block")
                 graph.variables[units[key]].append((attributes[unit.group("part")], layer))
             if index == last_of_group[unit.group("group")]:
                 # SpineNet ends a group with tf.identity, SpineNetMobile with a linear Activation.
@@ -221,7 +188,8 @@ def model_garden_layout(genome: Genome, scaling: Scaling, input_channels: int = 
                 total = graph.node([total, addend])
             node_of[layer.name] = total
         else:
-            raise LayoutError(f"layer {layer.name} ({layer.kind}) has no counterpart in the Model Garden's backbone")
+            raise ModelGardenError(f"layer {layer.name} ({layer.kind}) has no counterpart in the Model Garden's "
+                                   "backbone")
     # The model's outputs are a dict {'3': ..., '7': ...}, which Keras flattens in sorted key order.
     outputs = [node_of[plan.endpoints[level]] for level in sorted(plan.endpoints, key=str)]
     layout = []
@@ -233,4 +201,4 @@ def model_garden_layout(genome: Genome, scaling: Scaling, input_channels: int = 
     return tuple(layout)
 
 
-__all__ = ["LayoutError", "LayoutVariable", "model_garden_layout"]
+__all__ = ["LayoutVariable", "model_garden_layout"]

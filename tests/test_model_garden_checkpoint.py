@@ -319,8 +319,8 @@ def test_export_command_writes_a_model_garden_checkpoint(reference, tmp_path, ca
     assert "--checkpoint needs --model-id-scaling" in capsys.readouterr().err
     assert main([*args, "--trial", "1", "--model-id-scaling", "49S", "--checkpoint"]) == 2
     assert capsys.readouterr().err == (
-        "spinenas: error: --checkpoint: trial 1 has no Model Garden checkpoint layout: the Model Garden's SpineNet "
-        "builds its stem blocks as 'bottleneck', this genome as 'residual'; nothing written\n")
+        "spinenas: error: --checkpoint: trial 1 has no Model Garden checkpoint layout: the stem blocks are "
+        "'residual'; the Model Garden's SpineNet builds its stem of 'bottleneck' blocks; nothing written\n")
     assert not os.path.exists(tmp_path / "out")
     args.extend(["--trial", "0"])
     assert main([*args, "--model-id-scaling", "49S", "--checkpoint"]) == 0

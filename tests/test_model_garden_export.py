@@ -26,7 +26,10 @@ from search_spaces.genome import Genome
 from search_spaces.space import ScalePermutedSpace
 from spinenet import SPINENET_49, SPINENET_MOBILE_49
 from spinenet.cost import count_params
-from spinenet.model_garden_export import ModelGardenExportError, Recipe, plan_model_garden
+from spinenet.model_garden_backbone import ModelGardenError
+from spinenet.model_garden_export import Recipe, plan_model_garden
+from spinenet.model_garden_layout import model_garden_layout
+from spinenet.scaling import Scaling
 from spinenet.specs import scaling_for
 from tests import model_garden
 
@@ -57,9 +60,19 @@ def _random_genome() -> Genome:
      "block 9 is at level 7, above max_level 6: the Model Garden's SpineNetMobile would build it at level 6"),
 ])
 def test_what_the_model_garden_cannot_build_is_named(genome, message):
-    with pytest.raises(ModelGardenExportError) as error:
+    with pytest.raises(ModelGardenError) as error:
         plan_model_garden(genome)
     assert str(error.value) == message
+    # A checkpoint layout is refused for the same genomes, in the same words.
+    with pytest.raises(ModelGardenError) as error:
+        model_garden_layout(genome, Scaling(family=genome.family))
+    assert str(error.value) == message
+
+
+def test_mobile_block_repeats_have_no_checkpoint_layout():
+    with pytest.raises(ModelGardenError, match=r"SpineNetMobile chains no block repeats \(block_repeats must be 1, "
+                                               r"got 2\)"):
+        model_garden_layout(SPINENET_MOBILE_49, Scaling(family="mobile", block_repeats=2))
 
 
 @pytest.mark.parametrize("model_id, size, activation, message", [
@@ -69,7 +82,7 @@ def test_what_the_model_garden_cannot_build_is_named(genome, message):
     ("49", None, "gelu", "activation must be relu or swish"),
 ])
 def test_bad_settings_are_named(model_id, size, activation, message):
-    with pytest.raises(ModelGardenExportError, match=re.escape(message)):
+    with pytest.raises(ModelGardenError, match=re.escape(message)):
         plan_model_garden(SPINENET_49, model_id, size, activation=activation)
 
 
@@ -77,7 +90,7 @@ def test_recipe_schedule():
     config = plan_model_garden(SPINENET_49, recipe=Recipe(epochs=100)).files["retinanet.yaml"]
     # 463 steps per epoch (118,287 images at batch 256); cut 30 and 10 epochs before the end.
     assert "train_steps: 46300\n" in config and "boundaries: [32410, 41670]" in config
-    with pytest.raises(ModelGardenExportError, match="epochs must be an integer above 30"):
+    with pytest.raises(ModelGardenError, match="epochs must be an integer above 30"):
         Recipe(epochs=30)
 
 
@@ -258,5 +271,7 @@ def test_a_variant_with_its_bases_options_is_written_as_the_base():
         module = next(text for name, text in plan_model_garden(genome, "49").files.items() if name.endswith(".py")
                       and "BLOCK_SPECS" in text)
         assert "bottleneck_same" not in module and repr(SPINENET_49.to_block_specs()[3]) in module
+        # ...and its weights sit where the base block's do in a Model Garden checkpoint.
+        assert model_garden_layout(genome, Scaling()) == model_garden_layout(SPINENET_49, Scaling())
     finally:
         BLOCK_FNS.pop("bottleneck_same")

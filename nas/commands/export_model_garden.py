@@ -46,11 +46,12 @@ def plan_exports(args, chosen, study) -> dict:
             raise UserError(f"{', '.join(given)} {'need' if len(given) > 1 else 'needs'} --model-garden")
         return {}
     from nas.trials import trial_genome
-    from spinenet.model_garden_export import SEED_RECIPE, ModelGardenExportError, Recipe, plan_model_garden
+    from spinenet.model_garden_backbone import ModelGardenError
+    from spinenet.model_garden_export import SEED_RECIPE, Recipe, plan_model_garden
 
     try:
         recipe = SEED_RECIPE if args.model_garden_epochs is None else Recipe(epochs=args.model_garden_epochs)
-    except ModelGardenExportError as err:
+    except ModelGardenError as err:
         raise UserError(f"--model-garden-epochs: {err}") from None
     plans = {}
     for trial in chosen:
@@ -59,7 +60,7 @@ def plan_exports(args, chosen, study) -> dict:
             plans[trial.number] = plan_model_garden(
                 genome, args.model_garden_scaling, args.model_garden_size, recipe=recipe,
                 source=f"trial {trial.number} of study {study.study_name!r}")
-        except ModelGardenExportError as err:
+        except ModelGardenError as err:
             raise UserError(f"trial {trial.number} [{genome.fingerprint}] cannot go to the Model Garden: {err}") \
                 from None
     return plans
