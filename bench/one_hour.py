@@ -75,7 +75,7 @@ def _study_record(path: str) -> dict:
     sys.path.insert(0, ROOT)
     from nas.confirm import VERDICT_KEY, confirmation_study
     from nas.experiment import load_experiment
-    from nas.search import load_study
+    from nas.search.study import load_study
 
     experiment = load_experiment(path)
     study = load_study(experiment.storage_url, experiment.study_name)

@@ -155,7 +155,7 @@ def measure(config_path: str, overrides: list[str], warm: bool = False, workers:
         try:
             from nas.search.child import TrialProcess
         except ImportError:  # 1e9f694: one fresh process per trial
-            from nas.search import train_in_child
+            from nas.search.child import train_in_child
 
             def run():
                 return train_in_child(SPINENET_49, data, out_dir)

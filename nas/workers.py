@@ -186,7 +186,7 @@ def _worker_main(index: int, experiment_path: str, overrides: Sequence[str], sto
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices  # inherited by this worker's training processes
     log = start_worker_process(index, parent, threads)
     from nas.experiment import load_experiment
-    from nas.search import SearchStopped, run_search
+    from nas.search.driver import SearchStopped, run_search
     from nas.trials import TrialFailed
 
     try:
@@ -238,8 +238,8 @@ def run_workers(experiment_path: str, overrides: Sequence[str], workers: int, *,
     begun = time.time()
     use_settings(onednn_settings())  # before the pre-screen here starts its scoring process
     from nas.experiment import load_experiment
-    from nas.search import open_study, prepare
-    from nas.search.driver import confirm_time_split, queue_first_trials
+    from nas.search.driver import confirm_time_split, prepare, queue_first_trials
+    from nas.search.study import open_study
     from nas.search.latency import prepare_latency
     from nas.search.objective import Objective
 

@@ -12,7 +12,7 @@ from nas.cli import main
 from nas.config import ConfigError
 from nas.confirm import format_verdict, run_confirm
 from nas.experiment import load_experiment
-from nas.search import run_search
+from nas.search.driver import run_search
 from tests.test_search import fake_metrics, fake_training, tiny_experiment
 
 

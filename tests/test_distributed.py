@@ -16,7 +16,9 @@ from tests import instant_task
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
-from nas.search import StorageError, open_storage, open_study, run_search
+from nas.search.driver import run_search
+from nas.search.storage import StorageError, open_storage
+from nas.search.study import open_study
 from nas.search.study import process_alive
 from nas.cpu import ONEDNN, onednn_setting, onednn_settings, use_settings
 from nas.workers import auto_workers, gpu_assignments, physical_memory, thread_settings, usable_cores
@@ -333,7 +335,7 @@ def test_mirrored_strategy_falls_back_on_cpu(tmp_path):
 def test_orphan_is_failed_once_when_two_workers_see_it(tmp_path, monkeypatch):
     import socket
 
-    from nas.search import fail_orphaned_trials
+    from nas.search.study import fail_orphaned_trials
 
     monkeypatch.chdir(tmp_path)
     study = open_study(load_experiment(tiny_experiment(tmp_path)))
@@ -405,7 +407,7 @@ def test_workers_opening_an_empty_database_together(tmp_path):
     # Regression: Optuna's table creation raced ("duplicate key ... alembic_version") when
     # several workers opened a fresh PostgreSQL database at the same moment.
     with throwaway_postgres() as url:
-        code = f"from nas.search import open_storage; open_storage({url!r}); print('ok')"
+        code = f"from nas.search.storage import open_storage; open_storage({url!r}); print('ok')"
         workers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True) for _ in range(5)]
         results = [w.communicate(timeout=120) for w in workers]
@@ -416,7 +418,7 @@ _CLAIM_ALL = """
 import sys
 import optuna
 from optuna.trial import TrialState
-from nas.search import open_storage
+from nas.search.storage import open_storage
 study = optuna.load_study(study_name="queue", storage=open_storage(sys.argv[1]))
 won = []
 while True:

@@ -16,7 +16,8 @@ import nas.search.driver
 from nas.cli import build_parser, main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
-from nas.search import SearchStopped, load_study, run_search
+from nas.search.driver import SearchStopped, run_search
+from nas.search.study import load_study
 from nas.search.storage import redacted
 from tests.postgres import throwaway_postgres
 from tests.test_search import fake_metrics, fake_training, tiny_experiment
@@ -204,7 +205,7 @@ def test_median_pruner_prunes_through_the_child_process(tmp_path, monkeypatch, w
                            task={"training": {"epochs": 2, "warmup_steps": 2},
                                  "evaluation": {"batch_size": 32, "every_epoch": True}})
     experiment = load_experiment(path)
-    from nas.search import open_study
+    from nas.search.study import open_study
 
     study = open_study(experiment)
     # A finished trial that was perfect at every step: the median any real trial is judged against.

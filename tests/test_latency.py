@@ -163,7 +163,7 @@ def latency_experiment(tmp_path, **search):
 def test_a_search_records_predicted_latency_and_drops_genomes_over_the_limit(tmp_path, monkeypatch):
     import nas.search.latency
     from nas.experiment import load_experiment
-    from nas.search import run_search
+    from nas.search.driver import run_search
     from nas.search.driver import prepare
     from nas.search.latency import _search_genomes, meter_for
     from tests.test_search import fake_metrics, fake_training
@@ -345,7 +345,7 @@ def test_a_confirmation_judges_latency_as_the_search_did(tmp_path, monkeypatch):
     import nas.search.latency
     from nas.confirm import format_verdict, run_confirm
     from nas.experiment import load_experiment
-    from nas.search import run_search
+    from nas.search.driver import run_search
     from nas.search.driver import prepare
     from nas.search.latency import _search_genomes, meter_for
     from tests.test_confirm import _genome_ap

@@ -21,7 +21,7 @@ import nas.search.child
 from nas.experiment import load_experiment
 from nas.samplers import make_sampler
 from nas.samplers.seeding import trial_seed
-from nas.search import run_search
+from nas.search.driver import run_search
 from nas.search.study import load_study
 from tests.test_search import fake_metrics, tiny_experiment
 

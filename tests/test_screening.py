@@ -11,7 +11,7 @@ from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment, load_train_config
 from nas.screening import ENSEMBLE_MEMBERS, PROXIES, kendall, rank_ensemble, score_genomes
-from nas.search import run_search
+from nas.search.driver import run_search
 from nas.trials import trial_genome
 from search_spaces.features import genome_features
 from spinenet import SPINENET_49

@@ -17,7 +17,9 @@ import nas.search.driver
 from nas.cli import main
 from nas.config import ConfigError
 from nas.experiment import load_experiment
-from nas.search import SearchStopped, load_study, open_study, run_search, train_in_child
+from nas.search.child import train_in_child
+from nas.search.driver import SearchStopped, run_search
+from nas.search.study import load_study, open_study
 from nas.trials import TrialFailed
 from search_spaces.genome import Genome
 from tests.test_detection import TINY_GENOME

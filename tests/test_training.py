@@ -225,7 +225,7 @@ def test_a_study_refuses_a_worker_where_auto_means_another_precision(tmp_path, m
     from optuna.trial import TrialState
 
     from nas.experiment import load_experiment
-    from nas.search import run_search
+    from nas.search.driver import run_search
     from nas.search.precision import PrecisionMismatch
     from tests.test_search import fake_metrics, fake_training, tiny_experiment
 

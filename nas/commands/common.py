@@ -90,7 +90,7 @@ def experiment_from_args(args):
 
 def study_from_args(args):
     """The existing study named by an experiment FILE, or by --storage and --study-name; never creates one."""
-    from nas.search import load_study
+    from nas.search.study import load_study
 
     if args.file:
         from nas.experiment import load_experiment

@@ -10,7 +10,7 @@ from nas.commands.common import add_study_options, recorded_verdict, study_from_
 
 def run_results(args) -> int:
     """List the study's trials, best first when --top is given."""
-    from nas.search import trial_rows
+    from nas.search.study import trial_rows
     from nas.trials import metric_names, ranked_trials
 
     study = study_from_args(args)

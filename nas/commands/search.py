@@ -11,7 +11,8 @@ from nas.commands.search_run import EXIT_INTERRUPTED, EXIT_TRIALS_FAILED, add_bu
 
 def run_search(args) -> int:
     """Create or resume the study, run trials (in one or several workers), print the best architecture(s)."""
-    from nas.search import load_study, run_search as search
+    from nas.search.driver import run_search as search
+    from nas.search.study import load_study
 
     started = time.monotonic()  # a --timeout counts from here, confirmation included
     experiment, overrides = experiment_from_args(args)
@@ -86,7 +87,7 @@ def _trials_left(args, experiment, storage: str) -> int:
     """Complete trials the search still needs; its whole budget when the study cannot be read yet."""
     from optuna.trial import TrialState
 
-    from nas.search import load_study
+    from nas.search.study import load_study
 
     target = args.n_trials or experiment.search.n_trials
     try:

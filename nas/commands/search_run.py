@@ -31,7 +31,7 @@ def run_trials(train: Callable[[], tuple], who: str, interrupted: str) -> int:
     A search that stopped (trials kept failing) is one line naming ``who``
     stopped; an interrupted one prints ``interrupted``.
     """
-    from nas.search import SearchStopped
+    from nas.search.driver import SearchStopped
     from nas.trials import TrialFailed
 
     try:
@@ -50,7 +50,7 @@ def print_best(study) -> None:
     """The best feasible trial (or Pareto front) and its genome, or why there is none yet."""
     from optuna.trial import TrialState
 
-    from nas.search import describe_trial
+    from nas.search.study import describe_trial
     from nas.trials import best_trials
 
     best = best_trials(study)

@@ -11,7 +11,8 @@ from nas.commands.search_run import add_budget_options, run_trials
 
 def run_worker(args) -> int:
     """Join an existing study from this machine and run trials until it has enough."""
-    from nas.search import open_study, run_search as search
+    from nas.search.driver import run_search as search
+    from nas.search.study import open_study
 
     experiment, _ = experiment_from_args(args)
     open_study(experiment, args.storage, args.study_name, create=False)  # must exist: a typo makes no new study
