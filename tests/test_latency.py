@@ -4,6 +4,7 @@ import collections
 import json
 
 import numpy as np
+import optuna
 import pytest
 
 from search_spaces.block_fns import BLOCK_FNS, register_block_fn
@@ -317,6 +318,58 @@ def test_measured_latency_times_each_genome_once(tmp_path, monkeypatch):
     finally:
         objective.close()
     assert calls == [TINY_GENOME.fingerprint]
+
+
+def test_a_genome_whose_latency_cannot_be_measured_fails_alone(tmp_path, monkeypatch):
+    # Before, the error from the measuring child stopped the whole search.
+    import nas.search.latency
+    from nas.experiment import load_experiment
+    from nas.search.driver import run_search
+    from tests.test_search import fake_metrics, fake_training, tiny_experiment
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_experiment(tmp_path, search={"latency": {"source": "measured", "input_size": 64, "repeats": 3},
+                                             "constraints": {"max_latency_ms": 1e6}})
+    calls = []
+
+    def measure(target, experiment, classes, genome_data):
+        calls.append(genome_data)
+        if len(calls) == 1:
+            raise RuntimeError("converting the model failed\n<a page of MLIR>")
+        return 5.0
+
+    monkeypatch.setattr(nas.search.latency, "in_child", measure)
+    fake_training(monkeypatch, lambda *a, **k: fake_metrics(0.3))
+    lines = []
+    study = run_search(load_experiment(path), log=lines.append)
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1 and len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
+    fingerprint = Genome.from_dict(calls[0]).fingerprint
+    reason = (f"measured latency: genome {fingerprint}: timing its deployed model failed: RuntimeError: converting "
+              "the model failed")
+    assert failed[0].user_attrs["fail_reason"] == reason and failed[0].user_attrs["fingerprint"] == fingerprint
+    assert f"trial {failed[0].number}: {reason}; not trained" in lines
+    assert all(t.user_attrs["latency_ms"] == 5.0 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+
+
+def test_a_measuring_process_that_dies_is_named_not_waited_for(monkeypatch):
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    import nas.search.latency
+    from nas.search.latency import LatencyUnavailable, in_child, measure_in_child
+    from tests.test_detection import TINY_GENOME
+
+    with pytest.raises(BrokenProcessPool):  # a multiprocessing.Pool waited for ever here
+        in_child(os._exit, 3)
+
+    def die(*args):
+        raise BrokenProcessPool("gone")
+
+    monkeypatch.setattr(nas.search.latency, "in_child", die)
+    with pytest.raises(LatencyUnavailable, match=f"genome {TINY_GENOME.fingerprint}: the process timing its "
+                                                 "deployed model died"):
+        measure_in_child(None, 6, TINY_GENOME)
 
 
 def test_upsampling_is_one_litert_resize_at_inference_and_a_broadcast_in_training(capsys):

@@ -240,16 +240,31 @@ def prepare_latency(experiment, num_classes: int, log: Callable[[str], None] = p
 
 
 def measure_in_child(experiment, num_classes: int, genome) -> float:
-    """Measured LiteRT latency (median ms) of ``genome``'s deployed model, timed in a child process."""
-    return in_child(_measure_genome, experiment, num_classes, genome.to_dict())
+    """Measured LiteRT latency (median ms) of ``genome``'s deployed model, timed in a child process.
+
+    Any failure there (a model LiteRT cannot convert, an error while timing,
+    the process dying) is one :class:`LatencyUnavailable` naming the genome.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return in_child(_measure_genome, experiment, num_classes, genome.to_dict())
+    except LatencyUnavailable:
+        raise
+    except BrokenProcessPool:
+        raise LatencyUnavailable(f"genome {genome.fingerprint}: the process timing its deployed model died") from None
+    except Exception as err:  # noqa: BLE001 - whatever TensorFlow or LiteRT raised, in one line
+        raise LatencyUnavailable(f"genome {genome.fingerprint}: timing its deployed model failed: "
+                                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
 
 
 def in_child(target: Callable, *args):
-    """``target(*args)`` in a fresh spawned process; its exception is raised here."""
+    """``target(*args)`` in a fresh spawned process; its exception is raised here (``BrokenProcessPool`` if it died)."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(target, args)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(target, *args).result()
 
 
 def _search_genomes(experiment) -> list:

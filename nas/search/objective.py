@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from nas.samplers.seeding import SEED_ATTR, trial_seed
 from nas.experiment.schema import LATENCY_METRIC
 from nas.search.child import TrialProcess
-from nas.search.latency import measure_in_child, meter_for
+from nas.search.latency import LatencyUnavailable, measure_in_child, meter_for
 from nas.search.screen import optional as optional_screener
 from nas.search.storage import redacted, with_retries
 from nas.search.study import RESULT_ATTR, process_alive
@@ -130,7 +130,12 @@ class Objective:
             self._record(trial, genome)
             self.log(f"trial {trial.number}: genome {genome.fingerprint} is over budget; not trained")
             raise
-        known, trial_dir = self._record(trial, genome)
+        except TrialFailed as err:  # its latency could not be measured for the budget
+            self._fail_unmeasured(trial, err)
+        try:
+            known, trial_dir = self._record(trial, genome)
+        except TrialFailed as err:
+            self._fail_unmeasured(trial, err)
         if self.screener is not None:
             try:
                 self.screener.record(trial, genome)
@@ -166,10 +171,23 @@ class Objective:
         """The deployed model's latency (predicted, or measured in a child process), once per genome."""
         if genome.fingerprint not in self._latency_ms:
             if self.latency.config.source == "measured":
-                self._latency_ms[genome.fingerprint] = measure_in_child(self.experiment, self.num_classes, genome)
+                try:
+                    ms = measure_in_child(self.experiment, self.num_classes, genome)
+                except LatencyUnavailable as err:  # this genome's trial fails; the search goes on
+                    raise TrialFailed(f"measured latency: {err}") from None
+                self._latency_ms[genome.fingerprint] = ms
             else:
                 self._latency_ms[genome.fingerprint] = self.latency.predict(genome).ms
         return self._latency_ms[genome.fingerprint]
+
+    def _fail_unmeasured(self, trial, err: TrialFailed):
+        """Fail ``trial`` for a genome whose latency could not be had, keeping its genome on the record."""
+        genome = self.space.from_params(trial.params)
+        trial.set_user_attr("genome", genome.to_yaml())
+        trial.set_user_attr("fingerprint", genome.fingerprint)
+        trial.set_user_attr("fail_reason", str(err))
+        self.log(f"trial {trial.number}: {err}; not trained")
+        raise err
 
     def close(self) -> None:
         """Stop the warm training process."""
