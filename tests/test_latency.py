@@ -164,8 +164,7 @@ def latency_experiment(tmp_path, **search):
 def test_a_search_records_predicted_latency_and_drops_genomes_over_the_limit(tmp_path, monkeypatch):
     import nas.search.latency
     from nas.experiment import load_experiment
-    from nas.search.driver import run_search
-    from nas.search.driver import prepare
+    from nas.search.driver import prepare, run_search
     from nas.search.latency import _search_genomes, meter_for
     from tests.test_search import fake_metrics, fake_training
 
@@ -214,13 +213,26 @@ def test_a_table_from_another_machine_stops_the_search_before_any_trial(tmp_path
     table.identity["processor"] = "Another CPU"
     table.save(str(table_path))
     assert main(["search", path]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
+    printed = capsys.readouterr().err
+    err = printed.splitlines()[-1]  # after the shapes' progress bars, when this test makes them
+    assert err.startswith("spinenas: error: ") and "Traceback" not in printed
     assert f"{table_path} was measured elsewhere (processor 'Another CPU' there" in err
     assert "spinenas latency --calibrate" in err
     import optuna
 
     assert all(not s.n_trials for s in optuna.study.get_all_study_summaries(f"sqlite:///{tmp_path}/study.db"))
+    # --calibrate, as the message says, sets the table aside and measures this machine's (before, it refused too).
+    from nas.experiment import load_experiment
+    from nas.search.latency import calibrate, meter_for
+
+    lines = []
+    fresh = calibrate([meter_for(load_experiment(path), 6)], [], models=0, log=lines.append, progress=False)
+    kept = tmp_path / f"{table_path.stem}.replaced-1.json"
+    assert json.loads(kept.read_text())["identity"]["processor"] == "Another CPU"
+    assert load_table(str(table_path), 1).identity == fresh.identity == new_table(1).identity
+    assert lines[0] == (f"latency calibration: {table_path} was measured elsewhere (processor 'Another CPU' there, "
+                        f"{new_table(1).identity['processor']!r} here); measuring a new one (the old one is kept as "
+                        f"{kept})")
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -398,8 +410,7 @@ def test_a_confirmation_judges_latency_as_the_search_did(tmp_path, monkeypatch):
     import nas.search.latency
     from nas.confirm import format_verdict, run_confirm
     from nas.experiment import load_experiment
-    from nas.search.driver import run_search
-    from nas.search.driver import prepare
+    from nas.search.driver import prepare, run_search
     from nas.search.latency import _search_genomes, meter_for
     from tests.test_confirm import _genome_ap
     from tests.test_search import fake_metrics, fake_training, tiny_experiment

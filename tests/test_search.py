@@ -25,7 +25,7 @@ from search_spaces.genome import Genome
 from tests.test_detection import TINY_GENOME
 from tests import instant_task
 
-EXPERIMENTS = sorted(f for f in os.listdir("experiments") if f.endswith(".yaml"))
+EXPERIMENTS = sorted(f for f in os.listdir(os.path.join(instant_task.ROOT, "experiments")) if f.endswith(".yaml"))
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -167,11 +167,21 @@ def calibrate(meters: Sequence[ExperimentLatency], genomes: Sequence, *, models:
     """Time every kernel of ``genomes`` at each meter's size the table lacks, then ``models`` whole models per size.
 
     The table (this machine's, or a new one when there is none) is saved as it
-    fills, so an interrupted calibration resumes where it stopped. The
+    fills, so an interrupted calibration resumes where it stopped. A table
+    measured elsewhere is set aside (:func:`set_aside`) and a new one measured. The
     whole models are the last ``models`` genomes (seeds come first).
     """
     first = meters[0]
-    table = first.load_table(missing_ok=True) or new_table(first.threads)
+    try:
+        table = load_table(first.table_path, first.threads, missing_ok=True)
+    except CalibrationMismatch as err:
+        kept = set_aside(first.table_path)
+        log(f"latency calibration: {str(err).split('; re-measure')[0]}; measuring a new one (the old one is kept "
+            f"as {kept})")
+        table = None
+    except ValueError as err:
+        raise LatencyUnavailable(str(err)) from None
+    table = table or new_table(first.threads)
     todo, wanted = calibration_todo(meters, genomes, models, table)
     builders = {}
     for meter in meters:
@@ -202,6 +212,17 @@ def calibrate(meters: Sequence[ExperimentLatency], genomes: Sequence, *, models:
     for meter in meters:
         meter._predictor = None
     return table
+
+
+def set_aside(path: str) -> str:
+    """Rename the table at ``path`` to a free ``<name>.replaced-<n>.json`` beside it; the new path."""
+    stem = path[:-len(".json")] if path.endswith(".json") else path
+    number = 1
+    while os.path.exists(f"{stem}.replaced-{number}.json"):
+        number += 1
+    kept = f"{stem}.replaced-{number}.json"
+    os.replace(path, kept)
+    return kept
 
 
 # Random genomes (besides the seeds) whose kernels a search times before its first trial.
@@ -285,4 +306,4 @@ def _measure_genome(experiment, num_classes: int, genome_data: dict) -> float:
 
 
 __all__ = ["ExperimentLatency", "LatencyUnavailable", "RUNTIMES", "calibrate", "calibration_genomes", "deploy_config",
-           "in_child", "measure_in_child", "meter_for", "prepare_latency"]
+           "in_child", "measure_in_child", "meter_for", "prepare_latency", "set_aside"]

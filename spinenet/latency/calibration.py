@@ -103,7 +103,7 @@ def load_table(path: str, threads: int, *, missing_ok: bool = False) -> Optional
                if table.identity.get(key) != value]
     if differs:
         raise CalibrationMismatch(f"{path} was measured elsewhere ({'; '.join(differs)}); re-measure it with "
-                                  "spinenas latency --calibrate (or name another table)")
+                                  "spinenas latency --calibrate, which sets it aside (or name another table)")
     return table
 
 
