@@ -203,6 +203,43 @@ def test_a_layer_litert_cannot_convert_is_named():
         litert_bytes(function, 8)
 
 
+def test_a_genome_litert_cannot_convert_is_one_line_naming_its_layer(tmp_path, capsys):
+    # A block of one's own with an op LiteRT has no kernel for, deep inside the backbone of the detector.
+    import optuna
+    import tensorflow as tf
+    import tf_keras
+
+    from search_spaces.block_fns import BLOCK_FNS, register_block_fn
+
+    class Digamma(tf_keras.layers.Layer):
+        def call(self, x):
+            return tf.math.digamma(tf.abs(x) + 1.0)
+
+    def odd(x, filters, *, use_projection, drop_rate, layers, name):
+        return Digamma(name=f"{name}_digamma")(layers.conv_bn_act(x, filters, 3, name=f"{name}_a"))
+
+    register_block_fn("odd", expansion=1, build=odd, count_params=lambda c_in, f, proj: 9 * c_in * f + 4 * f,
+                      count_multiply_adds=lambda c_in, f, h, w, proj: h * w * 9 * c_in * f)
+    try:
+        specs = GENOME.to_block_specs()
+        specs[1] = (specs[1][0], "odd", *specs[1][2:])
+        genome = Genome.from_block_specs(specs, min_level=3, max_level=5)
+        experiment = tmp_path / "tiny.yaml"
+        experiment.write_text(
+            "name: tiny\nmodel: {filter_size_scale: 0.25, resample_alpha: 0.25, endpoints_num_filters: 16}\n"
+            f"task:\n  data: {{image_size: {SIZE}}}\n  head: {{num_filters: 16, num_convs: 1}}\n"
+            f"search:\n  storage: sqlite:///{tmp_path}/study.db\n")
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path}/study.db", study_name="tiny")
+        study.add_trial(optuna.trial.create_trial(value=0.1, user_attrs={"genome": genome.to_yaml(),
+                                                                         "metrics": {"num_classes": 3}}))
+        capsys.readouterr()  # Optuna's line about the new study
+        out = tmp_path / "t0"
+        line = one_line_error(capsys, ["export", str(experiment), "--trial", "0", "--litert", "--out", str(out)], out)
+    finally:
+        BLOCK_FNS.pop("odd")
+    assert "layer block2_unit1_digamma: op tf.Digamma has no LiteRT built-in kernel" in line, line
+
+
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory, detector, shapes):
     """A spinenas train --out folder of the fixture's detector (its weights as they are), as training writes it."""

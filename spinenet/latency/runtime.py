@@ -107,8 +107,12 @@ def convert_to_litert(concrete_function, quantization: str = "float32", *, layer
 
 def _conversion_message(text: str, layer_names: Sequence[str]) -> str:
     ops = re.findall(r"'(tf\.\w+)' op", text)
+    # A layer is named only where the error's own location names it: the rest of the text dumps the
+    # whole module, whose signature names outputs such as "classes" that are layer names too.
+    located = "\n".join(line for line in text.splitlines() if "error:" in line)
     # Longest names first, so block7_merge_act is not reported as block7_merge.
-    layer = next((name for name in sorted(layer_names, key=len, reverse=True) if re.search(rf"\b{re.escape(name)}\b", text)), None)
+    layer = next((name for name in sorted(layer_names, key=len, reverse=True)
+                  if re.search(rf"\b{re.escape(name)}\b", located)), None)
     where = f"layer {layer}" if layer else "the model"
     what = f"op {ops[0]} has no LiteRT built-in kernel" if ops else text.strip().splitlines()[0][:300]
     return f"LiteRT cannot convert {where}: {what}"
