@@ -30,8 +30,11 @@ SCORE_TOLERANCE = 1e-4
 
 def spread(layer, std, rng):
     """Random weights of a larger spread than the head's initialisation, so scores are far apart (no near-ties)."""
-    layer.kernel.assign(rng.normal(0, std, layer.kernel.shape).astype(np.float32))
-    layer.bias.assign(np.zeros(layer.bias.shape, np.float32))
+    for weight in layer.weights:  # kernel and bias, or a separable convolution's two kernels and bias
+        if "bias" in weight.name:
+            weight.assign(np.zeros(weight.shape, np.float32))
+        else:
+            weight.assign(rng.normal(0, std, weight.shape).astype(np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +128,44 @@ def test_int8_litert_runs(detector, shapes):
     assert len(content) < len(detector["litert"]) / 2
     outputs = LiteRTModel(content).run(shapes[1][:1])
     assert_runs(outputs, 20)
+
+
+def test_a_mobile_detector_deploys_with_the_keras_detections(shapes):
+    # The deploy target: MBConv blocks with squeeze-excitation, swish and a separable head.
+    import tensorflow as tf
+    import tf_keras
+
+    from nas.experiment import load_train_config
+    from nas.tasks import get_task
+    from nas.tasks.deploy import litert_bytes
+    from spinenet.decoder import decode
+    from spinenet.latency.runtime import LiteRTModel
+
+    val, images = shapes
+    genome = Genome.from_block_specs(
+        [(4, "mbconv", (0, 1), False), (3, "mbconv_k5_e3", (1, 2), True), (4, "mbconv", (2, 3), True),
+         (5, "mbconv_k3_e3", (3, 4), True)], min_level=3, max_level=5, family="mobile")
+    tf_keras.utils.set_random_seed(0)
+    config = load_train_config(None, [*SETTINGS, "model.activation=swish", "task.head.separable=true"])
+    task = get_task("detection")
+    model = task.build_model(decode(genome, input_shape=(SIZE, SIZE, 3), **config.model.decode_kwargs()), config,
+                             val.num_classes)
+    assert any("_se_" in layer.name for layer in model.get_layer("spinenet").layers)
+    assert isinstance(model.get_layer("head_box_conv0"), tf_keras.layers.SeparableConv2D)
+    rng = np.random.default_rng(0)
+    # A fresh MBConv backbone's features are small (at most about 0.2, swish near zero halves
+    # them): a wider spread of the head's weights keeps its scores far apart here too.
+    spread(model.get_layer("head_class_conv0"), 3.0, rng)
+    spread(model.get_layer("head_box_conv0"), 1.0, rng)
+    spread(model.get_layer("head_class_logits"), 3.0, rng)
+    spread(model.get_layer("head_box_deltas"), 0.05, rng)
+    function = task.inference_function(model, config, val.num_classes)
+    reference = {k: v.numpy() for k, v in tf.function(function)(tf.constant(images[:4])).items()}
+    assert (reference["num_detections"] > 0).all()
+    litert = LiteRTModel(litert_bytes(function, SIZE, "float32"))
+    for i in range(4):
+        assert_same_detections({k: v[i:i + 1] for k, v in reference.items()}, litert.run(images[i:i + 1]))
+    assert_runs(LiteRTModel(litert_bytes(function, SIZE, "float16")).run(images[:1]), 20)
 
 
 def assert_runs(outputs: dict, detections: int):
